@@ -1,0 +1,1 @@
+"""Sub-commands of ``xmipp-qc`` (see :mod:`xmipp_qc.cli`)."""

@@ -1,0 +1,3 @@
+"""Protocols of xmipp_qc; Scipion discovers the classes re-exported here."""
+
+__all__: list = []

@@ -1,0 +1,1 @@
+"""Tests of xmipp_qc: core known-answer tests (``core/``) and Scipion project tests."""

@@ -1,0 +1,3 @@
+"""Viewers of xmipp_qc; Scipion discovers the classes re-exported here."""
+
+__all__: list = []
