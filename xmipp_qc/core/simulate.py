@@ -14,7 +14,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "OUTLIER_KINDS",
     "TRAJECTORY_KINDS",
+    "Blobs",
+    "ParticleSet",
+    "blobs_volume",
+    "phantom_blobs",
+    "phantom_volume",
+    "project_blobs",
+    "simulate_particles",
     "TrajectoryPair",
     "simulate_trajectory",
     "simulate_trajectory_pair",
@@ -186,3 +194,402 @@ def simulate_trajectory_pair(
         bad = rng.choice(n_frames, size=max(1, n_frames // 3), replace=False)
         sec[bad] = SENTINEL
     return TrajectoryPair(kind, frames, ref, frames_sec.copy(), sec, float(binning))
+
+
+# --------------------------------------------------------------------------
+# Phantom maps: sums of 3D Gaussian blobs, with exact analytic projections
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Blobs:
+    """A map as a sum of isotropic 3D Gaussians ``a * exp(-|p - c|^2 / (2 s^2))``.
+
+    Attributes
+    ----------
+    centers : ndarray of shape (k, 3)
+        Blob centres (x, y, z) in px relative to the box origin ``N // 2``.
+    sigmas : ndarray of shape (k,)
+        Standard deviations in px.
+    amplitudes : ndarray of shape (k,)
+        Peak densities.
+    """
+
+    centers: NDArray[np.float64]
+    sigmas: NDArray[np.float64]
+    amplitudes: NDArray[np.float64]
+
+    @property
+    def masses(self) -> NDArray[np.float64]:
+        """Integrated density of each blob, shape (k,)."""
+        return self.amplitudes * (2 * np.pi) ** 1.5 * self.sigmas**3
+
+    def subset(self, keep: NDArray[np.bool_]) -> Blobs:
+        """Return the blobs where ``keep`` is true."""
+        return Blobs(self.centers[keep], self.sigmas[keep], self.amplitudes[keep])
+
+    def mirrored(self) -> Blobs:
+        """Return the enantiomer (x negated): the map of the opposite hand."""
+        return Blobs(self.centers * np.array([-1.0, 1.0, 1.0]), self.sigmas, self.amplitudes)
+
+
+def phantom_blobs(
+    box: int, *, seed: SeedLike = 0, n_blobs: int = 12, symmetry: str = "c1"
+) -> Blobs:
+    """Random chiral arrangement of Gaussian blobs that fits in a box.
+
+    Parameters
+    ----------
+    box : int
+        Box size N in px (odd or even, at least 16).
+    seed : int, Generator or None
+        Random state.
+    n_blobs : int
+        Number of blobs of the asymmetric unit.
+    symmetry : str
+        Point group (Xmipp names, see :mod:`xmipp_qc.core.symmetry`); every blob
+        is replicated by the group's matrices so that the map has that symmetry.
+
+    Returns
+    -------
+    Blobs
+        Centres within a radius of ``0.3 N``, sigmas ``0.035 N`` to ``0.06 N``
+        (at least 1.5 px), amplitudes 0.5 to 1.5.
+    """
+    if box < 16:
+        raise ValueError(f"box must be at least 16 px, got {box}")
+    rng = _rng(seed)
+    radius = 0.3 * box
+    direction = rng.normal(size=(n_blobs, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    centers = direction * radius * rng.uniform(0.15, 1.0, size=(n_blobs, 1)) ** (1 / 3)
+    sigmas = np.maximum(rng.uniform(0.035, 0.06, size=n_blobs) * box, 1.5)
+    amplitudes = rng.uniform(0.5, 1.5, size=n_blobs)
+    if symmetry.lower() != "c1":
+        from xmipp_qc.core.symmetry import symmetry_matrices
+
+        mats = symmetry_matrices(symmetry)
+        centers = np.concatenate([centers @ m.T for m in mats])
+        sigmas = np.tile(sigmas, len(mats))
+        amplitudes = np.tile(amplitudes, len(mats))
+    return Blobs(centers, sigmas, amplitudes)
+
+
+def _grid(box: int) -> NDArray[np.float64]:
+    return np.arange(box, dtype=np.float64) - box // 2
+
+
+def blobs_volume(blobs: Blobs, box: int, dtype: type = np.float64) -> NDArray:
+    """Sample a blob map on the voxel grid.
+
+    Parameters
+    ----------
+    blobs : Blobs
+        The map.
+    box : int
+        Box size N.
+    dtype : numpy dtype
+        Output dtype.
+
+    Returns
+    -------
+    ndarray of shape (N, N, N)
+        Densities indexed ``[z, y, x]``, origin at ``N // 2``.
+    """
+    g = _grid(box)
+    vol = np.zeros((box, box, box), dtype=np.float64)
+    for (cx, cy, cz), s, a in zip(blobs.centers, blobs.sigmas, blobs.amplitudes):
+        gx, gy, gz = (np.exp(-((g - c) ** 2) / (2 * s * s)) for c in (cx, cy, cz))
+        vol += a * gz[:, None, None] * gy[None, :, None] * gx[None, None, :]
+    return vol.astype(dtype, copy=False)
+
+
+def phantom_volume(
+    box: int,
+    *,
+    seed: SeedLike = 0,
+    n_blobs: int = 12,
+    symmetry: str = "c1",
+    dtype: type = np.float64,
+) -> NDArray:
+    """Voxelised :func:`phantom_blobs` map, shape (N, N, N), indexed ``[z, y, x]``."""
+    blobs = phantom_blobs(box, seed=seed, n_blobs=n_blobs, symmetry=symmetry)
+    return blobs_volume(blobs, box, dtype)
+
+
+def project_blobs(
+    blobs: Blobs,
+    angles: NDArray,
+    shifts: NDArray | None = None,
+    *,
+    box: int,
+    dtype: type = np.float64,
+) -> NDArray:
+    """Exact line-integral projections of a blob map.
+
+    Parameters
+    ----------
+    blobs : Blobs
+        The map.
+    angles : ndarray of shape (n, 3)
+        Xmipp Euler angles (rot, tilt, psi) in degrees.
+    shifts : ndarray of shape (n, 2), optional
+        Xmipp image shifts in px: the image is ``I(r) = P(r + s)``.
+    box : int
+        Image size N.
+    dtype : numpy dtype
+        Output dtype.
+
+    Returns
+    -------
+    ndarray of shape (n, N, N)
+        ``P(x, y) = integral of V(E.T @ [x, y, z]) dz``: each blob projects to a
+        2D Gaussian of peak ``sqrt(2 pi) s a`` centred at ``(E c)_xy - s``.
+    """
+    from xmipp_qc.core.geometry import euler_to_matrix
+
+    mats = euler_to_matrix(np.atleast_2d(angles))
+    pos = np.einsum("nij,kj->nki", mats[:, :2, :], blobs.centers)  # (n, k, 2)
+    if shifts is not None:
+        pos = pos - np.asarray(shifts, dtype=np.float64)[:, None, :]
+    g = _grid(box)
+    two_s2 = 2 * blobs.sigmas[None, :, None] ** 2
+    gx = np.exp(-((g[None, None, :] - pos[..., 0:1]) ** 2) / two_s2)
+    gy = np.exp(-((g[None, None, :] - pos[..., 1:2]) ** 2) / two_s2)
+    weight = np.sqrt(2 * np.pi) * blobs.sigmas * blobs.amplitudes
+    return np.einsum("nky,nkx,k->nyx", gy, gx, weight).astype(dtype, copy=False)
+
+
+# --------------------------------------------------------------------------
+# Particle images with planted outliers
+# --------------------------------------------------------------------------
+#: Outlier kinds of :func:`simulate_particles`.
+OUTLIER_KINDS = (
+    "wrong_conformation",
+    "junk",
+    "misassigned_angles",
+    "mirrored_hand",
+    "missing_domain",
+    "large_shift",
+)
+
+
+@dataclass(frozen=True)
+class ParticleSet:
+    """Simulated images with the metadata a user's data set would carry.
+
+    Attributes
+    ----------
+    images : ndarray of shape (n, N, N)
+        Noisy images (CTF applied if simulated), indexed ``[y, x]``.
+    angles, shifts : ndarray of shape (n, 3) and (n, 2)
+        The alignment REPORTED with the images (degrees; px, Xmipp convention).
+    true_angles, true_shifts : ndarray of shape (n, 3) and (n, 2)
+        The alignment that generated each image.
+    kinds : ndarray of str, shape (n,)
+        ``""`` for a good image, else one of :data:`OUTLIER_KINDS`.
+    defocus_u, defocus_v, defocus_angle : ndarray of shape (n,) or None
+        CTF of each image (Å, Å, degrees), None when no CTF was simulated.
+    pixel_size_a, voltage_kv, cs_mm, amplitude_contrast, snr : float
+        Acquisition parameters and the signal-to-noise ratio.
+    """
+
+    images: NDArray
+    angles: NDArray[np.float64]
+    shifts: NDArray[np.float64]
+    true_angles: NDArray[np.float64]
+    true_shifts: NDArray[np.float64]
+    kinds: NDArray[np.str_]
+    defocus_u: NDArray[np.float64] | None
+    defocus_v: NDArray[np.float64] | None
+    defocus_angle: NDArray[np.float64] | None
+    pixel_size_a: float
+    voltage_kv: float
+    cs_mm: float
+    amplitude_contrast: float
+    snr: float
+
+    @property
+    def is_outlier(self) -> NDArray[np.bool_]:
+        """True for the planted outliers, shape (n,)."""
+        return self.kinds != ""
+
+
+def random_angles(n: int, seed: SeedLike = None) -> NDArray[np.float64]:
+    """Uniformly distributed orientations as Xmipp Euler angles, shape (n, 3), degrees."""
+    from scipy.spatial.transform import Rotation
+
+    from xmipp_qc.core.geometry import matrix_to_euler
+
+    rot = Rotation.random(n, random_state=_rng(seed).integers(2**31))
+    return np.atleast_2d(matrix_to_euler(rot.as_matrix()))
+
+
+def _perturb_angles(angles: NDArray, degrees: NDArray, rng: np.random.Generator) -> NDArray:
+    """Rotate each orientation by the given angle about a random axis."""
+    from scipy.spatial.transform import Rotation
+
+    from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
+
+    axes = rng.normal(size=(len(angles), 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    q = Rotation.from_rotvec(axes * np.radians(degrees)[:, None]).as_matrix()
+    return np.atleast_2d(matrix_to_euler(q @ euler_to_matrix(angles)))
+
+
+def _missing_domain(blobs: Blobs, rng: np.random.Generator, fraction: float = 0.1) -> Blobs:
+    """Remove a compact group of blobs holding about ``fraction`` of the mass."""
+    seed_blob = rng.integers(len(blobs.sigmas))
+    order = np.argsort(np.linalg.norm(blobs.centers - blobs.centers[seed_blob], axis=1))
+    share = np.cumsum(blobs.masses[order]) / blobs.masses.sum()
+    n_drop = int(np.argmin(np.abs(share - fraction))) + 1
+    keep = np.ones(len(order), dtype=bool)
+    keep[order[:n_drop]] = False
+    return blobs.subset(keep)
+
+
+def _variant_blobs(kind: str, blobs: Blobs, box: int, rng: np.random.Generator) -> Blobs:
+    if kind == "mirrored_hand":
+        return blobs.mirrored()
+    if kind == "missing_domain":
+        return _missing_domain(blobs, rng)
+    if kind == "junk":
+        return phantom_blobs(box, seed=rng, n_blobs=len(blobs.sigmas))
+    if kind == "wrong_conformation":
+        moved = blobs.centers.copy()
+        idx = rng.choice(len(moved), size=max(2, len(moved) // 4), replace=False)
+        moved[idx] += rng.normal(size=(len(idx), 3)) * 0.12 * box
+        return Blobs(moved, blobs.sigmas, blobs.amplitudes)
+    return blobs
+
+
+def _assign_kinds(
+    n: int, fraction: float, kinds: tuple[str, ...], rng: np.random.Generator
+) -> NDArray[np.str_]:
+    unknown = set(kinds) - set(OUTLIER_KINDS)
+    if unknown:
+        raise ValueError(f"unknown outlier kinds {sorted(unknown)}; choose from {OUTLIER_KINDS}")
+    per_kind = int(round(fraction * n))
+    if per_kind * len(kinds) > n:
+        raise ValueError(f"{per_kind} outliers of each of {len(kinds)} kinds exceed n={n}")
+    labels = np.full(n, "", dtype=object)
+    chosen = rng.permutation(n)[: per_kind * len(kinds)]
+    for i, kind in enumerate(kinds):
+        labels[chosen[i * per_kind : (i + 1) * per_kind]] = kind
+    return labels.astype(str)
+
+
+def _disk_shifts(n: int, r_min: float, r_max: float, rng: np.random.Generator) -> NDArray:
+    radius = np.sqrt(rng.uniform(r_min**2, r_max**2, size=n))
+    phi = rng.uniform(0, 2 * np.pi, size=n)
+    return np.stack([radius * np.cos(phi), radius * np.sin(phi)], axis=1)
+
+
+def _clean_images(
+    blobs: Blobs, kinds: NDArray, angles: NDArray, shifts: NDArray, box: int, rng
+) -> NDArray[np.float64]:
+    images = np.empty((len(kinds), box, box))
+    for kind in np.unique(kinds):
+        idx = np.flatnonzero(kinds == kind)
+        if kind == "junk":  # every junk image is different debris
+            for i in idx:
+                variant = _variant_blobs(kind, blobs, box, rng)
+                images[i] = project_blobs(variant, angles[i : i + 1], shifts[i : i + 1], box=box)[0]
+        else:
+            variant = _variant_blobs(kind, blobs, box, rng)
+            images[idx] = project_blobs(variant, angles[idx], shifts[idx], box=box)
+    return images
+
+
+def _apply_ctf(images: NDArray, pixel_size_a: float, du, dv, da, **acq) -> NDArray:
+    from xmipp_qc.core.ctf import ctf_image
+
+    box = images.shape[-1]
+    ctf = ctf_image(box, pixel_size_a, du, dv, da, rfft=True, **acq)
+    spectrum = np.fft.rfft2(np.fft.ifftshift(images, axes=(-2, -1))) * ctf
+    return np.fft.fftshift(np.fft.irfft2(spectrum, s=(box, box)), axes=(-2, -1))
+
+
+def simulate_particles(
+    blobs: Blobs,
+    n: int,
+    *,
+    box: int,
+    snr: float = 1.0,
+    pixel_size_a: float = 3.0,
+    max_shift_px: float = 0.0,
+    ctf: bool = False,
+    defocus_range_a: tuple[float, float] = (8000.0, 25000.0),
+    outlier_fraction: float = 0.0,
+    outlier_kinds: tuple[str, ...] = OUTLIER_KINDS,
+    angle_error_deg: tuple[float, float] = (10.0, 15.0),
+    dtype: type = np.float32,
+    seed: SeedLike = 0,
+) -> ParticleSet:
+    """Simulate noisy projection images of a blob map, with planted outliers.
+
+    Parameters
+    ----------
+    blobs : Blobs
+        The map that good images come from (exact analytic projections).
+    n : int
+        Number of images.
+    box : int
+        Image size N in px.
+    snr : float
+        Variance of the noiseless (CTF-applied) good images over the whole box
+        divided by the variance of the added white Gaussian noise.
+    pixel_size_a : float
+        Pixel size in Å (used by the CTF).
+    max_shift_px : float
+        Shifts are uniform in a disk of this radius (px, Xmipp convention).
+    ctf : bool
+        Apply a CTF (300 kV, Cs 2.7 mm, 10% amplitude contrast) with defocus
+        uniform in ``defocus_range_a``, astigmatism up to 500 Å, random angle.
+    defocus_range_a : tuple of float
+        Range of the mean defocus in Å.
+    outlier_fraction : float
+        Fraction of ``n`` planted for EACH kind in ``outlier_kinds``.
+    outlier_kinds : tuple of str
+        Kinds among :data:`OUTLIER_KINDS`: ``wrong_conformation`` (a quarter of
+        the blobs moved by ~0.12 N), ``junk`` (an unrelated blob cloud per
+        image), ``misassigned_angles`` (generated ``angle_error_deg`` away from
+        the reported orientation), ``mirrored_hand`` (the enantiomer),
+        ``missing_domain`` (a compact ~10% of the mass removed) and
+        ``large_shift`` (true shift 0.15 N to 0.2 N beyond the reported one).
+    angle_error_deg : tuple of float
+        Range of the angular error of ``misassigned_angles`` images, degrees.
+    dtype : numpy dtype
+        Dtype of the images.
+    seed : int, Generator or None
+        Random state.
+
+    Returns
+    -------
+    ParticleSet
+    """
+    rng = _rng(seed)
+    kinds = _assign_kinds(n, outlier_fraction, tuple(outlier_kinds), rng)
+    angles = random_angles(n, rng)
+    shifts = _disk_shifts(n, 0.0, max_shift_px, rng)
+    true_angles, true_shifts = angles.copy(), shifts.copy()
+    mis = kinds == "misassigned_angles"
+    errors = rng.uniform(*angle_error_deg, size=int(mis.sum()))
+    true_angles[mis] = _perturb_angles(angles[mis], errors, rng)
+    far = kinds == "large_shift"
+    true_shifts[far] += _disk_shifts(int(far.sum()), 0.15 * box, 0.2 * box, rng)
+    clean = _clean_images(blobs, kinds, true_angles, true_shifts, box, rng)
+    acq = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1}
+    du = dv = da = None
+    if ctf:
+        mean_def = rng.uniform(*defocus_range_a, size=n)
+        astig = rng.uniform(0.0, 500.0, size=n)
+        du, dv, da = mean_def + astig, mean_def - astig, rng.uniform(0.0, 180.0, size=n)
+        clean = _apply_ctf(clean, pixel_size_a, du, dv, da, **acq)
+    good = kinds == ""
+    signal_var = clean[good if good.any() else slice(None)].var(axis=(1, 2)).mean()
+    noise = rng.normal(0.0, np.sqrt(signal_var / snr), size=clean.shape)
+    images = (clean + noise).astype(dtype)
+    return ParticleSet(
+        images, angles, shifts, true_angles, true_shifts, kinds, du, dv, da,
+        float(pixel_size_a), acq["voltage_kv"], acq["cs_mm"], acq["amplitude_contrast"],
+        float(snr),
+    )  # fmt: skip
