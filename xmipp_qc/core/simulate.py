@@ -429,6 +429,8 @@ def _perturb_angles(angles: NDArray, degrees: NDArray, rng: np.random.Generator)
 
     from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
 
+    if len(angles) == 0:
+        return np.asarray(angles, dtype=np.float64).reshape(0, 3)
     axes = rng.normal(size=(len(angles), 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     q = Rotation.from_rotvec(axes * np.radians(degrees)[:, None]).as_matrix()
