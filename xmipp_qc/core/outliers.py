@@ -1,0 +1,225 @@
+"""Pass 2 of the residual analysis: set statistics, covariance divergence, outlier flags.
+
+Works on the concatenated per-image summaries of
+:func:`xmipp_qc.core.residuals.summarize_chunk` alone, so a set of any size is
+scored without holding its images or residuals. Scores that are NaN for invalid
+images never enter a median, mean, standard deviation or centroid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from xmipp_qc.core.residuals import ChunkSummary
+
+__all__ = [
+    "OUTLIER_COMPONENTS",
+    "OUTLIER_THRESHOLD",
+    "SetStatistics",
+    "jbld",
+    "jbld_centroid",
+    "robust_z",
+    "set_statistics",
+]
+
+
+#: Components of the combined outlier score: summary or set score name -> +1 when
+#: a high value is bad, -1 when a low value is bad. Components absent from a
+#: summary (e.g. refinement moves when there was no refinement) are skipped.
+OUTLIER_COMPONENTS: dict[str, int] = {
+    "zScoreGray": -1,
+    "cost": -1,
+    "zScoreResCov": +1,
+    "resStd": +1,
+}
+
+#: Default flag threshold on ``outlierScore`` (a robust z-score; 3.5 is the
+#: modified z-score cut of Iglewicz and Hoaglin).
+OUTLIER_THRESHOLD = 3.5
+
+
+def robust_z(values: ArrayLike, valid: ArrayLike | None = None) -> NDArray[np.float64]:
+    """Robust z-score ``(x - median) / (1.4826 MAD)`` over the valid entries.
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+    valid : array_like of bool, shape (n,), optional
+        Entries defining the median and MAD; default all finite ones.
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+        NaN where ``values`` is not finite. If the MAD is 0 the mean absolute
+        deviation (times 1.2533) is used, and if that is 0 too, the scale is 1.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    sel = np.isfinite(x) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(x))
+    if not sel.any():
+        return np.full(x.shape, np.nan)
+    med = np.median(x[sel])
+    dev = np.abs(x[sel] - med)
+    scale = 1.4826 * np.median(dev)
+    if scale <= 0:
+        scale = 1.2533 * dev.mean() or 1.0
+    return (x - med) / scale
+
+
+def jbld(x: ArrayLike, y: ArrayLike) -> NDArray[np.float64]:
+    """Jensen-Bregman LogDet divergence of SPD matrices (Cherian et al., TPAMI 2013).
+
+    ``J(X, Y) = log det((X + Y) / 2) - (log det X + log det Y) / 2`` >= 0, zero
+    iff ``X = Y``; computed with ``slogdet`` in float64.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (..., d, d)
+        Symmetric positive definite matrices (broadcast against each other).
+
+    Returns
+    -------
+    ndarray, shape (...)
+    """
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    _, ld_m = np.linalg.slogdet(0.5 * (a + b))
+    _, ld_a = np.linalg.slogdet(a)
+    _, ld_b = np.linalg.slogdet(b)
+    return ld_m - 0.5 * (ld_a + ld_b)
+
+
+def jbld_centroid(covariances: ArrayLike, n_iter: int = 100, tol: float = 1e-10) -> NDArray:
+    """JBLD centroid of SPD matrices by the fixed point of Cherian et al. (2013, eq. 25).
+
+    ``C <- [mean_k ((R_k + C) / 2)^-1]^-1``, started from the arithmetic mean
+    (Xmipp starts from the identity and stops after 10 iterations).
+
+    Parameters
+    ----------
+    covariances : array_like, shape (K, d, d)
+        SPD matrices, K >= 1.
+    n_iter : int
+        Maximum number of iterations.
+    tol : float
+        Stop when the relative Frobenius change is below ``tol``.
+
+    Returns
+    -------
+    ndarray, shape (d, d), float64
+    """
+    r = np.asarray(covariances, dtype=np.float64)
+    if r.ndim != 3 or len(r) == 0 or r.shape[1] != r.shape[2]:
+        raise ValueError(f"covariances must be a non-empty (K, d, d) stack, got {r.shape}")
+    c = r.mean(axis=0)
+    for _ in range(n_iter):
+        new = np.linalg.inv(np.linalg.inv(0.5 * (r + c)).mean(axis=0))
+        new = 0.5 * (new + new.T)
+        done = np.linalg.norm(new - c) <= tol * np.linalg.norm(c)
+        c = new
+        if done:
+            break
+    return c
+
+
+@dataclass(frozen=True)
+class SetStatistics:
+    """Pass 2 of the residual analysis: set-level scores of every image.
+
+    Attributes
+    ----------
+    scores : dict of str to ndarray of shape (n,)
+        ``zResMean``/``zResStd``: signed z-scores (mean and std ddof 0 over
+        the valid images) of ``resMean``/``resStd``; ``zScoreResMean`` and
+        ``zScoreResVar``: their absolute values (Xmipp's names; "Var" is the
+        std, as in Xmipp). ``resCovDivergence``: JBLD of the residual
+        covariance to the set's JBLD centroid (>= 0, higher is worse);
+        ``zScoreResCov``: its robust z-score. ``zScoreGray``: ``(a -
+        median(a)) / grayASE``, robustly standardised over the set: how many
+        standard errors the fitted scale of the reprojection falls below
+        (negative) the set's typical scale, i.e. how much less of the image the
+        map explains than expected at this noise level. ``outlierScore``: the
+        combined score (higher is worse). NaN for invalid images.
+    is_outlier : ndarray of bool, shape (n,)
+        ``outlierScore > threshold``, or the image could not be scored.
+    reasons : ndarray of str, shape (n,)
+        Why an image was flagged (invalid, or "outlier score above threshold").
+    centroid : ndarray, shape (d, d)
+        JBLD centroid of the valid residual covariances.
+    threshold : float
+    """
+
+    scores: Mapping[str, NDArray[np.float64]]
+    is_outlier: NDArray[np.bool_]
+    reasons: NDArray[np.str_]
+    centroid: NDArray[np.float64]
+    threshold: float
+
+
+def _classical_z(x: NDArray, ok: NDArray) -> NDArray:
+    """Signed z-score with the mean and std (ddof 0) of the valid entries."""
+    sd = x[ok].std()
+    return (x - x[ok].mean()) / (sd if sd > 0 else 1.0)
+
+
+def _combined(scores: Mapping[str, NDArray], ok: NDArray,
+              components: Mapping[str, int]) -> NDArray[np.float64]:
+    """Robust z of the mean positive (bad-side) robust z of the components."""
+    parts = [np.maximum(sign * robust_z(scores[k], ok), 0.0)
+             for k, sign in components.items() if k in scores]
+    if not parts:
+        raise ValueError(f"none of the outlier components {list(components)} is available")
+    raw = np.mean(parts, axis=0)
+    return robust_z(raw, ok)
+
+
+def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | None = None,
+                   threshold: float = OUTLIER_THRESHOLD) -> SetStatistics:
+    """Pass 2: set statistics and outlier flags from the per-image summaries alone.
+
+    Invalid images (non-empty ``summary.reasons``) are excluded from every
+    median, mean, std and the centroid, get NaN scores and are flagged with
+    their reason.
+
+    Parameters
+    ----------
+    summary : ChunkSummary
+        Concatenated summaries of the whole set (:meth:`ChunkSummary.concatenate`).
+    components : mapping of str to {+1, -1}, optional
+        Components of ``outlierScore`` (default :data:`OUTLIER_COMPONENTS`):
+        each is robustly z-scored, oriented so that positive is bad and clipped
+        at 0; their mean is robustly z-scored again.
+    threshold : float
+        Flag threshold on ``outlierScore`` (default :data:`OUTLIER_THRESHOLD`).
+
+    Returns
+    -------
+    SetStatistics
+    """
+    ok = summary.valid
+    if ok.sum() < 3:
+        raise ValueError(f"need at least 3 valid images for set statistics, got {ok.sum()}")
+    s = summary.scores
+    out: dict[str, NDArray] = {}
+    out["zResMean"] = _classical_z(s["resMean"], ok)
+    out["zResStd"] = _classical_z(s["resStd"], ok)
+    out["zScoreResMean"] = np.abs(out["zResMean"])
+    out["zScoreResVar"] = np.abs(out["zResStd"])
+    centroid = jbld_centroid(summary.covariances[ok])
+    div = np.full(summary.n, np.nan)
+    div[ok] = jbld(summary.covariances[ok], centroid)
+    out["resCovDivergence"] = div
+    out["zScoreResCov"] = robust_z(div, ok)
+    gray_t = (s["grayA"] - np.median(s["grayA"][ok])) / s["grayASE"]
+    out["zScoreGray"] = robust_z(gray_t, ok)
+    merged = {**s, **out}
+    out["outlierScore"] = _combined(merged, ok, components or OUTLIER_COMPONENTS)
+    for v in out.values():
+        v[~ok] = np.nan
+    flag = ~ok | (out["outlierScore"] > threshold)
+    reasons = np.where(ok, np.where(flag, "outlier score above threshold", ""), summary.reasons)
+    return SetStatistics(scores=out, is_outlier=flag, reasons=reasons.astype(str),
+                         centroid=centroid, threshold=float(threshold))
