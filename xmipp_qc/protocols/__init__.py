@@ -1,3 +1,5 @@
 """Protocols of xmipp_qc; Scipion discovers the classes re-exported here."""
 
-__all__: list = []
+from .protocol_synthetic_movies import XmippQcProtSyntheticMovies
+
+__all__: list = ["XmippQcProtSyntheticMovies"]
