@@ -1,0 +1,106 @@
+"""Pass 2 of the residual analysis (xmipp_qc.core.outliers): known answers and AUC bars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xmipp_qc.core.outliers import (
+    jbld,
+    jbld_centroid,
+    robust_z,
+    set_statistics,
+)
+from xmipp_qc.core.ranking import roc_auc
+from xmipp_qc.core.residuals import ChunkSummary, summarize_chunk
+
+
+def test_jbld_known_answers():
+    d = 9
+    eye = np.eye(d)
+    assert jbld(eye, eye) == pytest.approx(0.0, abs=1e-12)
+    s2 = 4.0
+    want = d * (np.log((1 + s2) / 2) - 0.5 * np.log(s2))
+    assert jbld(s2 * eye, eye) == pytest.approx(want)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, d, d))
+    a = a @ np.transpose(a, (0, 2, 1)) + eye
+    b = a[::-1]
+    np.testing.assert_allclose(jbld(a, b), jbld(b, a))
+    assert np.all(jbld(a, b)[[0, 1, 3, 4]] > 0)
+
+
+def test_jbld_centroid_fixed_points():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 4))
+    a = a @ a.T + np.eye(4)
+    np.testing.assert_allclose(jbld_centroid(np.stack([a, a, a])), a, rtol=1e-10)
+    # {X, X^-1} for diagonal X: the JBLD centroid is the identity (scalar check of eq. 25)
+    x = np.diag([4.0, 0.5, 2.0])
+    c = jbld_centroid(np.stack([x, np.linalg.inv(x)]))
+    np.testing.assert_allclose(c, np.eye(3), atol=1e-8)
+    # and it minimises the summed divergence (better than the arithmetic mean)
+    stack = np.stack([x, np.linalg.inv(x)])
+    assert jbld(stack, c).sum() < jbld(stack, stack.mean(axis=0)).sum()
+    with pytest.raises(ValueError):
+        jbld_centroid(np.zeros((0, 3, 3)))
+
+
+def test_robust_z_known_answer_and_validity():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 100.0, np.nan])
+    z = robust_z(x)
+    # median 3, MAD 1 -> scale 1.4826
+    np.testing.assert_allclose(z[:5], (x[:5] - 3.0) / 1.4826)
+    assert np.isnan(z[5])
+    z2 = robust_z(x, valid=[True, True, True, False, False, True])
+    assert z2[1] == 0.0  # median of {1, 2, 3}
+    np.testing.assert_allclose(robust_z([5.0, 5.0, 5.0]), 0.0)
+
+
+def _synthetic(n: int = 240, box: int = 32, seed: int = 0):
+    """Blob reprojections; outliers are images of a shifted blob (the map explains less)."""
+    rng = np.random.default_rng(seed)
+    c = np.arange(box) - box // 2
+    proj = np.zeros((n, box, box))
+    for k in range(n):
+        x0, y0 = rng.uniform(-4, 4, 2)
+        proj[k] = np.exp(-((c[None] - x0) ** 2 + (c[:, None] - y0) ** 2) / 18.0)
+        proj[k] += 0.6 * np.exp(-((c[None] - 6) ** 2 + (c[:, None] + 4) ** 2) / 8.0)
+    truth = proj.copy()
+    bad = np.zeros(n, bool)
+    bad[::20] = True
+    truth[bad] = np.roll(proj[bad], 5, axis=2)
+    noise = np.sqrt(truth.var(axis=(1, 2)).mean() / 0.1)
+    return 2.0 * truth + noise * rng.standard_normal(truth.shape), proj, bad
+
+
+def test_set_statistics_flags_outliers_and_ignores_invalid():
+    img, proj, bad = _synthetic()
+    s = summarize_chunk(img, proj)
+    st = set_statistics(s)
+    assert roc_auc(st.scores["outlierScore"], bad) > 0.97
+    assert st.is_outlier[~bad].mean() < 0.03 and st.is_outlier[bad].mean() > 0.5
+    # signed and absolute Xmipp-style z-scores
+    np.testing.assert_allclose(st.scores["zScoreResVar"], np.abs(st.scores["zResStd"]))
+    z = st.scores["zResMean"]
+    assert z.mean() == pytest.approx(0.0, abs=1e-9) and z.std() == pytest.approx(1.0)
+    assert st.centroid.shape == (9, 9)
+    # three broken images: flagged with their reason, NaN scores, others unchanged
+    broken = img.copy()
+    broken[:3] = np.array([np.nan, 0.0, 7.0])[:, None, None]
+    img2 = np.concatenate([img, broken[:3]])
+    proj2 = np.concatenate([proj, proj[:3]])
+    s2 = ChunkSummary.concatenate([summarize_chunk(img2[:100], proj2[:100]),
+                                   summarize_chunk(img2[100:], proj2[100:])])
+    st2 = set_statistics(s2)
+    assert st2.is_outlier[-3:].all() and np.isnan(st2.scores["outlierScore"][-3:]).all()
+    assert st2.reasons[-3] == "non-finite image values"
+    for k, v in st.scores.items():
+        np.testing.assert_allclose(st2.scores[k][:-3], v, rtol=1e-5, atol=1e-8, err_msg=k)
+
+
+def test_set_statistics_needs_three_valid_images():
+    img, proj, _ = _synthetic(n=4)
+    img[1:] = np.nan
+    with pytest.raises(ValueError, match="at least 3 valid"):
+        set_statistics(summarize_chunk(img, proj))
