@@ -1,61 +1,44 @@
-"""Consensus of two global motion-correction trajectories of the same movie.
+"""Consensus of two global motion-correction trajectories of one movie.
 
-A trajectory is the cumulative ``(x, y)`` shift in px of every frame of a movie,
-as written by RELION, MotionCor2 or Xmipp (units and zero frame differ between
-programs). :func:`compare_trajectories` decides whether two runs agree. Unlike
-Xmipp's ``XmippProtConsensusMovieAlignment`` it
+A trajectory is the cumulative ``(x, y)`` shift (px) of every frame, as written
+by RELION, MotionCor2 or Xmipp; units and zero frame differ between programs.
+Unlike Xmipp's ``XmippProtConsensusMovieAlignment``, :func:`compare_trajectories`
+matches frames by number, converts the secondary to reference px (``binning``),
+centres both runs on their mean over the common frames (removing the offset of
+different zero frames), superposes by translation only or by the best *proper*
+rotation (never a reflection; the angle is always reported), gates correlation
+per axis, measures Euclidean per-frame errors and never returns NaN.
+Conventions of :mod:`xmipp_qc.core`: px, degrees, ``(x, y)`` columns; frames
+are 1-based.
 
-* matches frames by frame number, not by array index, and compares only the
-  frames both runs aligned;
-* converts the secondary run to px of the reference movie (``binning``);
-* removes the constant offset by centring both runs on their mean over the
-  common frames (programs use different zero frames);
-* superposes by translation only, or optionally by the best *proper* rotation
-  (never a reflection), and always reports the best-fit angle;
-* gates the correlation per axis and judges axes without motion by their RMS
-  error instead of accepting them blindly; never returns NaN;
-* measures errors as Euclidean per-frame distances and reports a scale ratio and
-  RELION-style accumulated motion.
-
-Conventions are those of :mod:`xmipp_qc.core`: shifts in px, angles in degrees,
-``(x, y)`` column order. Frame numbers are 1-based.
-
-Decision rules, applied in this order (the first that fails names the reason):
+Decision rules, in order (the first that fails names the reason):
 
 ``invalid``
-    Non-finite shifts, ``|shift| >= 9999`` px (RELION's ``-9999`` sentinel for
-    frames MotionCor2 1.6 could not parse), repeated frame numbers, or fewer than
-    3 common frames.
+    Non-finite shifts, ``|shift| >= 9999`` px (RELION's ``-9999`` sentinel),
+    repeated frame numbers, or fewer than 3 common frames.
 ``low_correlation``
-    An axis is *active* when its range (max - min over the common frames) exceeds
-    ``min_range_px`` in BOTH runs. ``corr`` is the minimum Pearson correlation
-    over the active axes and must be ``>= min_corr``. ``corr`` is 1.0 when no
-    axis is active.
+    An axis is *active* when its range (max - min) exceeds ``min_range_px`` in
+    BOTH runs. ``corr``, the minimum Pearson correlation over active axes (1.0
+    if none), must be ``>= min_corr``.
 ``rotation``
-    With ``allow_rotation``: ``|rotation_deg| > max_rotation_deg`` while some axis
-    is active (a flat movie has no meaningful angle).
+    With ``allow_rotation``, a moving movie (some axis active) needs
+    ``|rotation_deg| <= max_rotation_deg``.
 ``scale``
-    ``scale`` is the ratio of the RMS distances of the secondary and reference
-    shifts from their centroids (secondary / reference). It is used instead of
-    the path-length ratio, which per-frame jitter inflates, and it exactly
-    inverts when the runs are swapped. With ``scale_tolerance = t`` a moving
-    movie (some axis active) needs ``1 - t <= scale <= 1 / (1 - t)``, a band
-    symmetric in log scale (t = 0.1 accepts 0.90 to 1.11).
+    ``scale`` = RMS distance of the secondary from its centroid / that of the
+    reference (path length is inflated by jitter; this ratio inverts exactly
+    when the runs are swapped). A moving movie needs
+    ``1 - t <= scale <= 1 / (1 - t)`` for ``t = scale_tolerance`` (0.1: 0.90 to
+    1.11, symmetric in log scale).
 ``high_rmse``
-    ``rmse_px > max_rmse_px`` when that limit is set (> 0; default 1 px). The
-    default is on because correlation and scale are blind to a swap of x and y
-    when x and y drift alike, and to any linear per-axis distortion: over 1000
-    simulated swapped pairs, correlation alone accepted 27 %. Measured
-    disagreements of runs that agree are far below 1 px (MotionCor2 1.5.0 vs
-    1.6.4: 0.19 px Euclidean). Independently, every
-    axis excluded from the correlation must agree to within ``min_range_px / 2``
-    RMS (Euclidean over the excluded axes). So a flat movie is judged by RMSE
-    alone, and a run that did not move while the other did (the ``flat``
-    failure) is discarded instead of giving NaN as in Xmipp.
+    ``rmse_px > max_rmse_px`` (default 1 px; None or <= 0 is off). On by default
+    because correlation and scale are blind to an x/y swap when x and y drift
+    alike: with correlation alone 27 % of 1000 simulated swaps were accepted.
+    Runs that agree differ far less (MotionCor2 1.5.0 vs 1.6.4: 0.19 px).
+    Independently, the axes excluded from the correlation must agree to
+    ``min_range_px / 2`` px RMS, so a flat movie is judged by RMSE alone and a
+    run that did not move while the other did is discarded (Xmipp: NaN).
 ``accepted``
-    All rules passed.
-``missing``
-    Only from :func:`missing_comparison`: one run lacks the movie.
+    All rules passed. ``missing`` comes only from :func:`missing_comparison`.
 """
 
 from __future__ import annotations
@@ -68,16 +51,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
-    "REASONS",
-    "SENTINEL_ABS_PX",
-    "ConsensusParams",
-    "TrajectoryComparison",
-    "accumulated_motion",
-    "best_rotation_deg",
-    "compare_trajectories",
-    "missing_comparison",
-    "pearson",
-    "superpose",
+    "REASONS", "SENTINEL_ABS_PX", "ConsensusParams", "TrajectoryComparison",
+    "accumulated_motion", "axis_correlations", "best_rotation_deg", "compare_trajectories",
+    "missing_comparison", "superpose",
 ]
 
 #: Decision reason codes (exact strings), see the module docstring.
@@ -93,27 +69,22 @@ _AXES = ("X", "Y")
 
 @dataclass(frozen=True)
 class ConsensusParams:
-    """Thresholds of the consensus decision (see the module docstring).
+    """Thresholds of the consensus decision (rules in the module docstring).
 
     Attributes
     ----------
     min_corr : float
-        Minimum Pearson correlation on active axes (Xmipp ``minConsCorrelation``);
-        -1 never discards on correlation.
+        Xmipp ``minConsCorrelation``; -1 never discards on correlation.
     min_range_px : float
-        An axis is active only if its range exceeds this (px) in both runs
-        (Xmipp ``minRangeShift``, applied per axis). Excluded axes must agree to
-        ``min_range_px / 2`` px RMS.
+        Xmipp ``minRangeShift`` (px), applied per axis.
     max_rmse_px : float or None
         Maximum Euclidean RMSE (px of the reference); None or <= 0 is off.
-        Default 1 px (Xmipp has none), see the module docstring.
     scale_tolerance : float or None
-        Accepted scale band ``[1 - t, 1 / (1 - t)]``; None or <= 0 is off.
-        Must be < 1.
+        ``t`` of the scale band ``[1 - t, 1 / (1 - t)]``, < 1; None or <= 0 is off.
     allow_rotation : bool
         Superpose with the best proper rotation as well as the translation.
     max_rotation_deg : float
-        With ``allow_rotation``: larger fitted angles are discarded ("rotation").
+        With ``allow_rotation``, larger fitted angles are discarded ("rotation").
     """
 
     min_corr: float = 0.75
@@ -240,11 +211,9 @@ def _invalid(message: str, n_frames: int = 0) -> TrajectoryComparison:
 def _check_input(frames: ArrayLike, shifts: ArrayLike, name: str):
     f = np.asarray(frames)
     s = np.asarray(shifts, dtype=np.float64)
-    if f.ndim != 1 or s.ndim != 2 or s.shape != (f.shape[0], 2):
-        raise ValueError(
-            f"{name}: frames must have shape (F,) and shifts (F, 2); "
-            f"got {f.shape} and {s.shape}"
-        )
+    if f.ndim != 1 or s.shape != (f.shape[0], 2):
+        raise ValueError(f"{name}: frames must have shape (F,) and shifts (F, 2); "
+                         f"got {f.shape} and {s.shape}")
     return f, s
 
 
@@ -264,34 +233,24 @@ def _data_problem(frames: NDArray, shifts: NDArray, name: str) -> Optional[str]:
     return None
 
 
-def pearson(a: NDArray, b: NDArray) -> float:
-    """Pearson correlation of two series, never NaN.
+def axis_correlations(ref_c: NDArray, sec_c: NDArray) -> NDArray[np.float64]:
+    """Pearson correlation of each axis of two centred trajectories, never NaN.
 
     Parameters
     ----------
-    a, b : ndarray of shape (F,)
-        Series of equal length (px).
+    ref_c, sec_c : ndarray of shape (F, 2)
+        Centred (zero-mean) ``(x, y)`` trajectories in px.
 
     Returns
     -------
-    float
-        Correlation in [-1, 1]; 1.0 if both series are constant (variance below
-        1e-12 px^2), 0.0 if exactly one is.
+    ndarray of shape (2,)
+        ``(corr_x, corr_y)`` in [-1, 1]. An axis whose variance is below 1e-12
+        px^2 in both runs gets 1.0; in only one run, 0.0.
     """
-    da = a - a.mean()
-    db = b - b.mean()
-    va = float(da @ da) / a.size
-    vb = float(db @ db) / b.size
-    if va < _TINY or vb < _TINY:
-        return 1.0 if (va < _TINY and vb < _TINY) else 0.0
-    return float(np.clip((da @ db) / (a.size * math.sqrt(va * vb)), -1.0, 1.0))
-
-
-def _axis_correlations(ref_c: NDArray, sec_c: NDArray) -> NDArray[np.float64]:
-    """Per-axis :func:`pearson` of two centred (F, 2) arrays, vectorised."""
-    va = np.einsum("ij,ij->j", ref_c, ref_c) / ref_c.shape[0]
-    vb = np.einsum("ij,ij->j", sec_c, sec_c) / sec_c.shape[0]
-    cov = np.einsum("ij,ij->j", ref_c, sec_c) / ref_c.shape[0]
+    n = ref_c.shape[0]
+    va = np.einsum("ij,ij->j", ref_c, ref_c) / n
+    vb = np.einsum("ij,ij->j", sec_c, sec_c) / n
+    cov = np.einsum("ij,ij->j", ref_c, sec_c) / n
     out = np.empty(2)
     for k in range(2):
         if va[k] < _TINY or vb[k] < _TINY:
@@ -361,12 +320,8 @@ def superpose(
 
 
 def accumulated_motion(
-    frames: ArrayLike,
-    shifts: ArrayLike,
-    *,
-    dose_per_frame: Optional[float] = None,
-    pre_exposure: float = 0.0,
-    early_dose: float = 4.0,
+    frames: ArrayLike, shifts: ArrayLike, *, dose_per_frame: Optional[float] = None,
+    pre_exposure: float = 0.0, early_dose: float = 4.0,
 ) -> tuple[float, float, float]:
     """Accumulated motion as RELION's ``rlnAccumMotionTotal/Early/Late``.
 
@@ -463,16 +418,9 @@ def _decide(
 
 
 def compare_trajectories(
-    frames_ref: ArrayLike,
-    shifts_ref: ArrayLike,
-    frames_sec: ArrayLike,
-    shifts_sec: ArrayLike,
-    *,
-    binning: float = 1.0,
-    pixel_size_a: Optional[float] = None,
-    dose_per_frame: Optional[float] = None,
-    pre_exposure: float = 0.0,
-    early_dose: float = 4.0,
+    frames_ref: ArrayLike, shifts_ref: ArrayLike, frames_sec: ArrayLike, shifts_sec: ArrayLike,
+    *, binning: float = 1.0, pixel_size_a: Optional[float] = None,
+    dose_per_frame: Optional[float] = None, pre_exposure: float = 0.0, early_dose: float = 4.0,
     params: ConsensusParams = ConsensusParams(),  # noqa: B008 (frozen, immutable)
 ) -> TrajectoryComparison:
     """Compare two global alignments of one movie and decide whether they agree.
@@ -522,7 +470,7 @@ def compare_trajectories(
                                       allow_rotation=params.allow_rotation)
     ranges = np.minimum(ref_c.max(0) - ref_c.min(0), sec_fit.max(0) - sec_fit.min(0))
     active = ranges > params.min_range_px
-    corrs = _axis_correlations(ref_c, sec_fit)
+    corrs = axis_correlations(ref_c, sec_fit)
     err = ref_c - sec_fit
     dist2 = err[:, 0] ** 2 + err[:, 1] ** 2
     rmse, max_err = math.sqrt(float(dist2.sum()) / dist2.size), math.sqrt(float(dist2.max()))

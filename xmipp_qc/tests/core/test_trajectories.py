@@ -14,10 +14,10 @@ from xmipp_qc.core.trajectories import (
     ConsensusParams,
     TrajectoryComparison,
     accumulated_motion,
+    axis_correlations,
     best_rotation_deg,
     compare_trajectories,
     missing_comparison,
-    pearson,
     superpose,
 )
 
@@ -273,12 +273,14 @@ def test_xmipp_or_condition_bug_not_copied():
     assert res.reason == "low_correlation" and res.message.startswith("corrX")
 
 
-def test_pearson_conventions():
-    a = np.arange(5.0)
-    assert pearson(a, 2 * a + 1) == pytest.approx(1.0)
-    assert pearson(a, -a) == pytest.approx(-1.0)
-    assert pearson(np.ones(5), np.ones(5) * 3) == 1.0
-    assert pearson(a, np.ones(5)) == 0.0
+def test_axis_correlation_conventions():
+    a = np.arange(5.0) - 2.0
+    one = np.ones(5) * 0.0
+    np.testing.assert_allclose(axis_correlations(np.column_stack([a, a]),
+                                                 np.column_stack([2 * a, -a])), [1.0, -1.0])
+    # constant in both runs -> 1; constant in one run only -> 0; never NaN
+    np.testing.assert_array_equal(axis_correlations(np.column_stack([one, a]),
+                                                    np.column_stack([one, one])), [1.0, 0.0])
 
 
 # --- properties -----------------------------------------------------------------------------
