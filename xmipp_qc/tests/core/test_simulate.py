@@ -170,3 +170,24 @@ def test_unknown_outlier_kind_is_rejected():
     with pytest.raises(ValueError, match="unknown outlier kinds"):
         simulate_particles(phantom_blobs(32), 10, box=32, outlier_fraction=0.1,
                            outlier_kinds=("ghost",))
+
+
+def test_particles_with_ctf_vanish_at_the_ctf_zeros():
+    from xmipp_qc.core.ctf import ctf_image
+
+    box = 64
+    ps = simulate_particles(phantom_blobs(box, seed=2), 40, box=box, snr=1e9, ctf=True,
+                            pixel_size_a=2.0, seed=8, dtype=np.float64)
+    assert ps.defocus_u.shape == (40,)
+    astigmatism = ps.defocus_u - ps.defocus_v
+    assert astigmatism.min() >= 0 and astigmatism.max() <= 1000
+    ctf = ctf_image(box, 2.0, ps.defocus_u, ps.defocus_v, ps.defocus_angle,
+                    voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+    spectrum = np.abs(np.fft.rfft2(np.fft.ifftshift(ps.images, axes=(1, 2))))
+    clean = project_blobs(phantom_blobs(box, seed=2), ps.true_angles, ps.true_shifts, box=box)
+    plain = np.abs(np.fft.rfft2(np.fft.ifftshift(clean, axes=(1, 2))))
+    # The simulated spectrum is the plain one times |CTF|, zeros included.
+    np.testing.assert_allclose(spectrum, plain * np.abs(ctf), atol=5e-5 * plain.max())
+    near_zero = np.abs(ctf) < 0.02
+    assert near_zero.sum() > 100
+    assert spectrum[near_zero].max() < 0.03 * plain.max()
