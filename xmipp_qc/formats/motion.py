@@ -1,0 +1,371 @@
+"""Readers of per-movie global motion trajectories (RELION, MotionCor2, CSV).
+
+Every reader returns a :class:`MovieTrajectory`: 1-based frame numbers (F,), the
+cumulative ``(x, y)`` shift of each frame (F, 2) in px, and whatever metadata
+the file states. Shifts are returned as written; their zero frame differs
+between programs and :func:`xmipp_qc.core.trajectories.compare_trajectories`
+removes it.
+
+=========================  ==================================================
+Format                     Notes
+=========================  ==================================================
+RELION motion STAR         ``data_global_shift`` loop (``_rlnMicrographFrameNumber``,
+                           ``_rlnMicrographShiftX/Y``), px of the unbinned movie
+                           (frame 1 = 0); ``data_general`` gives
+                           ``_rlnMicrographOriginalPixelSize``, ``_rlnMicrographBinning``
+                           (of the output micrograph), ``_rlnMicrographDoseRate`` (per
+                           frame) and ``_rlnMicrographPreExposure``.
+MotionCor2 <= 1.5 stdout   ``Full-frame alignment shift`` then ``... Frame (n) shift: x y``,
+                           relative to the MIDDLE frame (measured on 1.5.0).
+MotionCor2 1.6 stdout      ``Full-frame alignment`` then a ``Frame x Shift y Shift``
+                           table, relative to frame 1.
+MotionCor2 ``-Full.log``   ``# full frame alignment`` then ``frame x y`` rows.
+CSV                        ``frame,x,y`` rows (commas or white space), optional header,
+                           ``#`` comments.
+=========================  ==================================================
+
+MotionCor2 shifts are in px of the unbinned input (Scipion PR #1356); the log's
+``-PixSize``, ``-FtBin``, ``-FmDose`` and ``-InitDose`` are read when present.
+A file that cannot be read raises :class:`TrajectoryFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "MOVIE_NAME_SUFFIXES",
+    "MovieTrajectory",
+    "TrajectoryFormatError",
+    "movie_name",
+    "read_motioncor2_log",
+    "read_relion_motion_star",
+    "read_trajectory",
+    "read_trajectory_csv",
+]
+
+PathLike = Union[str, Path]
+
+#: Suffixes stripped (repeatedly, longest first, case-insensitive) by :func:`movie_name`.
+MOVIE_NAME_SUFFIXES = (
+    "-patch-full.log", "-patch-patch.log", "-patch-frame.log", "-full.log",
+    ".motioncor2.log", "_log.txt", ".star", ".log", ".csv", ".txt",
+    "_shifts", "_shift", "_motion", "_trajectory",
+)
+
+
+class TrajectoryFormatError(ValueError):
+    """A trajectory file that cannot be read (message names the file and why)."""
+
+
+@dataclass(frozen=True)
+class MovieTrajectory:
+    """Global trajectory of one movie as read from a file.
+
+    Attributes
+    ----------
+    frames : ndarray of int64, shape (F,)
+        1-based frame numbers.
+    shifts : ndarray of float64, shape (F, 2)
+        Cumulative ``(x, y)`` shift of each frame in px of the unbinned movie
+        (CSV: in whatever px the file uses).
+    source : str
+        ``"relion-star"``, ``"motioncor2-1.5"``, ``"motioncor2-1.6"``,
+        ``"motioncor2-full-log"`` or ``"csv"``.
+    pixel_size_a : float or None
+        Pixel size (A/px) of the unit of ``shifts``, if the file states it.
+    dose_per_frame, pre_exposure : float or None
+        Dose per frame and pre-exposure in e/A^2, if stated.
+    movie : str or None
+        Movie file named inside the file, if any.
+    extra : dict
+        Other metadata as read (e.g. ``{"ft_bin": 2.0}``, ``{"binning": 1.0}``).
+    """
+
+    frames: NDArray[np.int64]
+    shifts: NDArray[np.float64]
+    source: str
+    pixel_size_a: Optional[float] = None
+    dose_per_frame: Optional[float] = None
+    pre_exposure: Optional[float] = None
+    movie: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+def movie_name(path: PathLike) -> str:
+    """Movie name used to pair the trajectory files of two runs.
+
+    The rule: take the file's base name, then strip the suffixes of
+    :data:`MOVIE_NAME_SUFFIXES` (case-insensitive) from its end, repeatedly,
+    until none matches. ``mic_0001_shifts.star``, ``mic_0001-Patch-Full.log``,
+    ``mic_0001.log`` and ``mic_0001.csv`` all give ``mic_0001``. A trailing
+    ``0`` that MotionCor2 <= 1.5 appends before ``-Patch-Full.log`` is kept.
+
+    Parameters
+    ----------
+    path : str or Path
+        Trajectory file.
+
+    Returns
+    -------
+    str
+        The movie name (the base name itself if nothing was stripped).
+    """
+    name = Path(path).name
+    changed = True
+    while changed:
+        changed = False
+        for suffix in sorted(MOVIE_NAME_SUFFIXES, key=len, reverse=True):
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name, changed = name[: -len(suffix)], True
+                break
+    return name
+
+
+def _read_text(path: PathLike) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise TrajectoryFormatError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+
+
+def _arrays(rows: list, path: PathLike, what: str) -> tuple[NDArray, NDArray]:
+    """Turn ``[(frame, x, y), ...]`` into checked frames (F,) and shifts (F, 2)."""
+    if not rows:
+        raise TrajectoryFormatError(f"{path}: no {what} found")
+    data = np.asarray(rows, dtype=np.float64)
+    frames = data[:, 0]
+    if not np.all(np.isfinite(frames)) or np.any(frames != np.round(frames)):
+        raise TrajectoryFormatError(f"{path}: frame numbers must be integers")
+    return frames.astype(np.int64), np.ascontiguousarray(data[:, 1:3])
+
+
+def _floats(tokens: list, path: PathLike, lineno: int) -> list:
+    try:
+        return [float(t) for t in tokens]
+    except ValueError:
+        raise TrajectoryFormatError(
+            f"{path}, line {lineno}: expected numbers, got {' '.join(tokens)!r}"
+        ) from None
+
+
+# --- RELION -----------------------------------------------------------------------------
+
+
+def _star_blocks(text: str) -> dict:
+    """Parse a STAR file into ``{block: {"pairs": {label: value}, "loop": (labels, rows)}}``."""
+    blocks: dict = {}
+    block = None
+    labels: list = []
+    in_loop = False
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("_") else raw.strip()
+        if not line:
+            continue
+        if line.startswith("data_"):
+            block = blocks.setdefault(line[5:], {"pairs": {}, "loop": ([], [])})
+            labels, in_loop = block["loop"][0], False
+        elif block is None:
+            continue
+        elif line.startswith("loop_"):
+            in_loop = True
+        elif line.startswith("_"):
+            label, *value = line.split()
+            if in_loop and not block["loop"][1]:
+                labels.append(label)
+            else:
+                block["pairs"][label] = value[0] if value else ""
+        elif in_loop:
+            block["loop"][1].append(line.split())
+    return blocks
+
+
+def _opt_float(value: Optional[str]) -> Optional[float]:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def read_relion_motion_star(path: PathLike) -> MovieTrajectory:
+    """Read RELION's per-movie motion STAR (``data_global_shift`` + ``data_general``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``<movie>.star`` written by RELION's motion correction.
+
+    Returns
+    -------
+    MovieTrajectory
+        Shifts in px of the unbinned movie; ``pixel_size_a`` from
+        ``_rlnMicrographOriginalPixelSize``; ``extra["binning"]`` from
+        ``_rlnMicrographBinning``.
+    """
+    blocks = _star_blocks(_read_text(path))
+    shifts_block = blocks.get("global_shift")
+    if shifts_block is None:
+        raise TrajectoryFormatError(
+            f"{path}: no data_global_shift block (not a RELION motion STAR)")
+    labels, rows = shifts_block["loop"]
+    wanted = ("_rlnMicrographFrameNumber", "_rlnMicrographShiftX", "_rlnMicrographShiftY")
+    missing = [w for w in wanted if w not in labels]
+    if missing:
+        raise TrajectoryFormatError(f"{path}: data_global_shift lacks {', '.join(missing)}")
+    cols = [labels.index(w) for w in wanted]
+    parsed = []
+    for k, row in enumerate(rows):
+        if len(row) != len(labels):
+            raise TrajectoryFormatError(f"{path}: global_shift row {k + 1} has {len(row)} "
+                                        f"values for {len(labels)} columns")
+        parsed.append(_floats([row[c] for c in cols], path, k + 1))
+    frames, shifts = _arrays(parsed, path, "global shifts")
+    general = blocks.get("general", {"pairs": {}})["pairs"]
+    binning = _opt_float(general.get("_rlnMicrographBinning"))
+    return MovieTrajectory(
+        frames, shifts, "relion-star",
+        pixel_size_a=_opt_float(general.get("_rlnMicrographOriginalPixelSize")),
+        dose_per_frame=_opt_float(general.get("_rlnMicrographDoseRate")),
+        pre_exposure=_opt_float(general.get("_rlnMicrographPreExposure")),
+        movie=general.get("_rlnMicrographMovieName"),
+        extra={} if binning is None else {"binning": binning},
+    )
+
+
+# --- MotionCor2 -------------------------------------------------------------------------
+
+_MC2_FRAME = re.compile(r"Frame\s*\(\s*(\d+)\)\s*shift:\s*(\S+)\s+(\S+)")
+_MC2_PARAM = re.compile(r"^-(PixSize|FtBin|FmDose|InitDose|InMrc|InTiff|InEer)[ \t]+(\S+)",
+                        re.MULTILINE)
+
+
+def _mc2_rows(lines: list, start: int, path: PathLike) -> list:
+    """Numeric ``frame x y`` rows from ``lines[start:]`` up to the first other line."""
+    rows = []
+    for k in range(start, len(lines)):
+        tokens = lines[k].split()
+        if len(tokens) != 3 or not tokens[0].isdigit():
+            break
+        rows.append(_floats(tokens, path, k + 1))
+    return rows
+
+
+def _mc2_shifts(text: str, path: PathLike) -> tuple[list, str]:
+    lines = text.splitlines()
+    first = next((k for k, ln in enumerate(lines) if ln.strip()), 0)
+    if lines and lines[first].strip().lower().startswith("# full frame alignment"):
+        return _mc2_rows(lines, first + 1, path), "motioncor2-full-log"
+    for k, line in enumerate(lines):
+        if line.strip() == "Full-frame alignment shift":  # <= 1.5
+            rows = []
+            for j in range(k + 1, len(lines)):
+                m = _MC2_FRAME.search(lines[j])
+                if not m:
+                    break
+                rows.append(_floats(list(m.groups()), path, j + 1))
+            return rows, "motioncor2-1.5"
+        if line.strip() == "Full-frame alignment" and k + 1 < len(lines) \
+                and "Shift" in lines[k + 1]:  # 1.6 table
+            return _mc2_rows(lines, k + 2, path), "motioncor2-1.6"
+    raise TrajectoryFormatError(f"{path}: no MotionCor2 full-frame alignment shifts found")
+
+
+def read_motioncor2_log(path: PathLike) -> MovieTrajectory:
+    """Read the full-frame shifts of a MotionCor2 stdout log or ``-Full.log`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        MotionCor2 output (1.5 or 1.6 stdout, or ``<name>-Patch-Full.log``).
+
+    Returns
+    -------
+    MovieTrajectory
+        Shifts in px of the unbinned input as printed (1.5: relative to the
+        middle frame; 1.6 and ``-Full.log``: relative to frame 1).
+        ``pixel_size_a`` = ``-PixSize``, ``dose_per_frame`` = ``-FmDose``,
+        ``pre_exposure`` = ``-InitDose``, ``extra["ft_bin"]`` = ``-FtBin``.
+    """
+    text = _read_text(path)
+    rows, source = _mc2_shifts(text, path)
+    frames, shifts = _arrays(rows, path, "MotionCor2 frame shifts")
+    params = dict(_MC2_PARAM.findall(text))
+    movie = params.get("InMrc") or params.get("InTiff") or params.get("InEer")
+    ft_bin = _opt_float(params.get("FtBin"))
+    return MovieTrajectory(
+        frames, shifts, source,
+        pixel_size_a=_opt_float(params.get("PixSize")),
+        dose_per_frame=_opt_float(params.get("FmDose")),
+        pre_exposure=_opt_float(params.get("InitDose")),
+        movie=movie,
+        extra={} if ft_bin is None else {"ft_bin": ft_bin},
+    )
+
+
+# --- CSV and dispatch -------------------------------------------------------------------
+
+
+def read_trajectory_csv(path: PathLike) -> MovieTrajectory:
+    """Read a plain ``frame,x,y`` table (header line optional, ``#`` comments).
+
+    Parameters
+    ----------
+    path : str or Path
+        Text file with three columns separated by commas and/or white space.
+
+    Returns
+    -------
+    MovieTrajectory
+        Frames and shifts as written (px); no metadata.
+    """
+    rows = []
+    for k, raw in enumerate(_read_text(path).splitlines()):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        tokens = [t for t in re.split(r"[,\s;]+", line) if t]
+        if not rows and tokens and not re.match(r"^[-+.\d]", tokens[0]):
+            continue  # header such as "frame,x,y"
+        if len(tokens) != 3:
+            raise TrajectoryFormatError(f"{path}, line {k + 1}: expected 3 columns "
+                                        f"(frame, x, y), got {len(tokens)}")
+        rows.append(_floats(tokens, path, k + 1))
+    frames, shifts = _arrays(rows, path, "frame,x,y rows")
+    return MovieTrajectory(frames, shifts, "csv")
+
+
+def read_trajectory(path: PathLike) -> MovieTrajectory:
+    """Read a trajectory file of any supported format.
+
+    The format is chosen by extension (``.star`` RELION, ``.csv`` CSV), else by
+    content (MotionCor2 markers), else CSV.
+
+    Parameters
+    ----------
+    path : str or Path
+        Trajectory file.
+
+    Returns
+    -------
+    MovieTrajectory
+
+    Raises
+    ------
+    TrajectoryFormatError
+        If the file cannot be read or parsed; the message names the file.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".star":
+        return read_relion_motion_star(path)
+    if suffix == ".csv":
+        return read_trajectory_csv(path)
+    head = _read_text(path)
+    if "full-frame alignment" in head.lower() or "# full frame alignment" in head.lower():
+        return read_motioncor2_log(path)
+    return read_trajectory_csv(path)
