@@ -127,3 +127,200 @@ def setAlignmentAttributes(item, record):
     setattr(item, ALIGNMENT_PREFIX + "message", emobj.String(record.get("message", "")))
     if record.get("plot"):
         item.plotCart = emobj.Image(location=record["plot"])
+
+
+# --------------------------------------------------------------------------
+# Particles, volumes, CTF: Scipion images <-> arrays, alignment, defocus
+# --------------------------------------------------------------------------
+# Alignment conventions. Inside xmipp_qc, angles and shifts follow
+# :mod:`xmipp_qc.core`: Xmipp ZYZ (rot, tilt, psi) in degrees with the matrix
+# ``E = euler_to_matrix(angles)`` of :mod:`xmipp_qc.core.geometry`, and the
+# Xmipp shift ``s`` (px) with ``I(r) = P(r + s)``. A Scipion ``Transform`` is
+# the 4x4 matrix Xmipp's plugin writes for these values:
+#   ALIGN_PROJ  M = inverse([[E, -s], [0, 1]])     (s = (shiftX, shiftY, 0))
+#   ALIGN_2D    M = [[E(0, 0, psi), s], [0, 1]]    (a first row negated = flip)
+# Shifts of a Transform are in px of the set that holds it.
+
+#: Extensions read directly with mrcfile (memory-mapped); others via ImageHandler.
+_MRC_EXTENSIONS = (".mrc", ".mrcs", ".st", ".map", ".rec", ".ali")
+
+
+def transformToXmipp(matrix, alignType):
+    """Xmipp ``(angles (3,), shifts (2,), flip)`` of a Scipion 4x4 transform matrix.
+
+    ``alignType`` is ``pwem.constants.ALIGN_PROJ`` or ``ALIGN_2D`` (ALIGN_2D
+    gives angles ``(0, 0, psi)``; a mirrored 2D transform gives ``flip=True``
+    with the mirror removed from the angles and x shift, as Xmipp reads it).
+    """
+    from pwem.constants import ALIGN_2D, ALIGN_PROJ
+
+    from xmipp_qc.core.geometry import matrix_to_euler
+
+    m = np.array(matrix, dtype=np.float64)
+    if m.shape != (4, 4):
+        raise ValueError(f"a Scipion transform is 4x4, got {m.shape}")
+    if alignType == ALIGN_PROJ:
+        a = np.linalg.inv(m)
+        return matrix_to_euler(a[:3, :3]), -a[:2, 3], False
+    if alignType != ALIGN_2D:
+        raise ValueError(f"unsupported alignment type {alignType!r} for images")
+    flip = bool(np.linalg.det(m[:2, :2]) < 0)
+    if flip:
+        m[0, :4] *= -1.0
+    u, _, vt = np.linalg.svd(m[:2, :2])
+    r = u @ vt  # nearest proper rotation; E(0, 0, psi)[:2, :2] = [[c, s], [-s, c]]
+    psi = np.degrees(np.arctan2(r[0, 1], r[0, 0]))
+    return np.array([0.0, 0.0, psi]), m[:2, 3].copy(), flip
+
+
+def xmippToTransform(angles, shifts, alignType=None):
+    """Scipion ``Transform`` of Xmipp angles (degrees) and shifts (px); inverse of
+    :func:`transformToXmipp` (``alignType`` ALIGN_PROJ by default, or ALIGN_2D,
+    which uses psi only)."""
+    from pwem.constants import ALIGN_2D, ALIGN_PROJ
+
+    from xmipp_qc.core.geometry import euler_to_matrix
+
+    alignType = ALIGN_PROJ if alignType is None else alignType
+    a = np.eye(4)
+    s = np.asarray(shifts, dtype=np.float64)
+    if alignType == ALIGN_PROJ:
+        a[:3, :3] = euler_to_matrix(np.asarray(angles, dtype=np.float64))
+        a[:2, 3] = -s
+        a = np.linalg.inv(a)
+    elif alignType == ALIGN_2D:
+        a[:3, :3] = euler_to_matrix([0.0, 0.0, float(angles[2])])
+        a[:2, 3] = s
+    else:
+        raise ValueError(f"unsupported alignment type {alignType!r} for images")
+    return emobj.Transform(matrix=a)
+
+
+def imageAlignment(item, alignType):
+    """Xmipp ``(angles, shifts, flip)`` of one image; None without a transform."""
+    from pwem.constants import ALIGN_2D, ALIGN_PROJ
+
+    if alignType not in (ALIGN_PROJ, ALIGN_2D) or not item.hasTransform():
+        return None
+    return transformToXmipp(item.getTransform().getMatrix(), alignType)
+
+
+def ctfToDefocus(ctf):
+    """``(defocusU, defocusV, defocusAngle)`` (Å, Å, degrees) of a ``CTFModel``.
+
+    Scipion stores Xmipp's/RELION's definitions, used as they are by
+    :func:`xmipp_qc.core.ctf.ctf_image`.
+    """
+    return (float(ctf.getDefocusU()), float(ctf.getDefocusV()), float(ctf.getDefocusAngle()))
+
+
+def acquisitionToDict(imgSet):
+    """``{voltage_kv, cs_mm, amplitude_contrast}`` of an image set's acquisition."""
+    acq = imgSet.getAcquisition()
+    return {"voltage_kv": float(acq.getVoltage() or 300.0),
+            "cs_mm": float(acq.getSphericalAberration() or 0.0),
+            "amplitude_contrast": float(acq.getAmplitudeContrast() or 0.0)}
+
+
+def imagesToArrays(images, alignType, withCtf=True):
+    """Metadata of an iterable of Scipion images as arrays (no pixels read).
+
+    Returns a dict: ``ids`` (n,) int64; ``locations`` list of (index, filename)
+    with 1-based stack indices (0 = single-image file); ``angles`` (n, 3) and
+    ``shifts`` (n, 2) (px of the set) or None when no image has a usable
+    alignment of ``alignType``; ``flip`` (n,) bool; ``defocus`` (n, 3) or None
+    when ``withCtf`` is False or an image lacks a CTF. Images without a
+    transform get NaN angles and shifts.
+    """
+    ids, locations, ali, defocus = [], [], [], []
+    for img in images:
+        ids.append(int(img.getObjId()))
+        index, fn = img.getLocation()
+        locations.append((int(index or 0), str(fn)))
+        ali.append(imageAlignment(img, alignType))
+        defocus.append(ctfToDefocus(img.getCTF()) if withCtf and img.hasCTF() else None)
+    n = len(ids)
+    have = [a is not None for a in ali]
+    angles = shifts = None
+    if any(have):
+        angles, shifts = np.full((n, 3), np.nan), np.full((n, 2), np.nan)
+        for i, a in enumerate(ali):
+            if a is not None:
+                angles[i], shifts[i] = a[0], a[1]
+    flip = np.array([bool(a[2]) if a is not None else False for a in ali], dtype=bool)
+    dfc = np.array(defocus, dtype=np.float64).reshape(n, 3) if n and all(
+        d is not None for d in defocus) else None
+    return {"ids": np.asarray(ids, dtype=np.int64), "locations": locations,
+            "angles": angles, "shifts": shifts, "flip": flip, "defocus": dfc}
+
+
+def _cleanFileName(fn):
+    """Drop a Scipion/RELION format suffix such as ``:mrc`` or ``:mrcs``."""
+    fn = str(fn)
+    head, sep, tail = fn.rpartition(":")
+    return head if sep and tail.isalnum() and "/" not in tail else fn
+
+
+def readImages(locations, dtype=np.float32):
+    """Read images at ``(index, filename)`` locations into a stack (n, N, N).
+
+    Indices are 1-based in a stack, 0 for a single-image file. MRC files are
+    memory-mapped and read in runs of consecutive indices; other formats go
+    through pwem's ImageHandler. Arrays are ``[y, x]`` as stored.
+    """
+    import mrcfile
+
+    out = None
+    i = 0
+    while i < len(locations):
+        index, fn = locations[i]
+        j = i + 1
+        while (j < len(locations) and locations[j][1] == fn
+               and locations[j][0] == locations[j - 1][0] + 1):
+            j += 1
+        path = _cleanFileName(fn)
+        if path.lower().endswith(_MRC_EXTENSIONS):
+            with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
+                data = mrc.data
+                block = data[None] if data.ndim == 2 else data[max(index, 1) - 1:
+                                                               max(index, 1) - 1 + j - i]
+                block = np.array(block, dtype=dtype)
+        else:
+            block = np.stack([_readWithImageHandler(loc) for loc in locations[i:j]])
+        if out is None:
+            out = np.empty((len(locations),) + block.shape[-2:], dtype=dtype)
+        if block.shape[0] != j - i:
+            raise ValueError(f"{path}: cannot read images {index}..{index + j - i - 1}")
+        out[i:j] = block
+        i = j
+    return np.empty((0, 0, 0), dtype=dtype) if out is None else out
+
+
+def _readWithImageHandler(location):
+    from pwem.emlib.image import ImageHandler
+
+    return np.asarray(ImageHandler().read(location).getData(), dtype=np.float32)
+
+
+def readVolume(volume, dtype=np.float32):
+    """Density of a Scipion ``Volume`` as an (N, N, N) array indexed ``[z, y, x]``."""
+    import mrcfile
+
+    path = _cleanFileName(volume.getFileName())
+    if path.lower().endswith(_MRC_EXTENSIONS):
+        with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
+            data = np.array(mrc.data, dtype=dtype)
+    else:
+        data = _readWithImageHandler(volume.getLocation()).astype(dtype)
+    if data.ndim != 3 or len(set(data.shape)) != 1:
+        raise ValueError(f"{path}: a cubic volume is required, got shape {data.shape}")
+    return data
+
+
+def writeStack(fn, stack, pixelSize):
+    """Write an (n, N, N) float32 stack (or one image) as MRC with its pixel size."""
+    import mrcfile
+
+    with mrcfile.new(fn, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(stack, dtype=np.float32))
+        mrc.voxel_size = float(pixelSize)
