@@ -53,7 +53,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "REASONS", "SENTINEL_ABS_PX", "ConsensusParams", "TrajectoryComparison",
     "accumulated_motion", "axis_correlations", "best_rotation_deg", "compare_trajectories",
-    "missing_comparison", "superpose",
+    "match_frames", "missing_comparison", "superpose",
 ]
 
 #: Decision reason codes (exact strings), see the module docstring.
@@ -364,7 +364,21 @@ def accumulated_motion(
     return total, early, total - early
 
 
-def _common(frames_ref: NDArray, frames_sec: NDArray) -> tuple[NDArray, NDArray]:
+def match_frames(frames_ref: ArrayLike, frames_sec: ArrayLike) -> tuple[NDArray, NDArray]:
+    """Find the frames both runs aligned, matched by frame number.
+
+    Parameters
+    ----------
+    frames_ref, frames_sec : array_like of shape (F,) and (G,)
+        Frame numbers (unique within each run).
+
+    Returns
+    -------
+    i_ref, i_sec : ndarray of int, shape (C,)
+        ``frames_ref[i_ref] == frames_sec[i_sec]``, in increasing frame order
+        (array order when both runs list the same frames).
+    """
+    frames_ref, frames_sec = np.asarray(frames_ref), np.asarray(frames_sec)
     if frames_ref.shape == frames_sec.shape and np.array_equal(frames_ref, frames_sec):
         idx = np.arange(frames_ref.size)
         return idx, idx
@@ -461,7 +475,7 @@ def compare_trajectories(
     problem = _data_problem(f_ref, s_ref, "reference") or _data_problem(f_sec, s_sec, "secondary")
     if problem:
         return _invalid(problem)
-    i_ref, i_sec = _common(f_ref, f_sec)
+    i_ref, i_sec = match_frames(f_ref, f_sec)
     if i_ref.size < _MIN_COMMON_FRAMES:
         return _invalid(f"only {i_ref.size} common frame(s), need >= {_MIN_COMMON_FRAMES}",
                         int(i_ref.size))

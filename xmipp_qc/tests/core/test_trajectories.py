@@ -17,6 +17,7 @@ from xmipp_qc.core.trajectories import (
     axis_correlations,
     best_rotation_deg,
     compare_trajectories,
+    match_frames,
     missing_comparison,
     superpose,
 )
@@ -432,3 +433,10 @@ def test_comparison_reports_accumulated_motion_in_reference_px():
     assert res.total_ref_px == pytest.approx(45.0) and res.total_sec_px == pytest.approx(45.0)
     assert res.early_ref_px == pytest.approx(5.0)  # only the step ending at frame 2 (4 e/A^2)
     assert res.late_sec_px == pytest.approx(40.0)
+
+
+def test_match_frames_by_number():
+    i_ref, i_sec = match_frames([1, 2, 3, 4, 5], [5, 3, 9, 2])
+    assert i_ref.tolist() == [1, 2, 4] and i_sec.tolist() == [3, 1, 0]
+    same = match_frames(np.arange(1, 6), np.arange(1, 6))
+    assert same[0].tolist() == same[1].tolist() == [0, 1, 2, 3, 4]
