@@ -1,5 +1,6 @@
 """Protocols of xmipp_qc; Scipion discovers the classes re-exported here."""
 
+from .protocol_movie_alignment_consensus import XmippQcProtConsensusMovieAlignment
 from .protocol_synthetic_movies import XmippQcProtSyntheticMovies
 
-__all__: list = ["XmippQcProtSyntheticMovies"]
+__all__: list = ["XmippQcProtConsensusMovieAlignment", "XmippQcProtSyntheticMovies"]

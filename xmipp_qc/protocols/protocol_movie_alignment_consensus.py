@@ -1,0 +1,437 @@
+"""Consensus of two movie alignments: accept or discard each movie, in streaming.
+
+The per-movie comparison is :func:`xmipp_qc.core.trajectories.compare_trajectories`
+(frames matched by number, secondary shifts brought to reference px with the
+ratio of the two sets' pixel sizes, offsets removed, per-axis correlation gating,
+Euclidean RMSE / max error, scale, optional proper rotation). This module is the
+Scipion glue: streaming bookkeeping, persistence and outputs.
+
+Streaming design
+    All the work happens in ``_stepsCheck``, which pyworkflow's executor calls
+    periodically (every ``SCIPION_STEPS_CHECK_SEC``, in practice every ~3 s).
+    Each call reads only the items that are new since the previous call (a set
+    of seen ids per input: ``getUniqueValues('id')`` then one query for the new
+    ids; nothing is reloaded or cloned twice), compares every movie whose two
+    alignments are now present, saves the batch and appends it to the outputs.
+    There is no step per movie: a Scipion step costs seconds (the parallel
+    executor sleeps 3 s when idle) while a comparison costs well under a
+    millisecond, so the batch is simply "everything that arrived since the last
+    check". The only step is ``createOutputStep`` (``wait=True``), released when
+    both inputs are closed and every reference movie is decided. The executor
+    is serial (no threads parameter): deciding and outputting never race.
+    Bookkeeping is O(1) per movie (dicts and sets keyed by id).
+Restart ("continue") design
+    Each batch of decisions is written atomically (temporary file +
+    ``os.replace``) to ``extra/decisions/batch_NNNNNN.json`` BEFORE any output
+    is touched. On continue the done-set is rebuilt from those files and from
+    the ids already present in the output sqlite files: decided movies missing
+    from an output are appended from their saved record, undecided ones are
+    compared again. A kill at any point thus gives no duplicates and no losses.
+Matching
+    Movies of the two inputs are paired by id (both motion-correction runs copy
+    the ids of the imported movies). Micrographs come from the optional
+    ``inputMicrographs`` or else from the reference protocol's
+    ``outputMicrographs`` (``outputMicrographsDoseWeighted``), matched to movies by
+    micName (ProtAlignMovies copies it), or by id when names are absent; they
+    keep their own pixel size (binned micrographs stay binned).
+"""
+
+import glob
+import json
+import os
+import sqlite3
+from collections import Counter
+
+import pwem.objects as emobj
+import pyworkflow.protocol.constants as pwcts
+import pyworkflow.protocol.params as params
+from pwem.protocols import ProtAlignMovies
+from pyworkflow.object import Set, String
+
+from xmipp_qc.convert import (
+    movieAlignmentToArrays,
+    movieDoseInfo,
+    relativeBinning,
+    setAlignmentAttributes,
+    shiftPixelSize,
+)
+from xmipp_qc.core.trajectories import (
+    REASONS,
+    ConsensusParams,
+    compare_trajectories,
+    missing_comparison,
+)
+
+OUT_MOVIES, OUT_MICS = "outputMovies", "outputMicrographs"
+OUT_MOVIES_DISC, OUT_MICS_DISC = "outputMoviesDiscarded", "outputMicrographsDiscarded"
+SQLITE = {OUT_MOVIES: "movies.sqlite", OUT_MICS: "micrographs.sqlite",
+          OUT_MOVIES_DISC: "moviesDiscarded.sqlite", OUT_MICS_DISC: "micrographsDiscarded.sqlite"}
+MISSING_DISCARD, MISSING_ACCEPT = 0, 1
+DECISIONS_DIR = "decisions"
+_ID_CHUNK = 500
+
+
+def readDecisionRecords(extraPath):
+    """All saved decisions of a run (one dict per movie), sorted by movie id."""
+    records = {}
+    for fn in sorted(glob.glob(os.path.join(extraPath, DECISIONS_DIR, "batch_*.json"))):
+        with open(fn) as fh:
+            for record in json.load(fh):
+                records[record["id"]] = record
+    return [records[k] for k in sorted(records)]
+
+
+def _micKey(item):
+    return item.getMicName() or f"id:{item.getObjId()}"
+
+
+class _Book:
+    """In-memory state of one run, rebuilt from disk on continue."""
+
+    def __init__(self):
+        self.seen = {"ref": set(), "sec": set(), "mic": set()}
+        self.closed = {"ref": False, "sec": False, "mic": True}
+        self.refPending = {}  # id -> reference Movie, not decided yet
+        self.secShifts = {}  # id -> (frames, shifts) of the secondary, not decided yet
+        self.decided = set()
+        self.inMovieOutput = set()
+        self.records = {}  # id -> record, decided and still waiting for its micrograph
+        self.toOutput = []  # (movie, record) restored from disk, missing from the outputs
+        self.micWanted = {}  # mic key -> movie id
+        self.micWaiting = {}  # mic key -> Micrograph that arrived before its movie's decision
+        self.counts = Counter()
+        self.nBatches = 0
+        self.finished = False
+
+
+class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
+    """Compares two alignments of the same movies and keeps the movies where they agree.
+
+    Movies of the reference run go to the accepted or discarded outputs with
+    their reference alignment, their micrographs likewise, and the metrics and
+    the reason as ``_alignment_*`` attributes.
+    """
+
+    _label = "movie alignment consensus"
+    _possibleOutputs = {OUT_MOVIES: emobj.SetOfMovies, OUT_MICS: emobj.SetOfMicrographs,
+                        OUT_MOVIES_DISC: emobj.SetOfMovies,
+                        OUT_MICS_DISC: emobj.SetOfMicrographs}
+
+    def __init__(self, **kwargs):
+        ProtAlignMovies.__init__(self, **kwargs)
+        self.decisionCounts = String()
+
+    # --------------------------- DEFINE param functions ----------------------
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputMovies1", params.PointerParam, pointerClass="SetOfMovies",
+                      important=True, label="Reference aligned movies",
+                      help="Their alignment and micrographs are kept in the outputs.")
+        form.addParam("inputMovies2", params.PointerParam, pointerClass="SetOfMovies",
+                      important=True, label="Secondary aligned movies",
+                      help="A second alignment of the same movies (same ids).")
+        form.addParam("inputMicrographs", params.PointerParam, allowsNull=True,
+                      pointerClass="SetOfMicrographs", expertLevel=pwcts.LEVEL_ADVANCED,
+                      label="Reference micrographs",
+                      help="Default: the micrographs of the reference protocol.")
+        form.addSection(label="Consensus")
+        form.addParam("minConsCorrelation", params.FloatParam, default=0.75,
+                      label="Minimum correlation",
+                      help="Minimum of the X and Y shift correlations; -1 = never "
+                           "discard on correlation.")
+        form.addParam("minRangeShift", params.FloatParam, default=3.0,
+                      label="Minimum shift range (px)",
+                      help="An axis enters the correlation only if its shift range "
+                           "exceeds this in both runs.")
+        form.addParam("maxRmse", params.FloatParam,
+                      default=ConsensusParams().max_rmse_px or 0.0, label="Maximum RMSE (px)",
+                      help="Euclidean RMS distance after superposition, reference px; "
+                           "0 = off.")
+        form.addParam("scaleTolerance", params.FloatParam, default=0.1,
+                      label="Scale tolerance",
+                      help="Discard when the path-length ratio leaves [1-t, 1/(1-t)]; "
+                           "0 = off.")
+        form.addParam("allowRotation", params.BooleanParam, default=False,
+                      label="Allow rotation",
+                      help="Fit a proper rotation (never a reflection) before comparing.")
+        form.addParam("maxRotation", params.FloatParam, default=5.0,
+                      condition="allowRotation", label="Maximum rotation (deg)")
+        form.addParam("missingPolicy", params.EnumParam, default=MISSING_DISCARD,
+                      choices=["discard", "accept"], label="Movies without secondary",
+                      help="What to do with a reference movie that the secondary run "
+                           "never aligned (decided when the secondary closes).")
+        form.addParam("earlyDose", params.FloatParam, default=4.0,
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Early motion dose (e/A^2)",
+                      help="Accumulated motion is split into early and late here (RELION).")
+        form.addParam("trajectoryPlot", params.BooleanParam, default=False,
+                      label="Trajectory plot per movie",
+                      help="PNG of both trajectories per movie (costs ~0.1 s per movie).")
+
+    # --------------------------- INSERT steps functions ----------------------
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.createOutputStep, prerequisites=[], wait=True,
+                                 needsGPU=False)
+
+    # --------------------------- STEPS functions -----------------------------
+    def _stepsCheck(self):
+        book = getattr(self, "_book", None) or self._restoreBook()
+        if book.finished:
+            return
+        self._readNewInputs(book)
+        batch = self._decideBatch(book)
+        if batch:
+            self._saveBatch(book, [record for _, record in batch])
+        self._appendOutputs(book, book.toOutput + batch)
+        book.toOutput = []
+        if self._isComplete(book):
+            self._closeOutputs(book)
+
+    def createOutputStep(self):
+        counts = Counter(json.loads(self.decisionCounts.get() or "{}"))
+        self.info(f"Decisions: {dict(counts)}")
+
+    # --------------------------- bookkeeping ---------------------------------
+    def _restoreBook(self):
+        book = self._book = _Book()
+        self._makeConsensusContext()
+        for record in readDecisionRecords(self._getExtraPath()):
+            book.decided.add(record["id"])
+            book.records[record["id"]] = record
+            book.counts[record["reason"]] += 1
+        book.nBatches = len(glob.glob(self._getExtraPath(DECISIONS_DIR, "batch_*.json")))
+        book.inMovieOutput = self._outputIds(OUT_MOVIES) | self._outputIds(OUT_MOVIES_DISC)
+        inMics = self._outputIds(OUT_MICS) | self._outputIds(OUT_MICS_DISC)
+        for movieId, record in list(book.records.items()):
+            if self._micSetFile() and movieId not in inMics:
+                book.micWanted[record["micKey"]] = movieId
+            elif movieId in book.inMovieOutput:
+                del book.records[movieId]
+        book.closed["mic"] = self._micSetFile() is None
+        return book
+
+    def _makeConsensusContext(self):
+        ref, sec = self.inputMovies1.get(), self.inputMovies2.get()
+        dose, preExposure = movieDoseInfo(ref)
+        self._compareKwargs = {
+            "binning": relativeBinning(ref, sec), "pixel_size_a": shiftPixelSize(ref),
+            "dose_per_frame": dose, "pre_exposure": preExposure,
+            "early_dose": self.earlyDose.get(), "params": self._consensusParams()}
+        self._inputFiles = {"ref": ref.getFileName(), "sec": sec.getFileName(),
+                            "mic": self._micSetFile()}
+
+    def _consensusParams(self):
+        return ConsensusParams(
+            min_corr=self.minConsCorrelation.get(), min_range_px=self.minRangeShift.get(),
+            max_rmse_px=self.maxRmse.get() if self.maxRmse.get() > 0 else None,
+            scale_tolerance=self.scaleTolerance.get() if self.scaleTolerance.get() > 0 else None,
+            allow_rotation=self.allowRotation.get(), max_rotation_deg=self.maxRotation.get())
+
+    def _fetchNew(self, book, which, setClass):
+        """New items of one input since the last call, and whether it is closed."""
+        items, fn = [], self._inputFiles[which]
+        try:
+            inSet = setClass(filename=fn)
+            inSet.loadAllProperties()
+            closed = inSet.isStreamClosed()
+            newIds = sorted(set(inSet.getUniqueValues("id")) - book.seen[which])
+            for i in range(0, len(newIds), _ID_CHUNK):
+                where = f"id IN ({','.join(map(str, newIds[i:i + _ID_CHUNK]))})"
+                items.extend(item.clone() for item in inSet.iterItems(where=where))
+            inSet.close()
+        except sqlite3.OperationalError as exc:  # the producer is writing; next check
+            self.info(f"Input {which} busy ({exc}); will retry.")
+            return [], False
+        book.seen[which].update(item.getObjId() for item in items)
+        return items, closed
+
+    def _readNewInputs(self, book):
+        refItems, book.closed["ref"] = self._fetchNew(book, "ref", emobj.SetOfMovies)
+        for movie in refItems:
+            movieId = movie.getObjId()
+            if movieId not in book.decided:
+                book.refPending[movieId] = movie
+            elif movieId not in book.inMovieOutput:
+                book.toOutput.append((movie, book.records[movieId]))
+        secItems, book.closed["sec"] = self._fetchNew(book, "sec", emobj.SetOfMovies)
+        for movie in secItems:
+            if movie.getObjId() not in book.decided:
+                book.secShifts[movie.getObjId()] = movieAlignmentToArrays(movie)
+        if self._inputFiles["mic"]:
+            mics, book.closed["mic"] = self._fetchNew(book, "mic", emobj.SetOfMicrographs)
+            for mic in mics:
+                book.micWaiting[_micKey(mic)] = mic
+
+    def _decideBatch(self, book):
+        """Compare every movie with both alignments; missing ones once the secondary closed."""
+        ready = [i for i in book.refPending if i in book.secShifts]
+        if book.closed["sec"]:
+            ready += [i for i in book.refPending if i not in book.secShifts]
+        batch = []
+        for movieId in sorted(ready):
+            movie = book.refPending.pop(movieId)
+            record = self._decide(movie, book.secShifts.pop(movieId, None))
+            batch.append((movie, record))
+            book.decided.add(movieId)
+            book.counts[record["reason"]] += 1
+        return batch
+
+    def _decide(self, movie, secAlignment):
+        framesRef, shiftsRef = movieAlignmentToArrays(movie)
+        if secAlignment is None:
+            result = missing_comparison("secondary")
+            accepted = self.missingPolicy.get() == MISSING_ACCEPT
+            framesSec, shiftsSec = framesRef[:0], shiftsRef[:0]
+        else:
+            framesSec, shiftsSec = secAlignment
+            result = compare_trajectories(framesRef, shiftsRef, framesSec, shiftsSec,
+                                          **self._compareKwargs)
+            accepted = result.accepted
+        record = result.as_dict()
+        record.update(id=movie.getObjId(), micKey=_micKey(movie), accepted=bool(accepted),
+                      binning=self._compareKwargs["binning"],
+                      ref_frames=framesRef.tolist(), ref_shifts=shiftsRef.tolist(),
+                      sec_frames=framesSec.tolist(), sec_shifts=shiftsSec.tolist())
+        if self.trajectoryPlot:
+            record["plot"] = self._savePlot(record)
+        return record
+
+    def _savePlot(self, record):
+        from xmipp_qc.viewers.viewer_movie_alignment_consensus import saveTrajectoryPlot
+
+        fn = self._getExtraPath("plots", f"trajectory_{record['id']:06d}.png")
+        os.makedirs(os.path.dirname(fn), exist_ok=True)
+        saveTrajectoryPlot(record, fn, self._compareKwargs["pixel_size_a"])
+        return fn
+
+    def _saveBatch(self, book, records):
+        """Write the decisions atomically before any output is updated."""
+        book.nBatches += 1
+        fn = self._getExtraPath(DECISIONS_DIR, f"batch_{book.nBatches:06d}.json")
+        os.makedirs(os.path.dirname(fn), exist_ok=True)
+        with open(fn + ".tmp", "w") as fh:
+            json.dump(records, fh)
+        os.replace(fn + ".tmp", fn)
+
+    # --------------------------- outputs -------------------------------------
+    def _appendOutputs(self, book, pairs):
+        if not pairs:
+            return
+        self._appendItems(OUT_MOVIES, [(m, r) for m, r in pairs if r["accepted"]])
+        self._appendItems(OUT_MOVIES_DISC, [(m, r) for m, r in pairs if not r["accepted"]])
+        ready = []
+        for movie, record in pairs:
+            book.inMovieOutput.add(movie.getObjId())
+            if self._inputFiles["mic"]:
+                book.records[movie.getObjId()] = record
+                book.micWanted[record["micKey"]] = movie.getObjId()
+        for key in [k for k in book.micWanted if k in book.micWaiting]:
+            mic = book.micWaiting.pop(key)
+            mic.setObjId(book.micWanted.pop(key))
+            ready.append((mic, book.records.pop(mic.getObjId())))
+        self._appendItems(OUT_MICS, [(m, r) for m, r in ready if r["accepted"]])
+        self._appendItems(OUT_MICS_DISC, [(m, r) for m, r in ready if not r["accepted"]])
+        self.decisionCounts.set(json.dumps(dict(book.counts)))
+        self._store(self.decisionCounts)
+
+    def _appendItems(self, outName, pairs, state=Set.STREAM_OPEN):
+        if not pairs and state == Set.STREAM_OPEN:
+            return
+        outSet, isNew = self._openOutput(outName), not self.hasAttribute(outName)
+        for item, record in pairs:
+            setAlignmentAttributes(item, record)
+            outSet.append(item)
+        self._updateOutputSet(outName, outSet, state)
+        if isNew:
+            self._defineTransformRelation(self.inputMovies1, outSet)
+
+    def _openOutput(self, outName):
+        fn = self._getPath(SQLITE[outName])
+        isMovies = outName in (OUT_MOVIES, OUT_MOVIES_DISC)
+        outSet = (emobj.SetOfMovies if isMovies else emobj.SetOfMicrographs)(filename=fn)
+        if os.path.exists(fn) and os.path.getsize(fn) > 0:
+            outSet.loadAllProperties()
+            outSet.enableAppend()
+        else:
+            source = self.inputMovies1.get() if isMovies else self._micSet()
+            outSet.copyInfo(source)
+            outSet.setStreamState(Set.STREAM_OPEN)
+        return outSet
+
+    def _outputIds(self, outName):
+        fn = self._getPath(SQLITE[outName])
+        if not (os.path.exists(fn) and os.path.getsize(fn) > 0):
+            return set()
+        outSet = emobj.SetOfImages(filename=fn)
+        ids = set(outSet.getUniqueValues("id"))
+        outSet.close()
+        return ids
+
+    def _isComplete(self, book):
+        if not (book.closed["ref"] and book.closed["sec"]) or book.refPending:
+            return False
+        if book.micWanted and not book.closed["mic"]:
+            return False
+        if book.micWanted:
+            self.warning(f"{len(book.micWanted)} decided movies have no micrograph.")
+        return True
+
+    def _closeOutputs(self, book):
+        names = [OUT_MOVIES, OUT_MOVIES_DISC]
+        names += [OUT_MICS, OUT_MICS_DISC] if self._inputFiles["mic"] else []
+        for outName in names:
+            self._appendItems(outName, [], state=Set.STREAM_CLOSED)
+        book.finished = True
+        outputStep = self._getFirstJoinStep()
+        if outputStep is not None and outputStep.isWaiting():
+            outputStep.setStatus(pwcts.STATUS_NEW)
+
+    # --------------------------- UTILS functions -----------------------------
+    def _micSet(self):
+        if self.inputMicrographs.get() is not None:
+            return self.inputMicrographs.get()
+        producer = self.inputMovies1.getObjValue()
+        for name in (OUT_MICS, "outputMicrographsDoseWeighted"):
+            mics = getattr(producer, name, None)
+            if isinstance(mics, emobj.SetOfMicrographs):
+                return mics
+        return None
+
+    def _micSetFile(self):
+        mics = self._micSet()
+        return mics.getFileName() if mics is not None else None
+
+    # --------------------------- INFO functions ------------------------------
+    def _validate(self):
+        errors = []
+        ref, sec = self.inputMovies1.get(), self.inputMovies2.get()
+        if ref is not None and sec is not None and ref.getFileName() == sec.getFileName():
+            errors.append("The reference and secondary movies are the same set.")
+        if not -1 <= self.minConsCorrelation.get() <= 1:
+            errors.append("Minimum correlation must be in [-1, 1].")
+        if self.minRangeShift.get() < 0 or self.maxRmse.get() < 0:
+            errors.append("Minimum shift range and maximum RMSE must be >= 0 px.")
+        if not 0 <= self.scaleTolerance.get() < 1:
+            errors.append("Scale tolerance must be in [0, 1).")
+        if not 0 <= self.maxRotation.get() <= 180:
+            errors.append("Maximum rotation must be in [0, 180] degrees.")
+        return errors
+
+    def _summary(self):
+        counts = json.loads(self.decisionCounts.get() or "{}")
+        if not counts:
+            return ["No movie decided yet."]
+        lines = [f"{sum(counts.values())} movies decided: " + ", ".join(
+            f"{reason} {counts[reason]}" for reason in REASONS if reason in counts)]
+        lines.append(f"Thresholds: correlation >= {self.minConsCorrelation.get():g}, "
+                     f"shift range > {self.minRangeShift.get():g} px, RMSE <= "
+                     f"{self.maxRmse.get() or 'off'} px, scale tolerance "
+                     f"{self.scaleTolerance.get() or 'off'}.")
+        return lines
+
+    def _methods(self):
+        return [f"The global alignments of {self.getObjectTag('inputMovies1')} and "
+                f"{self.getObjectTag('inputMovies2')} were compared per movie on common "
+                "frames after removing the offset (xmipp_qc movie alignment consensus); "
+                f"movies with shift correlation below {self.minConsCorrelation.get():g}"
+                + (f", RMSE above {self.maxRmse.get():g} px" if self.maxRmse.get() > 0 else "")
+                + " or a path-length ratio outside the scale tolerance were discarded."]
