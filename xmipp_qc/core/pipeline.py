@@ -1,0 +1,559 @@
+"""Compare reprojections: chunked orchestration of the numeric core (no new math).
+
+Per chunk of images (:func:`process_chunk`): projection matching when no angles
+are given (:mod:`xmipp_qc.core.matching`), local refinement
+(:mod:`xmipp_qc.core.refine`), reprojection with the image's CTF
+(:mod:`xmipp_qc.core.projection`, :mod:`xmipp_qc.core.ctf`) and per-image
+residual summaries (:func:`xmipp_qc.core.residuals.summarize_chunk`). Over the
+whole set (:func:`finalize`): set statistics and outlier flags from the
+summaries alone (:func:`xmipp_qc.core.outliers.set_statistics`), so memory is
+bounded by the chunk size. Over several maps (:func:`rank`): the paired ranking
+of :func:`xmipp_qc.core.ranking.rank_maps`, always oriented higher-is-better.
+
+Conventions of :mod:`xmipp_qc.core`: images ``(n, N, N)`` indexed ``[y, x]``,
+volumes ``[z, y, x]``, origin at ``N // 2``; Xmipp ZYZ Euler angles in degrees;
+Xmipp shifts in px at the WORKING sampling, an image with shift ``s`` being
+``I(r) = P(r + s)``. Use :func:`shifts_to_input` for shifts in input pixels.
+
+Frames. Scores are computed in the frame of the experimental image (the
+reprojection is moved, never the noisy image). The stored images are in the
+aligned frame: ``aligned(r) = I(r - s)`` (exact Fourier shift), the
+reprojection centred at ``N // 2`` and the residual
+``aligned - (a P + b)`` inside the disc mask, ``a, b`` being the gray fit of
+the summary.
+
+Failed images (non-finite, empty or constant) are never dropped: they keep
+their given alignment (NaN when it had to be found by matching), get NaN
+scores and a reason in ``summary.reasons``, and are excluded from every set
+statistic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from xmipp_qc.core.ctf import ctf_image
+from xmipp_qc.core.projection import FourierProjector
+from xmipp_qc.core.residuals import ChunkSummary, lowpass, summarize_chunk
+from xmipp_qc.core.similarity import disc_mask
+
+__all__ = [
+    "SCORE_DIRECTIONS",
+    "ChunkResult",
+    "CompareOptions",
+    "MapModel",
+    "common_sampling",
+    "finalize",
+    "process_chunk",
+    "rank",
+    "shifts_to_input",
+    "shifts_to_work",
+]
+
+#: Scores that may rank maps, and whether a higher value is better. Set-relative
+#: scores (z-scores, ``outlierScore``) are not comparable across maps.
+SCORE_DIRECTIONS: dict[str, bool] = {
+    "cost": True,
+    "corrIdx": True,
+    "corrMask": True,
+    "corrWeight": True,
+    "imedValue": False,
+    "resStd": False,
+}
+
+_DEFAULT_WIDTH = 0.02  # cycles/px: Xmipp's raised-cosine edge
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """Options of a compare-reprojections run (Xmipp protocol names in brackets).
+
+    Attributes
+    ----------
+    pixel_size_a : float
+        Working sampling in Å/px (after :func:`common_sampling`).
+    angular_step : float
+        Gallery step of projection matching, degrees [angularSampling].
+    symmetry : str
+        Xmipp point group of the map [symmetryGroup].
+    use_ctf : bool
+        Apply each image's CTF to its reprojection in matching, refinement and
+        scoring [not ignoreCTF].
+    optimize_gray : bool
+        Store the gray-fitted reprojection ``a P + b`` instead of ``P``
+        [optimizeGray]. Scores always use the least-squares gray fit (Xmipp's
+        ungrayed ``P - I`` residual is a defect), so they do not change.
+    refine : bool
+        Locally refine angles and shifts (continuous_assign2).
+    max_shift_px : float or None
+        Bound of the refinement's shift change in px; default ``0.05 N``.
+    max_angle_deg : float or None
+        Bound of the refinement's rotation (geodesic), degrees; default 5.
+    resolution_a : float or None
+        [resol] Low-pass the comparison (images, reprojections, residuals) at
+        this resolution in Å (raised cosine); also the band of the refinement.
+    sigma : float or None
+        [sigma] Width of the raised-cosine edge of that low-pass, in Fourier
+        pixels (1 Fourier px = 1/N cycles/px); default 0.02 cycles/px
+        (Xmipp's), i.e. ``0.02 N`` Fourier px. Ignored without ``resolution_a``.
+    mask_radius : float or None
+        Radius of the comparison disc in px; default ``N // 2``.
+    interpolation : {"linear", "cubic"}
+        Interpolation of the Fourier projectors (pad 2).
+    """
+
+    pixel_size_a: float
+    angular_step: float = 5.0
+    symmetry: str = "c1"
+    use_ctf: bool = False
+    optimize_gray: bool = False
+    refine: bool = True
+    max_shift_px: float | None = None
+    max_angle_deg: float | None = None
+    resolution_a: float | None = None
+    sigma: float | None = None
+    mask_radius: float | None = None
+    interpolation: str = "linear"
+
+    def __post_init__(self) -> None:
+        """Validate the options (ValueError with the offending value)."""
+        if not np.isfinite(self.pixel_size_a) or self.pixel_size_a <= 0:
+            raise ValueError(f"pixel_size_a must be positive, got {self.pixel_size_a}")
+        if not self.angular_step > 0:
+            raise ValueError(f"angular_step must be positive, got {self.angular_step}")
+        for name in ("max_shift_px", "max_angle_deg", "resolution_a", "sigma", "mask_radius"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be >= 0 or None, got {v}")
+        if self.resolution_a is not None and self.resolution_a <= 0:
+            raise ValueError(f"resolution_a must be positive, got {self.resolution_a}")
+        if self.sigma is not None and self.sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {self.sigma}")
+
+
+class MapModel:
+    """One candidate map, prepared once per process.
+
+    The reprojector is built at once; the local refiner and the matching
+    gallery are built on first use.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (N, N, N)
+        Map ``[z, y, x]`` at the working sampling, origin ``N // 2``.
+    options : CompareOptions
+        Run options.
+    """
+
+    def __init__(self, volume: ArrayLike, options: CompareOptions) -> None:
+        vol = np.asarray(volume, dtype=np.float32)
+        if vol.ndim != 3 or len(set(vol.shape)) != 1:
+            raise ValueError(f"volume must be a cubic 3D array, got shape {vol.shape}")
+        self.volume = vol
+        self.options = options
+        self.box = vol.shape[0]
+        self.projector = FourierProjector(vol, pad=2, interpolation=options.interpolation)
+        self._refiner = None
+        self._gallery = None
+
+    @property
+    def refiner(self):
+        """Local refiner (:class:`xmipp_qc.core.refine.LocalRefiner`), built lazily."""
+        if self._refiner is None:
+            from xmipp_qc.core.refine import LocalRefiner
+
+            o = self.options
+            kw: dict[str, Any] = {"max_shift_px": o.max_shift_px,
+                                  "interpolation": o.interpolation}
+            if o.max_angle_deg is not None:
+                kw["max_angle_deg"] = o.max_angle_deg
+            if o.resolution_a is not None:
+                kw["search_freq"] = min(0.5, o.pixel_size_a / o.resolution_a)
+            self._refiner = LocalRefiner(self.volume, **kw)
+        return self._refiner
+
+    @property
+    def gallery(self):
+        """Matching gallery (:class:`xmipp_qc.core.matching.Gallery`), built lazily."""
+        if self._gallery is None:
+            from xmipp_qc.core.matching import Gallery
+
+            o = self.options
+            self._gallery = Gallery.build(self.projector, angular_step=o.angular_step,
+                                          symmetry=o.symmetry, mask_radius=o.mask_radius)
+        return self._gallery
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """Everything one chunk produces (``n`` images of box ``N``).
+
+    Attributes
+    ----------
+    ids : ndarray of int, shape (n,)
+        Caller's item ids, in input order.
+    angles, shifts : ndarray, shape (n, 3) and (n, 2), float64
+        Final Xmipp angles (degrees) and shifts (px, working sampling).
+    matched : ndarray of bool, shape (n,)
+        Angles found by projection matching (else given).
+    match_corr, match_margin : ndarray, shape (n,)
+        Matching correlation and margin; NaN where not matched.
+    summary : ChunkSummary
+        Per-image scores, residual covariances and failure reasons; the
+        refinement's ``angleChange`` (deg), ``shiftChange`` (px),
+        ``corrInitial`` and ``corrFinal`` are among its scores when refined.
+    reprojections, residuals, aligned : ndarray of float32, shape (n, N, N) or None
+        Images in the aligned frame (module docstring).
+    """
+
+    ids: NDArray[np.int64]
+    angles: NDArray[np.float64]
+    shifts: NDArray[np.float64]
+    matched: NDArray[np.bool_]
+    match_corr: NDArray[np.float64]
+    match_margin: NDArray[np.float64]
+    summary: ChunkSummary
+    reprojections: NDArray[np.float32] | None = field(default=None, repr=False)
+    residuals: NDArray[np.float32] | None = field(default=None, repr=False)
+    aligned: NDArray[np.float32] | None = field(default=None, repr=False)
+
+    _ARRAYS = ("ids", "angles", "shifts", "matched", "match_corr", "match_margin")
+    _IMAGES = ("reprojections", "residuals", "aligned")
+
+    def save(self, path: str, *, with_images: bool = True) -> None:
+        """Write the chunk to one ``.npz`` file (images optional)."""
+        data = {k: getattr(self, k) for k in self._ARRAYS}
+        data.update({f"score_{k}": v for k, v in self.summary.scores.items()})
+        data["covariances"] = self.summary.covariances
+        data["reasons"] = np.asarray(self.summary.reasons, dtype=str)
+        if with_images:
+            data.update({k: getattr(self, k) for k in self._IMAGES if getattr(self, k) is not None})
+        with open(path, "wb") as fh:
+            np.savez(fh, **data)
+
+    @classmethod
+    def load(cls, path: str, *, with_images: bool = False) -> ChunkResult:
+        """Read a chunk written by :meth:`save` (images only when asked and present)."""
+        with np.load(path, allow_pickle=False) as z:
+            scores = {k[len("score_"):]: z[k] for k in z.files if k.startswith("score_")}
+            summary = ChunkSummary(scores=scores, covariances=z["covariances"],
+                                   reasons=z["reasons"].astype(str))
+            images = {k: (z[k] if with_images and k in z.files else None) for k in cls._IMAGES}
+            return cls(**{k: z[k] for k in cls._ARRAYS}, summary=summary, **images)
+
+
+def common_sampling(image_box: int, image_pixel_a: float, volume_box: int,
+                    volume_pixel_a: float, *, downsample: bool = True,
+                    target_a: float = 3.0) -> tuple[int, float]:
+    """Working box and sampling shared by the images and the map.
+
+    The sampling is the coarser of the two inputs and, with ``downsample``, at
+    least ``target_a``. The images are Fourier cropped to an integer box, so
+    the working pixel size is exactly ``image_pixel_a * image_box / work_box``
+    (never finer than the requested sampling); the map is then brought to it
+    (:func:`xmipp_qc.core.resample`) and cut or padded to ``work_box``.
+
+    Parameters
+    ----------
+    image_box, volume_box : int
+        Box sizes in px.
+    image_pixel_a, volume_pixel_a : float
+        Pixel sizes in Å/px.
+    downsample : bool
+        Enforce at least ``target_a`` Å/px.
+    target_a : float
+        Coarsest sampling needed, Å/px (Xmipp: 3 Å).
+
+    Returns
+    -------
+    work_box : int
+        Box of the images at the working sampling (px).
+    work_pixel_a : float
+        Working pixel size in Å/px.
+    """
+    for name, v in (("image_pixel_a", image_pixel_a), ("volume_pixel_a", volume_pixel_a),
+                    ("target_a", target_a)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be positive, got {v}")
+    if int(image_box) != image_box or image_box < 2 or int(volume_box) != volume_box:
+        raise ValueError(f"boxes must be integers >= 2, got {image_box}, {volume_box}")
+    wanted = max(image_pixel_a, volume_pixel_a, target_a if downsample else 0.0)
+    if wanted <= image_pixel_a:
+        return int(image_box), float(image_pixel_a)
+    work_box = int(np.floor(image_box * image_pixel_a / wanted + 1e-9))
+    if work_box < 2:
+        raise ValueError(f"a {image_box} px box at {image_pixel_a} Å/px has < 2 px at {wanted} Å")
+    return work_box, float(image_pixel_a * image_box / work_box)
+
+
+def shifts_to_input(shifts: ArrayLike, work_pixel_a: float,
+                    input_pixel_a: float) -> NDArray[np.float64]:
+    """Shifts (px) at the working sampling -> px of the input images (same physical shift)."""
+    return np.asarray(shifts, dtype=np.float64) * (work_pixel_a / input_pixel_a)
+
+
+def shifts_to_work(shifts: ArrayLike, work_pixel_a: float,
+                   input_pixel_a: float) -> NDArray[np.float64]:
+    """Shifts (px) of the input images -> px at the working sampling."""
+    return np.asarray(shifts, dtype=np.float64) * (input_pixel_a / work_pixel_a)
+
+
+def _usable(images: NDArray) -> NDArray[np.bool_]:
+    """Images that matching and refinement can take: finite and not constant."""
+    flat = images.reshape(len(images), -1)
+    finite = np.isfinite(flat).all(axis=1)
+    return finite & (np.ptp(np.where(finite[:, None], flat, 0.0), axis=1) > 0)
+
+
+def _ctf(model: MapModel, n: int, defocus, acquisition) -> NDArray | None:
+    """Per-image CTF (n, N, N//2+1) at the working sampling, or None without use_ctf."""
+    if not model.options.use_ctf:
+        return None
+    d = None if defocus is None else np.asarray(defocus, dtype=np.float64)
+    if d is None or d.shape != (n, 3):
+        raise ValueError(f"use_ctf needs defocus of shape ({n}, 3) (U, V in Å, angle in deg)")
+    acq = dict(acquisition or {})
+    unknown = set(acq) - {"voltage_kv", "cs_mm", "amplitude_contrast", "phase_shift_deg"}
+    if unknown:
+        raise ValueError(f"unknown acquisition keys {sorted(unknown)}")
+    d = np.where(np.isfinite(d), d, 0.0)  # a failed image's CTF is never used for its score
+    return ctf_image(model.box, model.options.pixel_size_a, d[:, 0], d[:, 1], d[:, 2],
+                     rfft=True, **acq).astype(np.float32)
+
+
+def _check_inputs(model: MapModel, images: ArrayLike, ids, angles, shifts) -> tuple:
+    x = np.asarray(images, dtype=np.float32)
+    n = len(x)
+    if x.ndim != 3 or x.shape[1:] != (model.box, model.box):
+        raise ValueError(f"images must be (n, {model.box}, {model.box}), got {x.shape}")
+    i = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if i.shape != (n,):
+        raise ValueError(f"ids must have {n} entries, got {i.shape}")
+    a = None if angles is None else np.asarray(angles, dtype=np.float64)
+    if a is not None and a.shape != (n, 3):
+        raise ValueError(f"angles must be ({n}, 3), got {a.shape}")
+    s = np.zeros((n, 2)) if shifts is None else np.asarray(shifts, dtype=np.float64)
+    if s.shape != (n, 2):
+        raise ValueError(f"shifts must be ({n}, 2), got {s.shape}")
+    return x, i, a, s.copy()
+
+
+def _match(model: MapModel, x: NDArray, ok: NDArray, ctf) -> tuple:
+    """Angles, shifts, corr and margin by projection matching (NaN for failed images)."""
+    from xmipp_qc.core.matching import match_images
+
+    n = len(x)
+    ang, sh = np.full((n, 3), np.nan), np.full((n, 2), np.nan)
+    corr, margin = np.full(n, np.nan), np.full(n, np.nan)
+    if ok.any():
+        res = match_images(x[ok], model.gallery, mask_radius=model.options.mask_radius,
+                           ctf=None if ctf is None else ctf[ok])
+        ang[ok], sh[ok], corr[ok], margin[ok] = res.angles, res.shifts, res.corr, res.margin
+    return ang, sh, corr, margin
+
+
+def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArray,
+               ctf) -> tuple[NDArray, NDArray, NDArray, dict]:
+    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra scores."""
+    n = len(x)
+    extra: dict[str, NDArray] = {}
+    good = ok & np.isfinite(ang).all(axis=1) & np.isfinite(sh).all(axis=1)
+    proj = np.zeros_like(x)
+    if model.options.refine:
+        for k in ("angleChange", "shiftChange", "corrInitial", "corrFinal"):
+            extra[k] = np.full(n, np.nan)
+    if not good.any():
+        return ang, sh, proj, extra
+    c = None if ctf is None else ctf[good]
+    if model.options.refine:
+        r = model.refiner.refine(x[good], ang[good], sh[good], ctf=c, gray=False,
+                                 mask_radius=model.options.mask_radius)
+        ang[good], sh[good], proj[good] = r.angles, r.shifts, r.projections
+        for k, v in (("angleChange", r.angle_change_deg), ("shiftChange", r.shift_change_px),
+                     ("corrInitial", r.corr_initial), ("corrFinal", r.corr_final)):
+            extra[k][good] = v
+    else:
+        proj[good] = model.projector.project(ang[good], shifts=sh[good], ctf=c)
+    return ang, sh, proj, extra
+
+
+def _filter(model: MapModel, stack: NDArray, ok: NDArray) -> NDArray:
+    """Low-pass of the comparison (resolution_a, sigma) on the usable images."""
+    o = model.options
+    if o.resolution_a is None:
+        return stack
+    width = _DEFAULT_WIDTH if o.sigma is None else o.sigma / model.box
+    out = stack.astype(np.float64, copy=True)
+    if ok.any():
+        out[ok] = lowpass(stack[ok], o.resolution_a, o.pixel_size_a, width=width)
+    return out
+
+
+def _fourier_shift(images: NDArray, shifts: NDArray) -> NDArray[np.float32]:
+    """``out(r) = in(r - s)`` by exact (periodic) Fourier phases; NaN shifts -> 0."""
+    n = images.shape[-1]
+    s = np.where(np.isfinite(shifts), shifts, 0.0)
+    ky, kx = np.fft.fftfreq(n)[None, :, None], np.fft.rfftfreq(n)[None, None, :]
+    phase = np.exp(-2j * np.pi * (kx * s[:, 0, None, None] + ky * s[:, 1, None, None]))
+    spec = np.fft.rfft2(np.nan_to_num(images)) * phase
+    return np.fft.irfft2(spec, s=(n, n)).astype(np.float32)
+
+
+def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
+                  angles: ArrayLike | None = None, shifts: ArrayLike | None = None,
+                  defocus: ArrayLike | None = None,
+                  acquisition: Mapping[str, float] | None = None,
+                  keep_images: bool = True) -> ChunkResult:
+    """Align (match and/or refine), reproject and summarise one chunk of images.
+
+    Parameters
+    ----------
+    model : MapModel
+        The map and the options.
+    images : array_like, shape (n, N, N)
+        Images at the working sampling, ``[y, x]``, origin ``N // 2``.
+    ids : array_like of int, shape (n,)
+        Caller's item ids (kept in order).
+    angles : array_like, shape (n, 3), optional
+        Given Xmipp angles (degrees); None to find them by projection matching.
+    shifts : array_like, shape (n, 2), optional
+        Given Xmipp shifts (px, working sampling); default 0. Ignored when matching.
+    defocus : array_like, shape (n, 3), optional
+        ``defocusU, defocusV`` (Å) and ``defocusAngle`` (degrees) of each image;
+        needed with ``options.use_ctf``.
+    acquisition : mapping, optional
+        ``voltage_kv``, ``cs_mm``, ``amplitude_contrast`` (and
+        ``phase_shift_deg``) for :func:`~xmipp_qc.core.ctf.ctf_image`.
+    keep_images : bool
+        Return the reprojection, residual and aligned stacks (float32).
+
+    Returns
+    -------
+    ChunkResult
+    """
+    x, i, a, s = _check_inputs(model, images, ids, angles, shifts)
+    n, ok = len(x), _usable(x)
+    ctf = _ctf(model, n, defocus, acquisition)
+    matched = np.zeros(n, dtype=bool)
+    corr, margin = np.full(n, np.nan), np.full(n, np.nan)
+    if a is None:
+        a, s, corr, margin = _match(model, x, ok, ctf)
+        matched[:] = ok
+    ang, sh, proj, extra = _reproject(model, x, ok, a.copy(), s, ctf)
+    o = model.options
+    summary = summarize_chunk(_filter(model, x, ok), _filter(model, proj, ok),
+                              mask_radius=o.mask_radius, pixel_size_a=o.pixel_size_a,
+                              extra=extra)
+    result = ChunkResult(i, ang, sh, matched, corr, margin, summary)
+    if not keep_images:
+        return result
+    return _with_images(model, result, x, ok, ctf)
+
+
+def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray, ctf) -> ChunkResult:
+    """Add the aligned-frame images (module docstring) to a chunk result."""
+    o = model.options
+    good = ok & np.isfinite(r.angles).all(axis=1)
+    centred = np.zeros_like(x)
+    if good.any():
+        centred[good] = model.projector.project(r.angles[good],
+                                                ctf=None if ctf is None else ctf[good])
+    aligned = _fourier_shift(x, r.shifts)
+    a = np.nan_to_num(r.summary.scores["grayA"])[:, None, None]
+    b = np.nan_to_num(r.summary.scores["grayB"])[:, None, None]
+    m = disc_mask(model.box, o.mask_radius)
+    residuals = ((_filter(model, aligned, good) - a * _filter(model, centred, good) - b) * m)
+    reproj = a * centred + b if o.optimize_gray else centred
+    return ChunkResult(r.ids, r.angles, r.shifts, r.matched, r.match_corr, r.match_margin,
+                       r.summary, reproj.astype(np.float32), residuals.astype(np.float32),
+                       aligned)
+
+
+def finalize(results: Sequence[ChunkResult], **set_options: Any) -> dict[str, NDArray]:
+    """Set statistics of all chunks of one map, from their summaries alone.
+
+    Parameters
+    ----------
+    results : sequence of ChunkResult
+        Every chunk of the set (images not needed).
+    **set_options
+        Keyword arguments of :func:`xmipp_qc.core.outliers.set_statistics`
+        (``components``, ``threshold``).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n,) (or (n, 3), (n, 2))
+        In the results' order: ``ids``, ``angles``, ``shifts``, ``matched``,
+        ``match_corr``, ``match_margin``; every summary score; the set scores
+        (``zScoreResMean``, ``zScoreResVar``: absolute z, Xmipp's names;
+        ``zResMean``, ``zResStd``: signed; ``resCovDivergence``: raw JBLD;
+        ``zScoreResCov``: its robust z, one-sided (higher is worse, not an
+        absolute value); ``zScoreGray``; ``outlierScore``); ``isOutlier``;
+        ``reason`` (why flagged or failed, "" otherwise).
+    """
+    if not results:
+        raise ValueError("finalize needs at least one chunk result")
+    from xmipp_qc.core.outliers import set_statistics
+
+    summary = ChunkSummary.concatenate([r.summary for r in results])
+    stats = set_statistics(summary, **set_options)
+    out: dict[str, NDArray] = {k: np.concatenate([getattr(r, k) for r in results])
+                               for k in ChunkResult._ARRAYS}
+    out.update(summary.scores)
+    out.update(stats.scores)
+    out["isOutlier"] = stats.is_outlier
+    out["reason"] = stats.reasons
+    return out
+
+
+def rank(results_per_map: Mapping[Any, Mapping[str, NDArray]], *, score: str = "cost",
+         **rank_options: Any) -> dict[str, Any]:
+    """Rank maps by one per-image score over the images they share (paired).
+
+    Parameters
+    ----------
+    results_per_map : mapping of map key to :func:`finalize` output
+        Images are paired by ``ids``; an image missing or failed for a map is
+        left out of every map's statistics (counted in ``n_excluded``).
+    score : str
+        A key of :data:`SCORE_DIRECTIONS`; default ``cost`` (the masked
+        correlation of image and gray-fitted reprojection, higher is better).
+        Lower-is-better scores are negated, so the first map is always best.
+    **rank_options
+        ``n_boot``, ``confidence``, ``seed`` of :func:`~xmipp_qc.core.ranking.rank_maps`.
+
+    Returns
+    -------
+    dict
+        JSON-ready table: ``score``, ``higher_is_better``, ``maps`` (a list,
+        best first, of ``map``, ``rank``, ``mean``, ``median``,
+        ``fraction_best``), ``best``, ``runner_up``, ``difference``,
+        ``ci_low``, ``ci_high``, ``confidence``, ``significant``,
+        ``n_images``, ``n_excluded``.
+    """
+    from xmipp_qc.core.ranking import rank_maps
+
+    if score not in SCORE_DIRECTIONS:
+        raise ValueError(f"cannot rank by {score!r}; choose from {sorted(SCORE_DIRECTIONS)}")
+    keys = list(results_per_map)
+    if not keys:
+        raise ValueError("no maps to rank")
+    all_ids = np.unique(np.concatenate([np.asarray(results_per_map[k]["ids"]) for k in keys]))
+    matrix = np.full((len(all_ids), len(keys)), np.nan)
+    for j, k in enumerate(keys):
+        res = results_per_map[k]
+        matrix[np.searchsorted(all_ids, np.asarray(res["ids"])), j] = res[score]
+    r = rank_maps(matrix, higher_is_better=SCORE_DIRECTIONS[score], **rank_options)
+    sign = 1.0 if SCORE_DIRECTIONS[score] else -1.0
+    maps = [{"map": keys[j], "rank": pos + 1, "mean": sign * float(r.mean[j]),
+             "median": sign * float(r.median[j]), "fraction_best": float(r.fraction_best[j])}
+            for pos, j in enumerate(r.order)]
+    return {"score": score, "higher_is_better": SCORE_DIRECTIONS[score], "maps": maps,
+            "best": keys[r.best], "runner_up": keys[r.runner_up] if r.runner_up >= 0 else None,
+            "difference": r.difference, "ci_low": r.ci_low, "ci_high": r.ci_high,
+            "confidence": r.confidence, "significant": r.significant,
+            "n_images": r.n_images, "n_excluded": r.n_excluded}
