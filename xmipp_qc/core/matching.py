@@ -1,0 +1,566 @@
+"""Global projection matching of images against a gallery of reprojections.
+
+For every image the best orientation ``(rot, tilt, psi)`` (Xmipp ZYZ Euler
+angles, degrees) and shift ``(shift_x, shift_y)`` (px, Xmipp convention
+``I(r) = P(r + s)``; see :mod:`xmipp_qc.core`) are searched over all gallery
+directions x all in-plane rotations x all shifts within ``max_shift_px``.
+
+Algorithm (polar Fourier representation of :mod:`xmipp_qc.core.polar`):
+
+1. Gallery: projections at the directions of
+   :func:`xmipp_qc.core.sampling.sample_directions` (asymmetric unit of the
+   symmetry group, psi = 0), masked, transformed to angular Fourier
+   coefficients per ring; once per map, for a fine level (``angular_step``, band
+   ``max_freq``) and a coarse level (``coarse_step``, band ``coarse_freq``).
+2. Coarse search: for a grid of trial shifts (step ``1 / (4 coarse_freq)`` px)
+   the image is brought into register by exact Fourier phases, and its
+   rotational correlation with ALL coarse references is one matrix product per
+   angular frequency followed by an inverse FFT over ``m``.
+3. The best ``n_candidates`` mutually distinct directions (non-maximum
+   suppression) are refined against every fine reference within
+   ``coarse_step`` of them (symmetry-aware), over a 1 px shift grid around the
+   coarse shift and psi on a 1 degree grid.
+4. The winner is polished: shift by quadratic fits on 3 x 3 grids of 0.5 and
+   0.25 px, psi by a parabola through the correlation samples.
+
+Scores are Pearson correlations of the band-limited (``1/N .. max_freq``),
+masked image with the reference (DC excluded). With a CTF, the image is
+multiplied by its own CTF, which makes the numerator exactly
+``<I, CTF * P>``; the reference norm ``||CTF * P||`` uses the ring-averaged CTF^2
+(exact for non-astigmatic CTFs). Mirrors are not searched: with a gallery that
+covers the sphere modulo the (proper) symmetry group, a mirrored projection is
+a projection from the opposite direction, already in the search. Shifts
+found are kept and refined (Xmipp discards its 5D translation), and the
+zero-extended Fourier transform has no wrap-around.
+
+The ``margin`` of an image is the best correlation minus the best correlation
+among evaluated orientations more than ``2 * angular_step`` away (full rotation,
+symmetry-aware) from the best one: near 0 for ambiguous images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from numpy.typing import ArrayLike, NDArray
+
+from xmipp_qc.core.geometry import euler_to_matrix
+from xmipp_qc.core.polar import PolarGrid, rotational_correlation, soft_disk
+
+__all__ = ["Gallery", "MatchResult", "match_images"]
+
+_BUDGET = 48 * 2**20  # bytes of the largest float32 temporary of a search block
+_POLISH_PSI = 1440
+
+
+@dataclass(frozen=True)
+class _Level:
+    """References of one search level.
+
+    ``angles`` (n_ref, 3) degrees; ``coeffs`` (n_m, n_rings, n_ref) complex64
+    holding ``w_k conj(b_m(k))``; ``power`` (n_rings, n_ref) float32 holding
+    ``w_k sum_theta |F(k, theta)|^2``; ``by_ref`` the coefficients as
+    (n_ref, n_m, n_rings) for gathering.
+    """
+
+    angles: NDArray[np.float64]
+    coeffs: NDArray[np.complex64]
+    power: NDArray[np.float32]
+    by_ref: NDArray[np.complex64]
+    coeffs_plain: NDArray[np.complex64]
+
+    @classmethod
+    def create(cls, angles: NDArray, coeffs: NDArray, power: NDArray) -> _Level:
+        """Level from its arrays (``by_ref`` and ``coeffs_plain = conj(coeffs)`` derived)."""
+        coeffs = np.ascontiguousarray(coeffs)
+        by_ref = np.ascontiguousarray(coeffs.transpose(2, 0, 1))
+        return cls(angles, coeffs, power, by_ref, np.conj(coeffs))
+
+
+@dataclass(frozen=True)
+class _Images:
+    """Prepared images: half-ring samples (CTF applied), norms, ring-mean CTF^2."""
+
+    half: NDArray[np.complex64]  # (n, n_rings, n_theta // 2)
+    norm2: NDArray[np.float64]  # (n,) weighted ||I||^2 in band
+    ctf2: NDArray[np.float32] | None  # (n, n_rings) ring mean of CTF^2
+
+
+def _directions_matrix(angles: NDArray) -> NDArray[np.float64]:
+    """Return unit projection directions (third rows of the Euler matrices), (n, 3)."""
+    return euler_to_matrix(np.atleast_2d(angles))[:, 2, :]
+
+
+def _symmetry(symmetry: str) -> NDArray[np.float64]:
+    if symmetry.lower() == "c1":
+        return np.eye(3)[None]
+    from xmipp_qc.core.symmetry import symmetry_matrices
+
+    return np.asarray(symmetry_matrices(symmetry), dtype=np.float64)
+
+
+def _direction_cos(d1: NDArray, d2: NDArray, sym: NDArray) -> NDArray[np.float64]:
+    """Largest cosine between d1 (a, 3) and symmetry copies of d2 (b, 3): (a, b)."""
+    copies = np.einsum("gij,bj->gbi", sym, d2)
+    return np.einsum("ai,gbi->gab", d1, copies).max(axis=0)
+
+
+def _rotation_angle(e1: NDArray, e2: NDArray, sym: NDArray) -> NDArray[np.float64]:
+    """Symmetry-aware rotation angle (degrees) between e1 (n, 3, 3) and e2 (n, c, 3, 3).
+
+    Orientations ``E`` and ``E S^T`` are equivalent for a symmetry ``S`` of the map.
+    """
+    e1s = np.einsum("nij,gjk->ngik", e1, sym)
+    tr = np.einsum("ngik,ncik->ncg", e1s, e2).max(axis=-1)
+    return np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
+
+
+def _prepare_refs(proj: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int) -> tuple:
+    """Masked references -> (coeffs (n_m, n_rings, n), power (n_rings, n))."""
+    half = grid.sample(_masked(proj, mask))[:, :n_rings]
+    w = grid.weights[:n_rings]
+    power = (2 * w[None, :] * (np.abs(half) ** 2).sum(axis=-1)).astype(np.float32)
+    coeffs = grid.ring_coefficients(half, n_m) * w[None, :, None]
+    return np.conj(coeffs).transpose(2, 1, 0), power.T
+
+
+def _masked(images: NDArray, mask: NDArray) -> NDArray[np.float32]:
+    """Subtract the mask-weighted mean, multiply by the mask."""
+    imgs = np.asarray(images, dtype=np.float32)
+    mean = np.einsum("nyx,yx->n", imgs, mask) / mask.sum()
+    return (imgs - mean[:, None, None]) * mask
+
+
+def _project_all(projector, angles: NDArray, chunk: int = 256) -> NDArray[np.float32]:
+    out = [np.asarray(projector.project(angles[i : i + chunk]), dtype=np.float32)
+           for i in range(0, len(angles), chunk)]  # fmt: skip
+    return np.concatenate(out)
+
+
+def _as_projector(projector_or_volume):
+    if hasattr(projector_or_volume, "project") and hasattr(projector_or_volume, "box"):
+        return projector_or_volume
+    vol = np.asarray(projector_or_volume)
+    if vol.ndim != 3:
+        raise ValueError("expected a projector (with .project and .box) or a 3D volume")
+    from xmipp_qc.core.projection import FourierProjector
+
+    return FourierProjector(vol, pad=2, interpolation="cubic")
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Reference projections of one map in polar Fourier form, reusable across images.
+
+    Build with :meth:`build`. Attributes are read-only.
+
+    Attributes
+    ----------
+    box : int
+        Image size N in px.
+    angular_step, coarse_step : float
+        Direction sampling of the fine and coarse levels, degrees.
+    symmetry : str
+        Xmipp point-group name; directions cover its asymmetric unit.
+    grid : PolarGrid
+        Polar sampling of the fine level (band ``grid.max_freq`` cycles/px).
+    mask : ndarray of shape (N, N), float32
+        Soft circular mask applied to references and images.
+    """
+
+    box: int
+    angular_step: float
+    coarse_step: float
+    symmetry: str
+    grid: PolarGrid
+    mask: NDArray[np.float32]
+    fine: _Level
+    coarse: _Level
+    coarse_rings: int
+    coarse_m: int
+    neighbours: NDArray[np.int64]  # (n_coarse, n_nb) fine indices, padded by repetition
+    close: NDArray[np.bool_]  # (n_coarse, n_coarse) directions within coarse_step
+    sym: NDArray[np.float64]  # (g, 3, 3) symmetry matrices
+
+    @property
+    def angles(self) -> NDArray[np.float64]:
+        """Fine gallery orientations ``(rot, tilt, 0)``, shape (n_ref, 3), degrees."""
+        return self.fine.angles
+
+    @classmethod
+    def build(
+        cls,
+        projector_or_volume,
+        *,
+        angular_step: float = 5.0,
+        symmetry: str = "c1",
+        max_freq: float | None = None,
+        mask_radius: float | None = None,
+        coarse_step: float | None = None,
+        coarse_freq: float | None = None,
+    ) -> Gallery:
+        """Project a map at the gallery directions and precompute its polar transforms.
+
+        Parameters
+        ----------
+        projector_or_volume : FourierProjector or array_like of shape (N, N, N)
+            Anything with ``box`` and ``project(angles) -> (n, N, N)``
+            (:class:`xmipp_qc.core.projection.FourierProjector`), or a volume
+            ``[z, y, x]`` (projected with a pad-2 cubic B-spline projector).
+        angular_step : float
+            Fine direction sampling in degrees (> 0).
+        symmetry : str
+            Xmipp point group, e.g. ``"c1"``, ``"d2"``.
+        max_freq : float, optional
+            Band of the comparison in cycles/px (default 0.25, Xmipp's cut-off).
+        mask_radius : float, optional
+            Support radius in px (default ``N / 2``); soft 3 px cosine edge.
+        coarse_step : float, optional
+            Direction sampling of the coarse search in degrees (default
+            ``2 * angular_step``); ``<= angular_step`` searches the fine
+            directions exhaustively at the coarse band.
+        coarse_freq : float, optional
+            Band of the coarse search in cycles/px (default ``max_freq / 2``).
+
+        Returns
+        -------
+        Gallery
+        """
+        proj = _as_projector(projector_or_volume)
+        box = int(proj.box)
+        if not angular_step > 0:
+            raise ValueError(f"angular_step must be positive, got {angular_step}")
+        max_freq = 0.25 if max_freq is None else float(max_freq)
+        radius = box / 2 if mask_radius is None else float(mask_radius)
+        if not 2 < radius <= box / 2 * math.sqrt(2):
+            raise ValueError(f"mask_radius must be in (2, N/sqrt(2)] px, got {radius}")
+        coarse_step = 2.0 * angular_step if coarse_step is None else float(coarse_step)
+        coarse_freq = max_freq / 2 if coarse_freq is None else float(coarse_freq)
+        if not 1.0 / box <= coarse_freq <= max_freq:
+            raise ValueError(f"coarse_freq must be in [1/N, max_freq], got {coarse_freq}")
+        grid = PolarGrid.create(box, max_freq, radius)
+        mask = soft_disk(box, radius)
+        sym = _symmetry(symmetry)
+        from xmipp_qc.core.sampling import sample_directions
+
+        fine_angles = np.asarray(sample_directions(angular_step, symmetry), dtype=np.float64)
+        fine = cls._level(proj, fine_angles, grid, mask, grid.n_rings, grid.n_m)
+        n_rc = int(math.floor(coarse_freq * box + 1e-9))
+        n_mc = min(grid.n_m, int(math.ceil(2 * np.pi * coarse_freq * radius)) + 2)
+        if coarse_step <= angular_step:
+            coarse_step = float(angular_step)
+            coarse = _Level.create(fine.angles, fine.coeffs[:n_mc, :n_rc].copy(), fine.power[:n_rc])
+        else:
+            c_angles = np.asarray(sample_directions(coarse_step, symmetry), dtype=np.float64)
+            coarse = cls._level(proj, c_angles, grid, mask, n_rc, n_mc)
+        nb, close = _neighbourhoods(coarse.angles, fine.angles, sym, coarse_step)
+        return cls(box, float(angular_step), coarse_step, symmetry, grid, mask, fine, coarse,
+                   n_rc, n_mc, nb, close, sym)  # fmt: skip
+
+    @staticmethod
+    def _level(proj, angles: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int):
+        angles = np.column_stack([angles[:, :2], np.zeros(len(angles))])
+        coeffs, power = [], []
+        for i in range(0, len(angles), 256):
+            c, p = _prepare_refs(_project_all(proj, angles[i : i + 256]), grid, mask, n_rings, n_m)
+            coeffs.append(c)
+            power.append(p)
+        return _Level.create(angles, np.concatenate(coeffs, axis=2), np.concatenate(power, axis=1))
+
+
+def _neighbourhoods(coarse: NDArray, fine: NDArray, sym: NDArray, radius_deg: float) -> tuple:
+    """Fine directions within ``radius_deg`` of each coarse one, and coarse-coarse closeness."""
+    dc, df = _directions_matrix(coarse), _directions_matrix(fine)
+    cos_r = math.cos(math.radians(radius_deg) * 1.0001)
+    near = _direction_cos(dc, df, sym) >= cos_r
+    near[np.arange(len(dc)), _direction_cos(dc, df, sym).argmax(axis=1)] = True
+    counts = near.sum(axis=1)
+    nb = np.empty((len(dc), counts.max()), dtype=np.int64)
+    for i, row in enumerate(near):
+        idx = np.flatnonzero(row)
+        nb[i] = np.concatenate([idx, np.full(nb.shape[1] - len(idx), idx[0])])
+    close = _direction_cos(dc, dc, sym) >= cos_r
+    return nb, close
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Best orientation of each image.
+
+    Attributes
+    ----------
+    angles : ndarray of shape (n, 3)
+        Xmipp Euler ``(rot, tilt, psi)`` in degrees: the gallery direction and
+        the refined in-plane rotation.
+    shifts : ndarray of shape (n, 2)
+        ``(shift_x, shift_y)`` in px, Xmipp convention ``I(r) = P(r + s)``,
+        sub-pixel refined, ``|s| <= max_shift_px``.
+    corr : ndarray of shape (n,)
+        Pearson correlation of the masked, band-limited image with the
+        (CTF-affected) reference at that orientation and shift.
+    margin : ndarray of shape (n,)
+        ``corr`` of the best minus that of the best orientation more than
+        ``2 * angular_step`` away (symmetry-aware, both on the fine grid);
+        NaN if no such orientation was evaluated.
+    ref_index : ndarray of shape (n,), int
+        Index of the direction in :attr:`Gallery.angles`.
+    """
+
+    angles: NDArray[np.float64]
+    shifts: NDArray[np.float64]
+    corr: NDArray[np.float64]
+    margin: NDArray[np.float64]
+    ref_index: NDArray[np.int64]
+
+
+def _prepare_images(images: NDArray, ctf, gallery: Gallery, mask: NDArray) -> _Images:
+    grid = gallery.grid
+    half = grid.sample(_masked(images, mask))
+    w = grid.weights
+    norm2 = 2 * np.einsum("k,nkt->n", w, (np.abs(half) ** 2).astype(np.float64))
+    ctf2 = None
+    if ctf is not None:
+        h = grid.sample_filter(ctf)
+        half = half * h
+        ctf2 = np.broadcast_to((h**2).mean(axis=-1), (len(half), grid.n_rings))
+    return _Images(half, norm2, ctf2)
+
+
+def _ref_norm(img: _Images, level: _Level, idx: NDArray | None, n_rings: int) -> NDArray:
+    """``||CTF P||`` per (image, reference): (n, n_ref) or the shape of ``idx``."""
+    if img.ctf2 is None:
+        tot = level.power.sum(axis=0)
+        out = tot[None, :] if idx is None else tot[idx]
+    elif idx is None:
+        out = img.ctf2[:, :n_rings] @ level.power
+    else:
+        p = level.power[:, idx.reshape(len(idx), -1)]  # (k, n, c)
+        out = np.einsum("nk,knc->nc", img.ctf2[:, :n_rings], p).reshape(idx.shape)
+    return np.sqrt(np.maximum(out, 1e-30))
+
+
+def _shift_grid(radius: float, step: float) -> NDArray[np.float64]:
+    """Square-lattice shifts (px) covering the disk of ``radius``, shape (s, 2)."""
+    m = int(math.ceil(radius / step))
+    g = np.arange(-m, m + 1) * step
+    s = np.stack(np.meshgrid(g, g, indexing="xy"), axis=-1).reshape(-1, 2)
+    return s[np.hypot(s[:, 0], s[:, 1]) <= radius + step * 0.7072]
+
+
+def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
+    """Best score and shift of every coarse reference over shifts and psi: (n, c), (n, c, 2).
+
+    Scores are correlation numerators over ``||CTF P||`` (the image norm is
+    constant per image), maximised over psi on ``2 (n_m - 1)`` samples.
+    """
+    grid, lev = gallery.grid, gallery.coarse
+    n_r, n_m = gallery.coarse_rings, gallery.coarse_m
+    step = 1.0 / (4.0 * n_r / gallery.box)
+    shifts = _shift_grid(max_shift, step) if max_shift > 0 else np.zeros((1, 2))
+    n, n_s, n_ref = len(img.half), len(shifts), lev.coeffs.shape[2]
+    n_psi = 2 * (n_m - 1)
+    phases = grid.shift_phases(shifts, n_r)
+    block = max(1, _BUDGET // (8 * n_m * n_s * n_ref))
+    buf = np.empty((n_m, block * n_s, n_ref), np.complex64)
+    score = np.empty((n, n_ref), np.float32)
+    ishift = np.empty((n, n_ref), np.int64)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        rows = (b - a) * n_s
+        g = grid.ring_coefficients(img.half[a:b, None, :n_r] * phases[None], n_m)
+        g = np.conj(g).transpose(3, 0, 1, 2).reshape(n_m, rows, n_r)
+        np.matmul(g, lev.coeffs_plain, out=buf[:, :rows])  # conj of the cross-spectrum
+        c = scipy.fft.irfft(buf[:, :rows], n=n_psi, axis=0, workers=-1)
+        cm = c.max(axis=0).reshape(b - a, n_s, n_ref)
+        ish = cm.argmax(axis=1)
+        score[a:b] = np.take_along_axis(cm, ish[:, None], axis=1)[:, 0]
+        ishift[a:b] = ish
+    score /= _ref_norm(img, lev, None, n_r)
+    return score, shifts[ishift]
+
+
+def _pick_distinct(score: NDArray, close: NDArray, k: int) -> NDArray[np.int64]:
+    """Greedy non-maximum suppression: k mutually distant best indices per row, (n, k)."""
+    s = score.copy()
+    picks = np.empty((len(s), k), dtype=np.int64)
+    for j in range(k):
+        best = s.argmax(axis=1)
+        picks[:, j] = np.where(np.isfinite(s[np.arange(len(s)), best]), best, picks[:, 0])
+        s[close[best]] = -np.inf
+    return picks
+
+
+def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray,
+                 max_shift: float) -> tuple:  # fmt: skip
+    """Refine candidates over fine neighbours, a 1 px shift grid and psi at ``180 / (n_m - 1)`` deg.
+
+    Returns per evaluated orientation (n, c): corr, fine index, psi (deg), shift (n, c, 2).
+    """
+    grid, lev = gallery.grid, gallery.fine
+    offs = _shift_grid(2.0, 1.0) if max_shift > 0 else np.zeros((1, 2))
+    nb = gallery.neighbours[cand]  # (n, K, n_nb)
+    n, k, n_nb = nb.shape
+    n_o, n_psi = len(offs), 2 * (grid.n_m - 1)
+    block = max(1, _BUDGET // (4 * k * n_psi * n_o * n_nb))
+    corr = np.empty((n, k, n_nb), np.float32)
+    ipsi, ioff = np.empty((n, k, n_nb), np.int64), np.empty((n, k, n_nb), np.int64)
+    off_phase = grid.shift_phases(offs)  # phases of centre + offset factorise
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        shifts = centers[a:b, :, None, :] + offs  # (m, K, n_o, 2)
+        centred = img.half[a:b, None] * grid.shift_phases(centers[a:b])  # (m, K, R, H)
+        g = np.conj(grid.ring_coefficients(centred[:, :, None] * off_phase))
+        refs = lev.by_ref[nb[a:b]].transpose(0, 1, 3, 4, 2)  # (m, K, n_m, R, n_nb)
+        x = g.transpose(0, 1, 4, 2, 3) @ np.conj(refs)  # conj cross-spectrum (m, K, n_m, n_o, n_nb)
+        c = scipy.fft.irfft(x, n=n_psi, axis=2, workers=-1)
+        bad = np.hypot(shifts[..., 0], shifts[..., 1]) > max_shift + 1e-9
+        c[np.broadcast_to(bad[:, :, None, :, None], c.shape)] = -np.inf
+        c = c.reshape(b - a, k, n_psi * n_o, n_nb)
+        best = c.argmax(axis=2)
+        corr[a:b] = np.take_along_axis(c, best[:, :, None], axis=2)[:, :, 0]
+        ipsi[a:b], ioff[a:b] = np.divmod(best, n_o)
+    corr *= n_psi / grid.n_theta  # scale of rotational_correlation
+    corr /= _ref_norm(img, lev, nb, grid.n_rings) * np.sqrt(img.norm2)[:, None, None]
+    shifts = centers[:, :, None, :] + offs[ioff]
+    return (corr.reshape(n, -1), nb.reshape(n, -1), ipsi.reshape(n, -1) * (360.0 / n_psi),
+            shifts.reshape(n, -1, 2))  # fmt: skip
+
+
+_UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)
+_QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
+
+
+def _quadratic_peak(values: NDArray) -> NDArray[np.float64]:
+    """Peak offset in [-1, 1]^2 of a quadratic fitted to 3 x 3 samples (n, 9) at ``_UV``."""
+    _, bu, bv, du, dv, duv = _QUAD @ values.T.astype(np.float64)
+    det = 4 * du * dv - duv**2
+    ok = (du < 0) & (det > 1e-12 * (np.abs(du) + np.abs(dv)) ** 2)
+    safe = np.where(ok, det, 1.0)
+    u = np.where(ok, (-2 * dv * bu + duv * bv) / safe, 0.0)
+    v = np.where(ok, (-2 * du * bv + duv * bu) / safe, 0.0)
+    fallback = _UV[values.argmax(axis=1)]
+    return np.where(ok[:, None], np.clip(np.stack([u, v], 1), -1, 1), fallback)
+
+
+def _correlate_one(img: _Images, gallery: Gallery, ref: NDArray, shifts: NDArray) -> NDArray:
+    """Correlation numerators c(psi) on ``_POLISH_PSI`` samples, shifts (n, s, 2) -> (n, s, psi)."""
+    grid = gallery.grid
+    g = grid.ring_coefficients(img.half[:, None] * grid.shift_phases(shifts))  # (n, s, R, m)
+    x = np.einsum("nskm,nmk->nsm", g, gallery.fine.by_ref[ref])
+    return rotational_correlation(x, _POLISH_PSI, grid.n_theta, axis=-1)
+
+
+def _polish(img: _Images, gallery: Gallery, ref: NDArray, shift: NDArray,
+            max_shift: float) -> tuple:  # fmt: skip
+    """Sub-pixel shift (quadratic fits at 0.5 and 0.25 px) and psi (parabola); (s, psi, corr)."""
+    s = shift.astype(np.float64)
+    if max_shift > 0:
+        for h in (0.5, 0.25):
+            c = _correlate_one(img, gallery, ref, s[:, None, :] + h * _UV).max(axis=-1)
+            s = s + h * _quadratic_peak(c)
+            r = np.hypot(s[:, 0], s[:, 1])
+            s *= np.minimum(1.0, max_shift / np.maximum(r, 1e-12))[:, None]
+    c = _correlate_one(img, gallery, ref, s[:, None, :])[:, 0]  # (n, psi)
+    i = c.argmax(axis=1)
+    rows = np.arange(len(c))
+    y0, y1, y2 = c[rows, i - 1], c[rows, i], c[rows, (i + 1) % c.shape[1]]
+    curv = y0 - 2 * y1 + y2
+    d = np.where(curv < 0, 0.5 * (y0 - y2) / np.where(curv < 0, curv, -1.0), 0.0)
+    d = np.clip(d, -0.5, 0.5)
+    peak = y1 - 0.25 * (y0 - y2) * d
+    psi = (i + d) * (360.0 / _POLISH_PSI)
+    den = _ref_norm(img, gallery.fine, ref[:, None], gallery.grid.n_rings)[:, 0]
+    return s, psi, peak / (den * np.sqrt(img.norm2))
+
+
+def _margin(gallery: Gallery, corr: NDArray, ref: NDArray, psi: NDArray) -> NDArray[np.float64]:
+    """Best corr minus the best corr farther than 2 angular steps (columns: candidates)."""
+    n, c = corr.shape
+    best = corr.argmax(axis=1)
+    rows = np.arange(n)
+    ang = gallery.angles[ref].copy()
+    ang[..., 2] = psi
+    e = euler_to_matrix(ang.reshape(-1, 3)).reshape(n, c, 3, 3)
+    dist = _rotation_angle(e[rows, best], e, gallery.sym)
+    far = np.where(dist > 2 * gallery.angular_step, corr, -np.inf).max(axis=1)
+    return np.where(np.isfinite(far), corr[rows, best] - far, np.nan)
+
+
+def match_images(
+    images: ArrayLike,
+    gallery: Gallery,
+    *,
+    max_shift_px: float | None = None,
+    mask_radius: float | None = None,
+    ctf: ArrayLike | None = None,
+    chunk_size: int = 256,
+    n_candidates: int = 4,
+) -> MatchResult:
+    """Find the best gallery orientation, in-plane rotation and shift of each image.
+
+    Parameters
+    ----------
+    images : array_like of shape (n, N, N) or (N, N)
+        Images indexed ``[y, x]``, origin at ``N // 2``, same N as the gallery.
+    gallery : Gallery
+        From :meth:`Gallery.build`.
+    max_shift_px : float, optional
+        Radius of the shift search in px (default ``0.1 N``, Xmipp's 5D range);
+        0 searches no shift.
+    mask_radius : float, optional
+        Radius of the soft image mask in px (default: the gallery's).
+    ctf : array_like of shape (N, N//2+1) or (n, N, N//2+1), optional
+        Real CTF of each image in ``rfft2`` layout
+        (:func:`xmipp_qc.core.ctf.ctf_image`); the references are compared
+        as ``CTF * P``.
+    chunk_size : int
+        Images processed together (bounds memory; the result does not depend on it).
+    n_candidates : int
+        Distinct coarse directions refined on the fine gallery (>= 2 for a margin).
+
+    Returns
+    -------
+    MatchResult
+    """
+    imgs = np.asarray(images)
+    imgs = imgs[None] if imgs.ndim == 2 else imgs
+    box = gallery.box
+    if imgs.ndim != 3 or imgs.shape[1:] != (box, box) or np.iscomplexobj(imgs):
+        raise ValueError(f"images must be real with shape (n, {box}, {box}), got {imgs.shape}")
+    if not np.all(np.isfinite(imgs)):
+        raise ValueError("images must be finite")
+    max_shift = 0.1 * box if max_shift_px is None else float(max_shift_px)
+    if not 0 <= max_shift < box / 2:
+        raise ValueError(f"max_shift_px must be in [0, N/2), got {max_shift_px}")
+    if chunk_size < 1 or n_candidates < 1:
+        raise ValueError("chunk_size and n_candidates must be >= 1")
+    mask = gallery.mask if mask_radius is None else soft_disk(box, float(mask_radius))
+    h = None if ctf is None else np.asarray(ctf)
+    if h is not None and h.ndim == 3 and len(h) != len(imgs):
+        raise ValueError(f"ctf has {len(h)} filters for {len(imgs)} images")
+    parts = []
+    for a in range(0, len(imgs), chunk_size):
+        b = min(len(imgs), a + chunk_size)
+        hc = h[a:b] if h is not None and h.ndim == 3 else h
+        parts.append(_match_chunk(imgs[a:b], hc, gallery, mask, max_shift, n_candidates))
+    return MatchResult(*(np.concatenate(p) for p in zip(*parts)))
+
+
+def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, mask: NDArray, max_shift: float,
+                 n_candidates: int) -> tuple:  # fmt: skip
+    img = _prepare_images(imgs, ctf, gallery, mask)
+    score, shift_c = _coarse_search(img, gallery, max_shift)
+    k = min(n_candidates, score.shape[1])
+    cand = _pick_distinct(score, gallery.close, k)
+    centers = np.take_along_axis(shift_c, cand[..., None], axis=1)
+    corr_f, ref_f, psi_f, shift_f = _fine_search(img, gallery, cand, centers, max_shift)
+    rows, best = np.arange(len(imgs)), corr_f.argmax(axis=1)
+    ref = ref_f[rows, best]
+    shift, psi, corr = _polish(img, gallery, ref, shift_f[rows, best], max_shift)
+    angles = gallery.angles[ref].copy()
+    angles[:, 2] = psi
+    margin = _margin(gallery, corr_f, ref_f, psi_f)
+    return angles, shift, corr.astype(np.float64), margin, ref
