@@ -2,5 +2,7 @@
 
 from .protocol_movie_alignment_consensus import XmippQcProtConsensusMovieAlignment
 from .protocol_synthetic_movies import XmippQcProtSyntheticMovies
+from .protocol_synthetic_particles import XmippQcProtSyntheticParticles
 
-__all__: list = ["XmippQcProtConsensusMovieAlignment", "XmippQcProtSyntheticMovies"]
+__all__: list = ["XmippQcProtConsensusMovieAlignment", "XmippQcProtSyntheticMovies",
+                   "XmippQcProtSyntheticParticles"]

@@ -1,0 +1,264 @@
+"""Test helper: synthetic particles, averages or 2D classes, and candidate maps, with known truth.
+
+Images come from :func:`xmipp_qc.core.simulate.simulate_particles` (exact blob
+projections, optional CTF, planted outliers); the maps from
+:func:`xmipp_qc.core.simulate.blobs_volume`, optionally at another pixel size
+and box than the images (the blobs are rescaled, so the physical map is the
+same). Candidate maps are the true map plus decoys; ``extra/truth.json`` holds
+the planted outliers, the true alignment (px of the images) and which candidate
+is the true map. Hidden from the GUI: it exists for tests, benchmarks and demos.
+"""
+
+import json
+
+import numpy as np
+import pwem.objects as emobj
+import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
+from pyworkflow.object import Pointer
+
+from xmipp_qc.convert import writeStack, xmippToTransform
+from xmipp_qc.core.simulate import (
+    OUTLIER_KINDS,
+    Blobs,
+    blobs_volume,
+    phantom_blobs,
+    simulate_particles,
+)
+
+KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
+DECOYS = ("mirrored", "other", "deformed")
+
+
+def _parseList(text):
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+class XmippQcProtSyntheticParticles(EMProtocol):
+    """Writes simulated 2D images and candidate 3D maps with known truth."""
+
+    _label = "synthetic particles and maps (test helper)"
+    _possibleOutputs = {"outputParticles": emobj.SetOfParticles,
+                        "outputAverages": emobj.SetOfAverages,
+                        "outputClasses2D": emobj.SetOfClasses2D,
+                        "outputVolume": emobj.Volume,
+                        "outputVolumes": emobj.SetOfVolumes,
+                        "outputClasses3D": emobj.SetOfClasses3D}
+
+    @classmethod
+    def isDisabled(cls):
+        return True
+
+    # --------------------------- DEFINE param functions ----------------------
+    def _defineParams(self, form):
+        form.addSection(label="Images")
+        form.addParam("imageKind", params.EnumParam, default=KIND_PARTICLES,
+                      choices=["particles", "averages", "classes 2D"], label="2D output",
+                      help="Classes 2D: the simulated images are the representatives; "
+                           "each class holds particlesPerClass particles.")
+        form.addParam("nImages", params.IntParam, default=60, validators=[params.Positive],
+                      label="Number of images")
+        form.addParam("boxSize", params.IntParam, default=32, label="Image box (px)")
+        form.addParam("samplingRate", params.FloatParam, default=3.0,
+                      label="Image pixel size (A/px)")
+        form.addParam("snr", params.FloatParam, default=1.0, label="SNR")
+        form.addParam("maxShift", params.FloatParam, default=2.0, label="Max shift (px)")
+        form.addParam("withCtf", params.BooleanParam, default=False, label="Apply CTF")
+        form.addParam("withAlignment", params.BooleanParam, default=True,
+                      label="Projection alignment",
+                      help="Particles only: attach the reported angles and shifts.")
+        form.addParam("outlierFraction", params.FloatParam, default=0.0,
+                      label="Outlier fraction per kind")
+        form.addParam("outlierKinds", params.StringParam, default="junk,wrong_conformation",
+                      label="Outlier kinds", help=", ".join(OUTLIER_KINDS))
+        form.addParam("particlesPerClass", params.IntParam, default=2,
+                      label="Particles per 2D class")
+        form.addParam("seed", params.IntParam, default=0, label="Random seed")
+        form.addSection(label="Maps")
+        form.addParam("volBoxSize", params.IntParam, default=0,
+                      label="Map box (px)", help="0 = the image box.")
+        form.addParam("volSamplingRate", params.FloatParam, default=0.0,
+                      label="Map pixel size (A/px)", help="0 = the image pixel size.")
+        form.addParam("decoys", params.StringParam, default="",
+                      label="Decoy maps", help=f"Comma-separated: {', '.join(DECOYS)}; "
+                                               "with decoys, outputVolumes and "
+                                               "outputClasses3D are produced.")
+        form.addParam("truePosition", params.IntParam, default=1,
+                      label="Position of the true map", help="1-based, among the candidates.")
+
+    # --------------------------- INSERT steps functions ----------------------
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    # --------------------------- STEPS functions -----------------------------
+    def createOutputStep(self):
+        blobs = phantom_blobs(self.boxSize.get(), seed=self.seed.get())
+        sim = simulate_particles(
+            blobs, self.nImages.get(), box=self.boxSize.get(), snr=self.snr.get(),
+            pixel_size_a=self.samplingRate.get(), max_shift_px=self.maxShift.get(),
+            ctf=self.withCtf.get(), outlier_fraction=self.outlierFraction.get(),
+            outlier_kinds=tuple(_parseList(self.outlierKinds.get())), seed=self.seed.get())
+        stack = self._getExtraPath("images.mrcs")
+        writeStack(stack, sim.images, self.samplingRate.get())
+        kind = self.imageKind.get()
+        images = (self._makeParticles(sim, stack) if kind == KIND_PARTICLES
+                  else self._makeAverages(stack, sim.images.shape[0]))
+        self._defineOutputs(**{"outputParticles" if kind == KIND_PARTICLES
+                               else "outputAverages": images})
+        if kind == KIND_CLASSES2D:
+            self._defineOutputs(outputClasses2D=self._makeClasses2D(stack, images))
+        volumes = self._writeVolumes(blobs)
+        self._defineOutputs(outputVolume=self._volume(volumes[self.truePosition.get() - 1]))
+        if len(volumes) > 1:
+            self._defineOutputs(outputVolumes=self._makeVolumes(volumes))
+            if kind == KIND_PARTICLES:
+                self._defineOutputs(outputClasses3D=self._makeClasses3D(volumes))
+        self._writeTruth(sim, len(volumes))
+
+    # --------------------------- UTILS functions -----------------------------
+    def _volPixel(self):
+        return self.volSamplingRate.get() or self.samplingRate.get()
+
+    def _volBox(self):
+        return self.volBoxSize.get() or self.boxSize.get()
+
+    def _acquisition(self, imgSet):
+        imgSet.setSamplingRate(self.samplingRate.get())
+        acq = imgSet.getAcquisition()
+        acq.setVoltage(300.0)
+        acq.setSphericalAberration(2.7)
+        acq.setAmplitudeContrast(0.1)
+        acq.setMagnification(50000)
+
+    def _makeParticles(self, sim, stack):
+        parts = self._createSetOfParticles()
+        self._acquisition(parts)
+        parts.setHasCTF(sim.defocus_u is not None)
+        if self.withAlignment:
+            parts.setAlignmentProj()
+        for i in range(len(sim.images)):
+            p = emobj.Particle(location=(i + 1, stack))
+            p.setObjId(i + 1)
+            if self.withAlignment:
+                p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
+            if sim.defocus_u is not None:
+                p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
+                                        defocusV=float(sim.defocus_v[i]),
+                                        defocusAngle=float(sim.defocus_angle[i])))
+            parts.append(p)
+        return parts
+
+    def _makeAverages(self, stack, n):
+        avgs = self._createSetOfAverages()
+        self._acquisition(avgs)
+        for i in range(n):
+            a = emobj.Particle(location=(i + 1, stack))
+            a.setObjId(i + 1)
+            avgs.append(a)
+        return avgs
+
+    def _makeClasses2D(self, stack, averages):
+        parts = self._createSetOfParticles("_members")
+        self._acquisition(parts)
+        n, per = averages.getSize(), self.particlesPerClass.get()
+        for j in range(n * per):
+            p = emobj.Particle(location=(j % n + 1, stack))
+            p.setObjId(j + 1)
+            p.setClassId(j % n + 1)
+            parts.append(p)
+        self._defineOutputs(outputParticles=parts)
+        classes = self._createSetOfClasses2D(Pointer(self, extended="outputParticles"))
+        for k in range(1, n + 1):
+            cls = emobj.Class2D()
+            cls.setObjId(k)
+            cls.copyInfo(parts)
+            cls.setRepresentative(emobj.Particle(location=(k, stack)))
+            classes.append(cls)
+            for p in parts.iterItems():
+                if p.getClassId() == k:
+                    cls.append(p.clone())
+            classes.update(cls)
+        return classes
+
+    def _candidateBlobs(self, blobs):
+        rng = np.random.default_rng([self.seed.get(), 7])
+        decoys = []
+        for name in _parseList(self.decoys.get()):
+            if name == "mirrored":
+                decoys.append(blobs.mirrored())
+            elif name == "other":
+                decoys.append(phantom_blobs(self.boxSize.get(), seed=rng))
+            else:  # deformed: a third of the blobs moved by ~0.1 box
+                moved = blobs.centers.copy()
+                idx = rng.choice(len(moved), size=max(2, len(moved) // 3), replace=False)
+                moved[idx] += rng.normal(size=(len(idx), 3)) * 0.1 * self.boxSize.get()
+                decoys.append(Blobs(moved, blobs.sigmas, blobs.amplitudes))
+        decoys.insert(self.truePosition.get() - 1, blobs)
+        return decoys
+
+    def _writeVolumes(self, blobs):
+        scale = self.samplingRate.get() / self._volPixel()  # image px -> map px
+        files = []
+        for k, b in enumerate(self._candidateBlobs(blobs), start=1):
+            scaled = Blobs(b.centers * scale, b.sigmas * scale, b.amplitudes)
+            fn = self._getExtraPath(f"map_{k:02d}.mrc")
+            writeStack(fn, blobs_volume(scaled, self._volBox(), np.float32), self._volPixel())
+            files.append(fn)
+        return files
+
+    def _volume(self, fn, objId=None):
+        vol = emobj.Volume(location=fn)
+        vol.setSamplingRate(self._volPixel())
+        if objId is not None:
+            vol.setObjId(objId)
+        return vol
+
+    def _makeVolumes(self, files):
+        vols = self._createSetOfVolumes()
+        vols.setSamplingRate(self._volPixel())
+        for k, fn in enumerate(files, start=1):
+            vols.append(self._volume(fn, k))
+        return vols
+
+    def _makeClasses3D(self, files):
+        parts = self.outputParticles
+        classes = self._createSetOfClasses3D(Pointer(self, extended="outputParticles"))
+        for k, fn in enumerate(files, start=1):
+            cls = emobj.Class3D()
+            cls.setObjId(k)
+            cls.copyInfo(parts)
+            cls.setRepresentative(self._volume(fn))
+            classes.append(cls)
+            for p in parts.iterItems():
+                if (p.getObjId() - 1) % len(files) == k - 1:
+                    cls.append(p.clone())
+            classes.update(cls)
+        return classes
+
+    def _writeTruth(self, sim, nMaps):
+        ids = np.arange(1, len(sim.images) + 1)
+        truth = {
+            "outlierIds": ids[sim.is_outlier].tolist(),
+            "kinds": {int(i): str(k) for i, k in zip(ids, sim.kinds) if k},
+            "trueAngles": sim.true_angles.tolist(), "trueShifts": sim.true_shifts.tolist(),
+            "reportedAngles": sim.angles.tolist(), "reportedShifts": sim.shifts.tolist(),
+            "trueVolumeId": self.truePosition.get(), "nMaps": nMaps,
+            "imagePixelSize": self.samplingRate.get(), "volumePixelSize": self._volPixel(),
+        }
+        with open(self._getExtraPath("truth.json"), "w") as fh:
+            json.dump(truth, fh, indent=1)
+
+    # --------------------------- INFO functions ------------------------------
+    def _validate(self):
+        errors = []
+        bad = [k for k in _parseList(self.outlierKinds.get()) if k not in OUTLIER_KINDS]
+        bad += [d for d in _parseList(self.decoys.get()) if d not in DECOYS]
+        if bad:
+            errors.append(f"Unknown outlier kinds or decoys: {', '.join(bad)}")
+        if not 1 <= self.truePosition.get() <= len(_parseList(self.decoys.get())) + 1:
+            errors.append("The true map position must be within the candidates.")
+        return errors
+
+    def _summary(self):
+        return [f"{self.nImages.get()} simulated images, box {self.boxSize.get()} at "
+                f"{self.samplingRate.get()} A/px, seed {self.seed.get()}"]
