@@ -151,7 +151,7 @@ def residual_covariances(residuals: ArrayLike, mask: ArrayLike | None = None, *,
         blk = np.asarray(r[s:s + batch], dtype=np.float32)
         v = np.stack([blk[:, yy + dy, xx + dx] for dy, dx in offs], axis=1)
         v -= v.mean(axis=2, keepdims=True)
-        c = np.einsum("nim,njm->nij", v, v, optimize=True).astype(np.float64) / yy.size
+        c = np.matmul(v, np.transpose(v, (0, 2, 1))).astype(np.float64) / yy.size
         tr = np.trace(c, axis1=1, axis2=2) / d
         with np.errstate(invalid="ignore", divide="ignore"):
             c = c / tr[:, None, None]
@@ -208,15 +208,25 @@ class ChunkSummary:
 def _invalid_reasons(x: NDArray, p: NDArray, m: NDArray) -> NDArray[np.str_]:
     """Why each image cannot be scored ("" when it can)."""
     reasons = np.full(len(x), "", dtype=object)
-    fin_x = np.isfinite(x).all(axis=(1, 2))
-    fin_p = np.isfinite(p).all(axis=(1, 2))
-    xm = np.where(fin_x[:, None], x[:, m], 0.0)
-    pm = np.where(fin_p[:, None], p[:, m], 0.0)
-    reasons[np.ptp(pm, axis=1) == 0] = "constant reprojection in the mask"
+    fin_x = np.isfinite(x.sum(axis=(1, 2)))
+    fin_p = np.isfinite(p.sum(axis=(1, 2)))
+    for arr, fin, why in ((p, fin_p, "constant reprojection in the mask"),
+                          (x, fin_x, "empty or constant image in the mask")):
+        am = arr[:, m]
+        reasons[fin & (am.max(axis=1) == am.min(axis=1))] = why
     reasons[~fin_p] = "non-finite reprojection"
-    reasons[np.ptp(xm, axis=1) == 0] = "empty or constant image in the mask"
     reasons[~fin_x] = "non-finite image values"
     return reasons.astype(str)
+
+
+def _support_mean(res: NDArray, p: NDArray, m: NDArray) -> NDArray[np.float64]:
+    """Mean residual where the reprojection has signal: ``|P - mean_m P| > std_m P``."""
+    w = m.ravel().astype(np.float64)
+    pf = p.reshape(len(p), -1)
+    mu = pf @ w / w.sum()
+    sd = np.sqrt(np.maximum((pf * pf) @ w / w.sum() - mu * mu, 0.0))
+    sup = (np.abs(pf - mu[:, None]) > sd[:, None]) & m.ravel()
+    return (res.reshape(len(p), -1) * sup).sum(axis=1) / np.maximum(sup.sum(axis=1), 1)
 
 
 def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
@@ -247,8 +257,10 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
         better), ``imedValue`` (lower is better) of
         :func:`~xmipp_qc.core.similarity.similarity_scores`; ``grayA``,
         ``grayB``, ``grayASE`` (fit ``I ~ a P + b`` and the standard error of
-        ``a``); ``resMean`` and ``resStd`` (mean and std, ddof 0, of the
-        residual inside the mask); and the ``extra`` scores.
+        ``a``); ``resMean``, the mean residual where the reprojection has
+        signal (``|P - mean_m P| > std_m P`` in the mask; over the whole mask
+        it is 0 by construction of ``b``); ``resStd``, the residual RMS (= std,
+        ddof 0) in the mask; and the ``extra`` scores.
     """
     x = np.asarray(images, dtype=np.float64)
     p = np.asarray(projections, dtype=np.float64)
@@ -264,8 +276,9 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
         x, p = lowpass(x, resolution_a, pixel_size_a), lowpass(p, resolution_a, pixel_size_a)
     scores = similarity_scores(x, p, m)
     res, a, b, se = gray_residuals(x, p, m)
-    scores.update(grayA=a, grayB=b, grayASE=se, resMean=res[:, m].mean(axis=1),
-                  resStd=res[:, m].std(axis=1))
+    scores.update(grayA=a, grayB=b, grayASE=se, resMean=_support_mean(res, p, m),
+                  resStd=np.sqrt(np.maximum((res * res).reshape(len(x), -1) @ m.ravel(), 0)
+                                 / m.sum()))
     for k, v in (extra or {}).items():
         v = np.asarray(v, dtype=np.float64)
         if v.shape != (len(x),):

@@ -70,18 +70,28 @@ def disc_mask(box: int, radius: float | None = None) -> NDArray[np.bool_]:
     return (c[:, None] ** 2 + c[None, :] ** 2) <= r * r
 
 
-def _pearson(a: NDArray, p: NDArray, w: NDArray) -> NDArray[np.float64]:
-    """Weighted Pearson correlation over the last two axes (weights ``w`` >= 0)."""
-    sw = np.maximum(w.sum(axis=(-2, -1)), _EPS)
-    ma = (a * w).sum(axis=(-2, -1)) / sw
-    mp = (p * w).sum(axis=(-2, -1)) / sw
-    da = a - ma[:, None, None]
-    dp = p - mp[:, None, None]
-    num = (w * da * dp).sum(axis=(-2, -1))
-    den = np.sqrt((w * da * da).sum(axis=(-2, -1)) * (w * dp * dp).sum(axis=(-2, -1)))
-    out = np.full(num.shape, np.nan)
+def _moments(x: NDArray, p: NDArray, mask: NDArray) -> tuple[NDArray, ...]:
+    """Means and (co)variances (ddof 0) of two stacks over the True pixels of ``mask``.
+
+    Returns ``(mean_x, mean_p, var_x, var_p, cov_xp, count)``, each (n,) but count.
+    """
+    w = np.asarray(mask, dtype=np.float64).ravel()
+    cnt = w.sum()
+    xf, pf = x.reshape(len(x), -1), p.reshape(len(p), -1)
+    mx, mp = xf @ w / cnt, pf @ w / cnt
+    vx = np.maximum((xf * xf) @ w / cnt - mx * mx, 0.0)
+    vp = np.maximum((pf * pf) @ w / cnt - mp * mp, 0.0)
+    cxp = (xf * pf) @ w / cnt - mx * mp
+    return mx, mp, vx, vp, cxp, cnt
+
+
+def _pearson(a: NDArray, p: NDArray, mask: NDArray) -> NDArray[np.float64]:
+    """Pearson correlation over the True pixels of ``mask``; NaN if either is constant."""
+    _, _, va, vp, cap, _ = _moments(a, p, mask)
+    den = np.sqrt(va * vp)
+    out = np.full(len(a), np.nan)
     ok = den > 0
-    out[ok] = num[ok] / den[ok]
+    out[ok] = np.clip(cap[ok] / den[ok], -1.0, 1.0)
     return out
 
 
@@ -107,7 +117,7 @@ def masked_correlation(images: ArrayLike, projections: ArrayLike,
     """
     a, p = _pair(images, projections)
     m = disc_mask(a.shape[-1]) if mask is None else np.asarray(mask, dtype=bool)
-    return _pearson(a, p, np.broadcast_to(m.astype(np.float64), a.shape))
+    return _pearson(a, p, m)
 
 
 def correlation_index(images: ArrayLike, projections: ArrayLike) -> NDArray[np.float64]:
@@ -126,7 +136,7 @@ def correlation_index(images: ArrayLike, projections: ArrayLike) -> NDArray[np.f
     ndarray, shape (n,)
     """
     a, p = _pair(images, projections)
-    return _pearson(a, p, np.ones_like(a))
+    return _pearson(a, p, np.ones(a.shape[1:], dtype=bool))
 
 
 def correlation_masked(images: ArrayLike, projections: ArrayLike) -> NDArray[np.float64]:
@@ -245,16 +255,14 @@ def fit_gray(images: ArrayLike, projections: ArrayLike,
     """
     x, p = _pair(images, projections)
     m = disc_mask(x.shape[-1]) if mask is None else np.asarray(mask, dtype=bool)
-    xm, pm = x[:, m], p[:, m]
-    dp = pm - pm.mean(axis=1, keepdims=True)
-    spp = (dp * dp).sum(axis=1)
-    ok = spp > 0
+    mx, mp, sxx, spp, sxp, cnt = _moments(x, p, m)
+    ok = spp > 1e-12 * np.maximum(mp * mp, 1e-300)
     a = np.full(len(x), np.nan)
-    a[ok] = (dp[ok] * xm[ok]).sum(axis=1) / spp[ok]
-    b = xm.mean(axis=1) - a * pm.mean(axis=1)
-    res = xm - a[:, None] * pm - b[:, None]
+    a[ok] = sxp[ok] / spp[ok]
+    b = mx - a * mp
     se = np.full(len(x), np.nan)
-    se[ok] = res[ok].std(axis=1) / np.sqrt(spp[ok])
+    var_res = np.maximum(sxx[ok] - a[ok] * sxp[ok], 0.0)
+    se[ok] = np.sqrt(var_res / (spp[ok] * cnt))
     return a, b, se
 
 

@@ -1,0 +1,350 @@
+"""Local refinement of the orientation and shift of images against a map.
+
+Conventions of :mod:`xmipp_qc.core`: images ``(n, N, N)`` indexed ``[y, x]``
+with the origin at ``N // 2``; Xmipp ZYZ Euler angles ``(rot, tilt, psi)`` in
+degrees; Xmipp shifts ``(shift_x, shift_y)`` in px, an image with shift ``s``
+being modelled as ``I(r) = P(r + s)`` (the reprojection is moved, never the
+noisy image).
+
+Method (batched over all images of a chunk, every step is one projector call).
+The comparison is done in Fourier space on the band ``0 < |k| <= search_freq``
+cycles/px (the DC term absorbs the gray offset ``b``), with the image's CTF on
+the reprojection when given. The cost is the normalised correlation of image
+and shifted reprojection (invariant to the gray model ``a P + b``).
+
+* Shift: for the current angles it is solved exactly per image: the
+  cross-correlation over integer shifts inside the allowed disc (one inverse
+  FFT), then Newton steps on the analytic Fourier correlation for sub-pixel
+  accuracy.
+* Angles: Gauss-Newton on a rotation vector ``w`` in the image frame, the new
+  orientation being ``Rotation.from_rotvec(w) @ E`` (no gimbal lock at tilt 0).
+  The three derivatives are forward differences (one projector call for all
+  three). The
+  fit ``F_I ~ a F_P + sum_j c_j D_j`` is linear in ``(a, c)``, ``w = c / a``.
+  A step is kept only if the correlation improves (else the trust radius of
+  that image is halved), and the total change ``|w_total|`` (the geodesic
+  angle to the input orientation) is bounded by ``max_angle_deg``.
+
+Bounds: Xmipp's ``continuous_assign2`` bounds each Euler increment by 5° and
+the shift change by ``floor(0.05 N)`` px (compare reprojections); here the
+geodesic rotation angle and the shift-change radius are bounded (defaults 5°
+and ``0.05 N`` px).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.spatial.transform import Rotation
+
+from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
+from xmipp_qc.core.projection import FourierProjector
+from xmipp_qc.core.similarity import disc_mask, fit_gray
+
+__all__ = ["LocalRefiner", "RefineResult", "refine_local"]
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    """Output of :meth:`LocalRefiner.refine` for ``n`` images of box ``N``.
+
+    Attributes
+    ----------
+    angles : ndarray, shape (n, 3), float64
+        Refined Xmipp Euler angles (degrees).
+    shifts : ndarray, shape (n, 2), float64
+        Refined Xmipp shifts (px).
+    gray_a, gray_b : ndarray, shape (n,)
+        Least-squares gray model ``I ~ a P + b`` in the mask (1 and 0 when the
+        refinement was run with ``gray=False``).
+    projections : ndarray, shape (n, N, N), float32
+        The model ``a P(r + s) + b`` at the refined angles and shifts (with the
+        CTF), in the frame of the input image.
+    residuals : ndarray, shape (n, N, N), float32
+        ``images - projections`` (not masked).
+    corr_initial, corr_final : ndarray, shape (n,)
+        Band-limited correlation at the input parameters and after refinement
+        (higher is better).
+    angle_change_deg : ndarray, shape (n,)
+        Geodesic angle between the input and refined orientations (degrees).
+    shift_change_px : ndarray, shape (n,)
+        Length of the shift change (px).
+    """
+
+    angles: NDArray[np.float64]
+    shifts: NDArray[np.float64]
+    gray_a: NDArray[np.float64]
+    gray_b: NDArray[np.float64]
+    projections: NDArray[np.float32]
+    residuals: NDArray[np.float32]
+    corr_initial: NDArray[np.float64]
+    corr_final: NDArray[np.float64]
+    angle_change_deg: NDArray[np.float64]
+    shift_change_px: NDArray[np.float64]
+
+
+def _phys(n: int) -> NDArray[np.float64]:
+    """Physical coordinate (px) of each index in the ``ifftshift`` layout."""
+    return np.round(np.fft.fftfreq(n) * n)
+
+
+class LocalRefiner:
+    """Local refinement of images against one map (build once, refine many chunks).
+
+    Parameters
+    ----------
+    volume : array_like, shape (N, N, N)
+        The map, ``[z, y, x]``, origin ``N // 2``.
+    max_angle_deg : float
+        Bound on the geodesic orientation change (degrees).
+    max_shift_px : float, optional
+        Bound on the shift change (px); default ``0.05 N`` (Xmipp's protocol).
+    search_freq : float
+        Band limit of the search in cycles/px, in (0, 0.5].
+    n_iter : int
+        Gauss-Newton iterations (each: two band-limited projector calls).
+    step_deg : float
+        Finite-difference step of the out-of-plane derivatives (degrees).
+    chunk : int
+        Images refined at once (bounds memory).
+    pad, interpolation : int, str
+        Of the :class:`~xmipp_qc.core.projection.FourierProjector` of the
+        final, full-band reprojections.
+    """
+
+    def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
+                 max_shift_px: float | None = None, search_freq: float = 0.25,
+                 n_iter: int = 5, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
+                 interpolation: str = "linear") -> None:
+        vol = np.asarray(volume, dtype=np.float32)
+        if not 0 < search_freq <= 0.5:
+            raise ValueError(f"search_freq must be in (0, 0.5] cycles/px, got {search_freq}")
+        if max_angle_deg < 0 or (max_shift_px is not None and max_shift_px < 0):
+            raise ValueError("max_angle_deg and max_shift_px must be >= 0")
+        if n_iter < 0 or step_deg <= 0 or chunk < 1:
+            raise ValueError("n_iter must be >= 0, step_deg > 0 and chunk >= 1")
+        self._full = FourierProjector(vol, pad=pad, interpolation=interpolation)
+        self._band = FourierProjector(vol, pad=pad, interpolation=interpolation,
+                                      max_freq=search_freq)
+        n = self.box = self._full.box
+        self.max_angle = np.radians(max_angle_deg)
+        self.max_shift = 0.05 * n if max_shift_px is None else float(max_shift_px)
+        self.n_iter, self.step, self.chunk = int(n_iter), np.radians(step_deg), int(chunk)
+        ky = np.fft.fftfreq(n)[:, None] * np.ones((1, n // 2 + 1))
+        kx = np.fft.rfftfreq(n)[None, :] * np.ones((n, 1))
+        k2 = kx * kx + ky * ky
+        self._sel = np.flatnonzero((k2 > 0) & (k2 <= search_freq**2 + 1e-12))
+        self._kx, self._ky = kx.ravel()[self._sel], ky.ravel()[self._sel]
+        w = np.full(kx.shape, 2.0)
+        w[:, 0] = 1.0
+        if n % 2 == 0:
+            w[:, -1] = 1.0
+        self._w = w.ravel()[self._sel]
+
+    # --- band-limited spectra -------------------------------------------------
+    def _spectra(self, mats: NDArray, ctf: NDArray | None) -> NDArray:
+        """Band samples (n, S) of the (CTF-filtered) reprojections at matrices."""
+        spec = self._band.project_fourier(matrix_to_euler(mats), ctf=ctf)
+        return spec.reshape(len(mats), -1)[:, self._sel]
+
+    def _image_spectra(self, images: NDArray) -> NDArray:
+        spec = np.fft.rfft2(np.fft.ifftshift(images, axes=(-2, -1)))
+        return spec.reshape(len(images), -1)[:, self._sel]
+
+    def _dot(self, a: NDArray, b: NDArray) -> NDArray:
+        """Real weighted inner product over the band, ``Re sum w conj(a) b``."""
+        return np.einsum("...s,...s->...", self._w * a.conj(), b).real
+
+    def _phase(self, shifts: NDArray) -> NDArray:
+        """``exp(2 pi i k.s)`` on the band, shape (n, S)."""
+        return np.exp(2j * np.pi * (self._kx * shifts[:, :1] + self._ky * shifts[:, 1:]))
+
+    # --- shift ------------------------------------------------------------------
+    def _best_shift(self, fi: NDArray, fp: NDArray, s0: NDArray,
+                    start: NDArray | None = None) -> NDArray:
+        """Shift maximising the correlation within ``max_shift`` of ``s0``.
+
+        Without ``start`` the integer shifts of the disc are searched first (one
+        inverse FFT); with it, Newton steps start from ``start``.
+        """
+        x = fi * fp.conj() * self._phase(s0).conj()
+        delta = self._integer_peak(x) if start is None else start - s0
+        k = np.stack([self._kx, self._ky])  # (2, S)
+        kk = np.stack([self._kx**2, self._kx * self._ky, self._ky**2]) * (-4 * np.pi**2)
+        xw = x * self._w
+        for _ in range(2 if start is None else 1):
+            e = xw * np.exp(-2j * np.pi * (delta @ k))
+            g = (e @ k.T * (-2j * np.pi)).real
+            hh = (e @ kk.T).real
+            h = np.stack([hh[:, :2], hh[:, 1:]], axis=1)
+            ok = (np.linalg.det(h) > 0) & (h[:, 0, 0] < 0)
+            step = np.zeros_like(delta)
+            step[ok] = -np.linalg.solve(h[ok], g[ok][..., None])[..., 0]
+            delta += np.clip(step, -1.0, 1.0)
+        norm = np.hypot(delta[:, 0], delta[:, 1])
+        over = norm > self.max_shift
+        delta[over] *= (self.max_shift / norm[over])[:, None]
+        return s0 + delta
+
+    def _integer_peak(self, x: NDArray) -> NDArray:
+        """Integer shift change (n, 2) of the correlation peak inside the disc."""
+        n, nb = self.box, len(x)
+        full = np.zeros((nb, n * (n // 2 + 1)), dtype=np.complex128)
+        full[:, self._sel] = x
+        cc = np.fft.irfft2(full.reshape(nb, n, n // 2 + 1), s=(n, n))
+        r = int(np.floor(self.max_shift))
+        d = np.arange(-r, r + 1)
+        dy, dx = np.meshgrid(d, d, indexing="ij")
+        inside = dx**2 + dy**2 <= self.max_shift**2 + 1e-9
+        dx, dy = dx[inside], dy[inside]
+        vals = cc[:, (-dy) % n, (-dx) % n]
+        best = np.argmax(vals, axis=1)
+        return np.stack([dx[best], dy[best]], axis=1).astype(np.float64)
+
+    def _corr(self, fi: NDArray, fp: NDArray, shifts: NDArray) -> NDArray:
+        """Normalised band correlation of images and shifted reprojections."""
+        num = self._dot(fp * self._phase(shifts), fi)
+        den = np.sqrt(self._dot(fp, fp) * self._dot(fi, fi))
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+    # --- angles -----------------------------------------------------------------
+    def _gn_step(self, fi: NDArray, fp: NDArray, mats: NDArray, shifts: NDArray,
+                 ctf: NDArray | None) -> NDArray:
+        """Gauss-Newton rotation vector (n, 3) in radians for the current matrices."""
+        g = fi * self._phase(shifts).conj()
+        n = len(mats)
+        rots = Rotation.from_rotvec(np.eye(3) * self.step).as_matrix()  # (3, 3, 3)
+        moved = np.einsum("aij,njk->anik", rots, mats).reshape(-1, 3, 3)
+        d = (self._spectra(moved, ctf).reshape(3, n, -1) - fp) / self.step
+        b = np.concatenate([fp[:, None], np.transpose(d, (1, 0, 2))], axis=1)  # (n, 4, S)
+        bw = (b * self._w).conj()
+        a_mat = np.matmul(bw, np.transpose(b, (0, 2, 1))).real
+        rhs = np.matmul(bw, g[..., None])[..., 0].real
+        a_mat += 1e-9 * np.trace(a_mat, axis1=1, axis2=2)[:, None, None] * np.eye(4)
+        sol = np.linalg.solve(a_mat, rhs[..., None])[..., 0]
+        gain = sol[:, 0]
+        w = np.where(gain[:, None] > 0, sol[:, 1:] / np.where(gain > 0, gain, 1.0)[:, None], 0.0)
+        return w
+
+    def _clamp(self, mats: NDArray, m0: NDArray) -> NDArray:
+        """Project orientations onto the ball of radius ``max_angle`` about ``m0``."""
+        rv = Rotation.from_matrix(mats @ np.transpose(m0, (0, 2, 1))).as_rotvec()
+        norm = np.linalg.norm(rv, axis=1)
+        over = norm > self.max_angle
+        rv[over] *= (self.max_angle / norm[over])[:, None]
+        return Rotation.from_rotvec(rv).as_matrix() @ m0
+
+    def _refine_chunk(self, fi: NDArray, angles: NDArray, shifts: NDArray,
+                      ctf: NDArray | None) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+        """Refined matrices, shifts, initial and final correlations of one chunk."""
+        m0 = np.atleast_3d(euler_to_matrix(angles)).reshape(-1, 3, 3)
+        fp = self._spectra(m0, ctf)
+        corr0 = self._corr(fi, fp, shifts)
+        best_s = self._best_shift(fi, fp, shifts)
+        best_c, best_m, best_fp = self._corr(fi, fp, best_s), m0, fp
+        trust = np.full(len(fi), max(self.max_angle, self.step))
+        for _ in range(self.n_iter if self.max_angle > 0 else 0):
+            w = self._gn_step(fi, best_fp, best_m, best_s, ctf)
+            norm = np.linalg.norm(w, axis=1)
+            w *= np.minimum(1.0, trust / np.maximum(norm, 1e-12))[:, None]
+            prop_m = self._clamp(Rotation.from_rotvec(w).as_matrix() @ best_m, m0)
+            prop_fp = self._spectra(prop_m, ctf)
+            prop_s = self._best_shift(fi, prop_fp, shifts, start=best_s)
+            prop_c = self._corr(fi, prop_fp, prop_s)
+            ok = prop_c > best_c
+            best_m = np.where(ok[:, None, None], prop_m, best_m)
+            best_fp = np.where(ok[:, None], prop_fp, best_fp)
+            best_s = np.where(ok[:, None], prop_s, best_s)
+            best_c = np.where(ok, prop_c, best_c)
+            trust = np.where(ok, np.minimum(2.0 * trust, self.max_angle), 0.5 * trust)
+        return best_m, best_s, corr0, best_c
+
+    def refine(self, images: ArrayLike, angles: ArrayLike, shifts: ArrayLike | None = None, *,
+               ctf: ArrayLike | None = None, gray: bool = True,
+               mask_radius: float | None = None) -> RefineResult:
+        """Refine the angles and shifts of images, starting from the given ones.
+
+        Parameters
+        ----------
+        images : array_like, shape (n, N, N)
+            Experimental images (not aligned).
+        angles : array_like, shape (n, 3)
+            Starting Xmipp Euler angles (degrees).
+        shifts : array_like, shape (n, 2), optional
+            Starting Xmipp shifts (px); default zeros.
+        ctf : array_like, shape (n, N, N//2+1) or (N, N//2+1), optional
+            CTF of each image in ``rfft2`` layout, applied to the reprojection.
+        gray : bool
+            Fit ``a P + b`` in the mask (else ``a = 1, b = 0``).
+        mask_radius : float, optional
+            Radius (px) of the gray-fit mask; default ``N // 2``.
+
+        Returns
+        -------
+        RefineResult
+        """
+        x = np.asarray(images, dtype=np.float32)
+        n, box = len(x), self.box
+        if x.ndim != 3 or x.shape[1:] != (box, box):
+            raise ValueError(f"images must be (n, {box}, {box}), got {x.shape}")
+        ang = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
+        sh = np.zeros((n, 2)) if shifts is None else np.asarray(shifts, np.float64).reshape(-1, 2)
+        if len(ang) != n or len(sh) != n:
+            raise ValueError(f"angles {ang.shape} and shifts {sh.shape} must have {n} rows")
+        if not (np.isfinite(ang).all() and np.isfinite(sh).all() and np.isfinite(x).all()):
+            raise ValueError("images, angles and shifts must be finite")
+        c = None if ctf is None else np.asarray(ctf, dtype=np.float32)
+        per_image = c is not None and c.ndim == 3
+        if per_image and len(c) != n:
+            raise ValueError(f"ctf has {len(c)} images, expected {n}")
+        mats, out_s = np.empty((n, 3, 3)), np.empty((n, 2))
+        c0, c1 = np.empty(n), np.empty(n)
+        for s in range(0, n, self.chunk):
+            sl = slice(s, min(n, s + self.chunk))
+            cc = c[sl] if per_image else c
+            res = self._refine_chunk(self._image_spectra(x[sl]), ang[sl], sh[sl], cc)
+            mats[sl], out_s[sl], c0[sl], c1[sl] = res
+        return self._finish(x, ang, sh, mats, out_s, c0, c1, c, gray, mask_radius)
+
+    def _finish(self, x: NDArray, ang: NDArray, sh: NDArray, mats: NDArray, out_s: NDArray,
+                c0: NDArray, c1: NDArray, ctf: NDArray | None, gray: bool,
+                mask_radius: float | None) -> RefineResult:
+        """Full-band model, gray fit, residual and the parameter changes."""
+        new_ang = matrix_to_euler(mats).reshape(-1, 3)
+        proj = self._full.project(new_ang, shifts=out_s, ctf=ctf)
+        if gray:
+            a, b, _ = fit_gray(x, proj, disc_mask(self.box, mask_radius))
+            a, b = np.nan_to_num(a, nan=0.0), np.nan_to_num(b, nan=0.0)
+            proj = (a[:, None, None] * proj + b[:, None, None]).astype(np.float32)
+        else:
+            a, b = np.ones(len(x)), np.zeros(len(x))
+        m0 = np.atleast_3d(euler_to_matrix(ang)).reshape(-1, 3, 3)
+        rel = Rotation.from_matrix(mats @ np.transpose(m0, (0, 2, 1))).magnitude()
+        return RefineResult(angles=new_ang, shifts=out_s, gray_a=a, gray_b=b, projections=proj,
+                            residuals=(x - proj).astype(np.float32), corr_initial=c0,
+                            corr_final=c1, angle_change_deg=np.degrees(rel),
+                            shift_change_px=np.hypot(*(out_s - sh).T))
+
+
+def refine_local(volume: ArrayLike, images: ArrayLike, angles: ArrayLike,
+                 shifts: ArrayLike | None = None, *, ctf: ArrayLike | None = None,
+                 gray: bool = True, **options: float) -> RefineResult:
+    """Refine images against a map once (convenience wrapper of :class:`LocalRefiner`).
+
+    Parameters
+    ----------
+    volume : array_like, shape (N, N, N)
+        The map.
+    images, angles, shifts, ctf, gray
+        As in :meth:`LocalRefiner.refine`.
+    **options
+        Keyword arguments of :class:`LocalRefiner` (``max_angle_deg``,
+        ``max_shift_px``, ``search_freq``, ``n_iter``, ...).
+
+    Returns
+    -------
+    RefineResult
+    """
+    return LocalRefiner(volume, **options).refine(images, angles, shifts, ctf=ctf, gray=gray)
