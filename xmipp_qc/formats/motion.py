@@ -343,8 +343,8 @@ def read_trajectory_csv(path: PathLike) -> MovieTrajectory:
 def read_trajectory(path: PathLike) -> MovieTrajectory:
     """Read a trajectory file of any supported format.
 
-    The format is chosen by extension (``.star`` RELION, ``.csv`` CSV), else by
-    content (MotionCor2 markers), else CSV.
+    The format is chosen by extension (``.star`` RELION, ``.csv`` CSV, ``.log``
+    MotionCor2), else by content (MotionCor2 markers), else CSV.
 
     Parameters
     ----------
@@ -365,7 +365,11 @@ def read_trajectory(path: PathLike) -> MovieTrajectory:
         return read_relion_motion_star(path)
     if suffix == ".csv":
         return read_trajectory_csv(path)
-    head = _read_text(path)
-    if "full-frame alignment" in head.lower() or "# full frame alignment" in head.lower():
+    text = _read_text(path).lower()
+    if suffix == ".log" or "full-frame alignment" in text or "# full frame alignment" in text:
         return read_motioncor2_log(path)
-    return read_trajectory_csv(path)
+    try:
+        return read_trajectory_csv(path)
+    except TrajectoryFormatError as exc:
+        raise TrajectoryFormatError(f"not a RELION STAR, MotionCor2 log or frame,x,y table "
+                                    f"({exc})") from None

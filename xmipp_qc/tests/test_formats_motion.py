@@ -211,6 +211,12 @@ def test_unreadable_and_unknown_files(tmp_path):
         read_trajectory(log)
     with pytest.raises(TrajectoryFormatError, match="no MotionCor2"):
         read_motioncor2_log(log)
+    txt = tmp_path / "x.txt"
+    txt.write_text("hello world\n")
+    with pytest.raises(TrajectoryFormatError, match="not a RELION STAR, MotionCor2 log"):
+        read_trajectory(txt)
+    txt.write_text("1 0 0\n2 1 1\n3 2 2\n")  # a .txt table is read as CSV
+    assert read_trajectory(txt).frames.tolist() == [1, 2, 3]
     assert issubclass(TrajectoryFormatError, ValueError)
 
 
