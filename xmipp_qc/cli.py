@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from xmipp_qc import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("demo",)
+COMMANDS = ("demo", "movie_consensus")
 
 
 def build_parser() -> argparse.ArgumentParser:
