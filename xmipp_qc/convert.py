@@ -125,8 +125,8 @@ def setAlignmentAttributes(item, record):
     setattr(item, ALIGNMENT_PREFIX + "n_frames", emobj.Integer(int(record.get("n_frames", 0))))
     setattr(item, ALIGNMENT_PREFIX + "reason", emobj.String(record["reason"]))
     setattr(item, ALIGNMENT_PREFIX + "message", emobj.String(record.get("message", "")))
-    if record.get("plot"):
-        item.plotCart = emobj.Image(location=record["plot"])
+    if "plot" in record:  # present for every movie of a run with plots ("" = none)
+        item.plotCart = emobj.Image(location=record["plot"] or None)
 
 
 # --------------------------------------------------------------------------

@@ -42,11 +42,13 @@ import os
 import sqlite3
 from collections import Counter
 
+import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtAlignMovies
 from pyworkflow.object import Set, String
+from pyworkflow.protocol import Protocol
 
 from xmipp_qc.convert import (
     movieAlignmentToArrays,
@@ -79,6 +81,25 @@ def readDecisionRecords(extraPath):
             for record in json.load(fh):
                 records[record["id"]] = record
     return [records[k] for k in sorted(records)]
+
+
+def trajectoryFigure(record, pixelSize=None, allowRotation=False):
+    """Figure of both trajectories of one saved decision (common frames, reference px).
+
+    Returns None when fewer than 2 frames are common (e.g. reason "missing").
+    """
+    from xmipp_qc.core.trajectories import match_frames
+    from xmipp_qc.viewers.plots_trajectories import plot_trajectory_pair
+
+    framesRef, framesSec = np.asarray(record["ref_frames"]), np.asarray(record["sec_frames"])
+    iRef, iSec = match_frames(framesRef, framesSec)
+    if iRef.size < 2:
+        return None
+    ref = np.asarray(record["ref_shifts"], dtype=float)[iRef]
+    sec = np.asarray(record["sec_shifts"], dtype=float)[iSec] * record.get("binning", 1.0)
+    return plot_trajectory_pair(framesRef[iRef], ref, sec, metrics=record,
+                                pixel_size_a=pixelSize, allow_rotation=allowRotation,
+                                name=f"movie {record['id']}")
 
 
 def _micKey(item):
@@ -296,11 +317,14 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
         return record
 
     def _savePlot(self, record):
-        from xmipp_qc.viewers.viewer_movie_alignment_consensus import saveTrajectoryPlot
-
+        """PNG of the trajectories in extra/plots; "" when there is nothing to plot."""
+        fig = trajectoryFigure(record, self._compareKwargs["pixel_size_a"],
+                               self.allowRotation.get())
+        if fig is None:
+            return ""
         fn = self._getExtraPath("plots", f"trajectory_{record['id']:06d}.png")
         os.makedirs(os.path.dirname(fn), exist_ok=True)
-        saveTrajectoryPlot(record, fn, self._compareKwargs["pixel_size_a"])
+        fig.savefig(fn, dpi=80)
         return fn
 
     def _saveBatch(self, book, records):
@@ -390,6 +414,9 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
         if self.inputMicrographs.get() is not None:
             return self.inputMicrographs.get()
         producer = self.inputMovies1.getObjValue()
+        if not isinstance(producer, Protocol):  # a pointer to the set itself
+            parentId = producer.getObjParentId() if producer is not None else None
+            producer = self.getMapper().selectById(parentId) if parentId else None
         for name in (OUT_MICS, "outputMicrographsDoseWeighted"):
             mics = getattr(producer, name, None)
             if isinstance(mics, emobj.SetOfMicrographs):

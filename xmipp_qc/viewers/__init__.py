@@ -1,3 +1,5 @@
 """Viewers of xmipp_qc; Scipion discovers the classes re-exported here."""
 
-__all__: list = []
+from .viewer_movie_alignment_consensus import XmippQcConsensusMovieAlignmentViewer
+
+__all__: list = ["XmippQcConsensusMovieAlignmentViewer"]

@@ -1,0 +1,90 @@
+"""Headless tests of the movie-consensus ProtocolViewer (handlers, never .visualize())."""
+
+import numpy as np
+import pytest
+from pyworkflow import Config
+
+Config.setDomain("pwem")
+
+from pwem.viewers import ObjectView  # noqa: E402
+from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+
+from xmipp_qc.protocols import (  # noqa: E402
+    XmippQcProtConsensusMovieAlignment,
+    XmippQcProtSyntheticMovies,
+)
+from xmipp_qc.protocols.protocol_movie_alignment_consensus import (  # noqa: E402
+    readDecisionRecords,
+)
+from xmipp_qc.protocols.protocol_synthetic_movies import RUN_SECONDARY  # noqa: E402
+from xmipp_qc.viewers import XmippQcConsensusMovieAlignmentViewer  # noqa: E402
+
+pytestmark = pytest.mark.scipion
+
+
+class TestMovieConsensusViewer(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        common = {"nMovies": 6, "kinds": "agree,mirrored,agree", "seed": 4, "nFrames": 12,
+                  "sharedStack": True}
+        cls.ref = cls.newProtocol(XmippQcProtSyntheticMovies, **common)
+        cls.sec = cls.newProtocol(XmippQcProtSyntheticMovies, alignmentRun=RUN_SECONDARY,
+                                  dropMovies="6", **common)
+        cls.launchProtocol(cls.ref)
+        cls.launchProtocol(cls.sec)
+        cls.prot = cls.newProtocol(XmippQcProtConsensusMovieAlignment,
+                                   inputMovies1=cls.ref.outputMovies,
+                                   inputMovies2=cls.sec.outputMovies, maxRmse=0.5)
+        cls.launchProtocol(cls.prot)
+
+    def _viewer(self):
+        viewer = XmippQcConsensusMovieAlignmentViewer(project=self.proj, protocol=self.prot)
+        viewer.setProtocol(self.prot)
+        return viewer
+
+    def _handler(self, viewer, name):
+        return viewer._getVisualizeDict()[name](name)
+
+    def test_viewer_targets_the_protocol(self):
+        found = Config.getDomain().findViewers(self.prot, "tkinter")
+        self.assertIn(XmippQcConsensusMovieAlignmentViewer, found)
+
+    def test_scatter_plots_every_compared_movie_with_thresholds(self):
+        records = readDecisionRecords(self.prot._getExtraPath())
+        self.assertEqual(len(records), 6)
+        (view,) = self._handler(self._viewer(), "displayScatter")
+        ax = view.getFigure().axes[0]
+        offsets = [c.get_offsets() for c in ax.collections]
+        self.assertEqual(sum(len(o) for o in offsets), 5, "missing movie 6 is not a point")
+        points = np.concatenate(offsets)
+        compared = [r for r in records if r["reason"] != "missing"]
+        np.testing.assert_allclose(sorted(points[:, 0]), sorted(r["corr"] for r in compared))
+        np.testing.assert_allclose(sorted(points[:, 1]), sorted(r["rmse_px"] for r in compared))
+        self.assertEqual([line.get_xdata()[0] for line in ax.lines[:1]], [0.75])
+        self.assertEqual(ax.lines[1].get_ydata()[0], 0.5)
+
+    def test_histograms_and_motion_use_saved_results(self):
+        viewer = self._viewer()
+        (hist,) = self._handler(viewer, "displayHistograms")
+        counts = sum(p.get_height() for p in hist.getFigure().axes[0].patches)
+        self.assertEqual(counts, 5)
+        (motion,) = self._handler(viewer, "displayMotion")
+        ax = motion.getFigure().axes[0]
+        records = readDecisionRecords(self.prot._getExtraPath())
+        np.testing.assert_allclose(ax.lines[0].get_ydata(),
+                                   [r["total_ref_px"] for r in records[:5]])
+
+    def test_trajectory_of_one_movie_and_tables(self):
+        viewer = self._viewer()
+        viewer.movieId.set(2)
+        (traj,) = self._handler(viewer, "displayTrajectory")
+        ax = traj.getFigure().axes[0]
+        self.assertIn("movie 2", ax.get_title())
+        self.assertEqual(len(ax.lines[0].get_xdata()), 12)
+        (accepted,) = self._handler(viewer, "displayAccepted")
+        (discarded,) = self._handler(viewer, "displayDiscarded")
+        self.assertIsInstance(accepted, ObjectView)
+        self.assertIn("moviesDiscarded.sqlite", discarded._path)
+        self.assertEqual(self.prot.outputMovies.getSize(), 3)
+        self.assertEqual(self.prot.outputMoviesDiscarded.getSize(), 3)
