@@ -1,0 +1,613 @@
+"""Compare reprojections: does a map explain these images, which images are the
+exceptions, and which of several maps explains them best?
+
+The numbers come from :mod:`xmipp_qc.core.pipeline` (projection matching when
+there is no usable assignment, local refinement, CTF-aware reprojection,
+gray-fitted residuals, set statistics, paired map ranking). This module is the
+Scipion glue, with Xmipp's form, step names, output names and item attributes,
+without its defects (xmipp-algorithms.md §2.6): ``resol``/``sigma`` low-pass the
+comparison, the CTF is used in every path, failed images are kept and flagged,
+the refined angles and shifts are written into the output items' alignment (in
+the input pixel size), the ranking is always higher-is-better and downsampling
+is Fourier cropping.
+
+Files (all in ``extra/``, so that "continue" reuses every finished step):
+    ``input.npz``           ids, given alignment (input px), defocus, sampling;
+    ``locations.json``      image locations of the input items;
+    ``images_work.mrcs``    the images at the working sampling (downSampleStep);
+    ``volume_<vid>.mrc``    each candidate map at the working sampling;
+    ``vol<vid>/chunk_<k>.npz`` one :class:`~xmipp_qc.core.pipeline.ChunkResult`
+                            per (map, chunk), with its image stacks beside it;
+    ``vol<vid>/scores.npz`` the set statistics of a map (evaluateResiduals);
+    ``outputs.json``        ``{volumeId: outputName}`` for the viewer;
+    ``ranking.json``        the ranking table (computeRankingVolumes);
+    ``*.png``               key plots.
+"""
+
+import json
+import math
+import os
+import re
+import threading
+
+import numpy as np
+import pwem.objects as emobj
+import pyworkflow.protocol.constants as pwcts
+import pyworkflow.protocol.params as params
+from pwem.constants import ALIGN_NONE, ALIGN_PROJ
+from pwem.protocols import ProtAnalysis3D
+
+from xmipp_qc.convert import (
+    acquisitionToDict,
+    imagesToArrays,
+    readImages,
+    readVolume,
+    writeStack,
+    xmippToTransform,
+)
+from xmipp_qc.core import pipeline
+
+EXTRACT_PARTICLES, EXTRACT_VOLUME, EXTRACT_BOTH = 0, 1, 2
+NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
+OUTPUT_PREFIX = "reprojections_vol"
+#: Xmipp attribute <- finalize key (scores of xmipp_qc.core.pipeline.finalize).
+XMIPP_SCORES = {"cost": "cost", "corrIdx": "corrIdx", "corrMask": "corrMask",
+                "corrWeight": "corrWeight", "imedValue": "imedValue",
+                "continuousA": "grayA", "continuousB": "grayB",
+                "zScoreResMean": "zScoreResMean", "zScoreResVar": "zScoreResVar",
+                "zScoreResCov": "zScoreResCov"}
+#: New attributes (prefix _qc_) <- finalize key.
+QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": "zResStd",
+             "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
+             "matchCorr": "match_corr", "matchMargin": "match_margin",
+             "angleChange": "angleChange", "shiftChange": "shiftChange"}
+_SYMMETRY = re.compile(r"^(c\d{1,2}|ci|cs|c\d{1,2}[hv]|s\d{1,2}|d\d{1,2}[hv]?|t|td|th|o|oh|"
+                       r"i[1-5]?h?)$", re.IGNORECASE)
+
+
+def outputName(volId):
+    """Name of the output of candidate map ``volId`` (Xmipp's)."""
+    return f"{OUTPUT_PREFIX}{volId}"
+
+
+def readOutputsJson(extraPath):
+    """``{volumeId (int): outputName}`` written by the protocol, {} if absent."""
+    fn = os.path.join(extraPath, "outputs.json")
+    if not os.path.exists(fn):
+        return {}
+    with open(fn) as fh:
+        return {int(k): v for k, v in json.load(fh).items()}
+
+
+def readScores(extraPath, volId):
+    """Saved set statistics of one map (:func:`xmipp_qc.core.pipeline.finalize`)."""
+    with np.load(os.path.join(extraPath, f"vol{volId}", "scores.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+def readRanking(extraPath):
+    """The saved ranking table (dict) or None."""
+    fn = os.path.join(extraPath, "ranking.json")
+    if not os.path.exists(fn):
+        return None
+    with open(fn) as fh:
+        return json.load(fh)
+
+
+class XmippQcProtCompareReprojections(ProtAnalysis3D):
+    """Compares images with the reprojections of one or more maps.
+
+    Every image is aligned to each map (its own projection assignment, or
+    projection matching), locally refined, compared with its reprojection and
+    scored; a combined outlier score flags the images the map does not explain.
+    With several maps, they are ranked by how well they explain the images.
+    """
+
+    _label = "compare reprojections"
+    _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles}
+
+    def __init__(self, **kwargs):
+        ProtAnalysis3D.__init__(self, **kwargs)
+        self.stepsExecutionMode = pwcts.STEPS_PARALLEL
+        self._models = {}
+        self._modelLock = threading.Lock()
+
+    # --------------------------- DEFINE param functions ----------------------
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputSet2D", params.PointerParam, important=True,
+                      pointerClass="SetOfParticles, SetOfAverages, SetOfClasses2D",
+                      label="Images", help="Particles (with or without 3D assignment and "
+                                           "CTF), averages, or 2D classes (representatives).")
+        form.addParam("inputSet3D", params.PointerParam, important=True,
+                      pointerClass="Volume, SetOfVolumes, SetOfClasses3D",
+                      label="Map(s)", help="Each map (or 3D class) is compared separately.")
+        form.addParam("useAssignment", params.BooleanParam, default=True,
+                      label="Use the input angular assignment",
+                      help="Use the particles' 3D alignment; otherwise (or without one) "
+                           "angles are found by projection matching.")
+        form.addParam("optimizeGray", params.BooleanParam, default=False,
+                      label="Optimize gray", help="Store the gray-fitted reprojection a*P+b. "
+                                                  "Scores always use the fitted gray model.")
+        form.addParam("ignoreCTF", params.BooleanParam, default=True, label="Ignore CTF",
+                      help="No: each image's CTF is applied to its reprojection in "
+                           "matching, refinement and scoring.")
+        form.addParam("doDownSample", params.BooleanParam, default=True,
+                      label="Downsample to 3 A/px", help="Fourier cropping to at least "
+                                                         "3 A/px (faster, same scores).")
+        form.addParam("doEvaluateResiduals", params.BooleanParam, default=False,
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Save residual images",
+                      help="Also save residual and residual-covariance images. Residual "
+                           "statistics and outlier scores are always computed.")
+        form.addParam("symmetryGroup", params.StringParam, default="c1",
+                      label="Symmetry group", help="Xmipp names: c1, cn, dn, t, o, i1..i5.")
+        form.addParam("angularSampling", params.FloatParam, default=5.0,
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Angular sampling (deg)",
+                      validators=[params.Positive], help="Gallery step of projection matching.")
+        form.addParam("resol", params.FloatParam, default=3.0,
+                      label="Comparison resolution (A)",
+                      help="Low-pass of the comparison and refinement; 0 = none. No effect "
+                           "below twice the working pixel size.")
+        form.addParam("sigma", params.FloatParam, default=3.0,
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Low-pass edge (Fourier px)",
+                      help="Width of the raised-cosine edge of that low-pass, in Fourier "
+                           "pixels (1/box cycles/px).")
+        form.addParam("chunkSize", params.IntParam, default=256, validators=[params.Positive],
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Images per chunk",
+                      help="One step per (map, chunk); memory grows with it.")
+        form.addSection(label="Ranking")
+        form.addParam("doRanking", params.BooleanParam, default=True,
+                      label="Rank the maps", help="Needs a set of maps or 3D classes.")
+        form.addParam("doExtraction", params.BooleanParam, default=True, condition="doRanking",
+                      label="Extract the best", help="Output the best map and/or its particles.")
+        form.addParam("extractOption", params.EnumParam, default=EXTRACT_BOTH,
+                      condition="doRanking and doExtraction",
+                      choices=["Particles", "Volume", "Both"], label="Extract",
+                      help="Particles need 3D classes as input.")
+        form.addParallelSection(threads=2, mpi=0)
+
+    # --------------------------- INSERT steps functions ----------------------
+    def _insertAllSteps(self):
+        volIds = [vid for vid, _ in self._iterCandidates()]
+        nChunks = max(1, math.ceil(self._input2DSize() / self.chunkSize.get()))
+        convert = self._insertFunctionStep(self.convertStep, needsGPU=False)
+        down = self._insertFunctionStep(self.downSampleStep, prerequisites=[convert],
+                                        needsGPU=False)
+        evaluations = []
+        for vid in volIds:
+            chunks = [self._insertFunctionStep(self.produceResiduals, vid, k,
+                                               prerequisites=[down], needsGPU=False)
+                      for k in range(nChunks)]
+            evaluations.append(self._insertFunctionStep(self.evaluateResiduals, vid,
+                                                        prerequisites=chunks, needsGPU=False))
+        out = self._insertFunctionStep(self.createOutputStep, prerequisites=evaluations,
+                                       needsGPU=False)
+        if self.doRanking and len(volIds) > 1:
+            self._insertFunctionStep(self.computeRankingVolumes, prerequisites=[out],
+                                     needsGPU=False)
+
+    # --------------------------- STEPS functions -----------------------------
+    def convertStep(self):
+        meta = imagesToArrays(self._iterInputImages(), ALIGN_PROJ if self._usesAssignment()
+                              else ALIGN_NONE, withCtf=not self.ignoreCTF)
+        imgSet = self._imageSet()
+        box, pixel = self._input2DDims()
+        volBox, volPixel = self._input3DDims()
+        workBox, workPixel = pipeline.common_sampling(
+            box, pixel, volBox, volPixel, downsample=self.doDownSample.get(),
+            target_a=NEW_SAMPLING_RATE)
+        given = {k: meta[k] for k in ("angles", "shifts") if meta[k] is not None}
+        defocus = {} if meta["defocus"] is None else {"defocus": meta["defocus"]}
+        np.savez(self._getExtraPath("input.npz"), ids=meta["ids"], **given, **defocus,
+                 sampling=np.array([box, pixel, workBox, workPixel]))
+        with open(self._getExtraPath("locations.json"), "w") as fh:
+            json.dump({"locations": meta["locations"], "acquisition": acquisitionToDict(imgSet),
+                       "outputs": {vid: outputName(vid) for vid, _ in self._iterCandidates()}},
+                      fh)
+        self._writeJson("outputs.json", {vid: outputName(vid) for vid, _ in
+                                         self._iterCandidates()})
+
+    def downSampleStep(self):
+        inp = self._loadInput()
+        box, pixel, workBox, workPixel = inp["sampling"]
+        locations = self._loadLocations()["locations"]
+        fn = self._getExtraPath("images_work.mrcs")
+        writeStack(fn, np.zeros((max(len(locations), 1), int(workBox), int(workBox))), workPixel)
+        import mrcfile
+
+        with mrcfile.mmap(fn, mode="r+") as mrc:
+            for start in range(0, len(locations), self.chunkSize.get()):
+                block = readImages(locations[start:start + self.chunkSize.get()])
+                mrc.data[start:start + len(block)] = self._toWorking(block, pixel, workBox)
+        for vid, vol in self._iterCandidates():
+            data = self._volumeToWorking(readVolume(vol), vol.getSamplingRate(), workPixel,
+                                         int(workBox))
+            writeStack(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
+
+    def produceResiduals(self, volId, chunk):
+        inp, sl = self._loadInput(), self._chunkSlice(chunk)
+        if sl.start >= len(inp["ids"]):
+            return
+        images = self._workingImages(sl)
+        _, pixel, _, workPixel = inp["sampling"]
+        given = "angles" in inp.files and not self._needsMatching()
+        result = pipeline.process_chunk(
+            self._getModel(volId), images, ids=inp["ids"][sl],
+            angles=inp["angles"][sl] if given else None,
+            shifts=pipeline.shifts_to_work(inp["shifts"][sl], workPixel, pixel)
+            if given else None,
+            defocus=inp["defocus"][sl] if "defocus" in inp.files else None,
+            acquisition=self._loadLocations()["acquisition"])
+        self._saveChunk(volId, chunk, result, workPixel)
+
+    def evaluateResiduals(self, volId):
+        results = [pipeline.ChunkResult.load(fn) for fn in self._chunkFiles(volId)]
+        scores = pipeline.finalize(results)
+        np.savez(self._volPath(volId, "scores.npz"), **scores)
+        self._savePlots(volId, scores)
+
+    def createOutputStep(self):
+        for vid, _ in self._iterCandidates():
+            scores = readScores(self._getExtraPath(), vid)
+            output = self._createOutputSet(vid, scores)
+            self._defineOutputs(**{outputName(vid): output})
+            self._defineSourceRelation(self.inputSet2D, output)
+            self._defineSourceRelation(self.inputSet3D, output)
+
+    def computeRankingVolumes(self):
+        extra = self._getExtraPath()
+        table = pipeline.rank({vid: readScores(extra, vid) for vid, _ in self._iterCandidates()})
+        self._writeJson("ranking.json", table)
+        self._saveRankingPlot(table)
+        if self.doExtraction:
+            self._extractBest(int(table["best"]))
+
+    # --------------------------- step helpers --------------------------------
+    def _getModel(self, volId):
+        """MapModel of a map, built once per process (shared by the step threads)."""
+        with self._modelLock:
+            model = self._models.get(volId)
+            if model is None:
+                if len(self._models) >= max(1, self.numberOfThreads.get()):
+                    self._models.pop(next(iter(self._models)))
+                vol = readVolume(emobj.Volume(location=self._getExtraPath(
+                    f"volume_{volId}.mrc")))
+                model = self._models[volId] = pipeline.MapModel(vol, self._options())
+            if self._needsMatching():
+                model.gallery  # noqa: B018  (built under the lock, once)
+            model.refiner  # noqa: B018
+            return model
+
+    def _options(self):
+        _, _, workBox, workPixel = self._loadInput()["sampling"]
+        resol = self.resol.get() or None
+        return pipeline.CompareOptions(
+            pixel_size_a=float(workPixel), angular_step=self.angularSampling.get(),
+            symmetry=self.symmetryGroup.get().lower(), use_ctf=not self.ignoreCTF.get(),
+            optimize_gray=self.optimizeGray.get(),
+            resolution_a=resol if resol and resol > 2 * workPixel else None,
+            sigma=self.sigma.get() or None)
+
+    def _saveChunk(self, volId, chunk, result, workPixel):
+        os.makedirs(self._volPath(volId), exist_ok=True)
+        stacks = {"aligned": result.aligned, "reprojections": result.reprojections}
+        if self.doEvaluateResiduals:
+            stacks["residuals"] = result.residuals
+            stacks["covariances"] = result.summary.covariances
+        for name, data in stacks.items():
+            writeStack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
+        result.save(self._volPath(volId, f"chunk_{chunk:05d}.npz"), with_images=False)
+
+    def _chunkSlice(self, chunk):
+        size = self.chunkSize.get()
+        return slice(chunk * size, (chunk + 1) * size)
+
+    def _chunkFiles(self, volId):
+        folder = self._volPath(volId)
+        return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                if f.startswith("chunk_") and f.endswith(".npz")]
+
+    def _workingImages(self, sl):
+        import mrcfile
+
+        with mrcfile.mmap(self._getExtraPath("images_work.mrcs"), mode="r") as mrc:
+            data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
+            return np.array(data[sl], dtype=np.float32)
+
+    @staticmethod
+    def _toWorking(block, pixel, workBox):
+        """Fourier-crop a stack to the working box (exact pixel-size bookkeeping)."""
+        if block.shape[-1] == workBox:
+            return block
+        from xmipp_qc.core import resample
+
+        return resample.resample_images(block, int(workBox))
+
+    @staticmethod
+    def _volumeToWorking(volume, pixel, workPixel, workBox):
+        """The map at the working sampling, cut or padded to the working box."""
+        if np.isclose(pixel, workPixel, rtol=1e-6) and volume.shape[0] == workBox:
+            return volume
+        from xmipp_qc.core import resample
+
+        return resample.volume_to_sampling(volume, pixel, workPixel, workBox)
+
+    # --------------------------- outputs -------------------------------------
+    def _createOutputSet(self, volId, scores):
+        inSet = self.inputSet2D.get()
+        rows = self._outputRows(volId, scores)
+        if isinstance(inSet, emobj.SetOfClasses2D):
+            out = self._createSetOfClasses2D(inSet.getImagesPointer(), suffix=f"_vol{volId}")
+            out.appendFromClasses(inSet, updateClassCallback=lambda c: self._decorateClass(
+                c, rows.get(c.getObjId())))
+            return out
+        suffix = f"_vol{volId}"
+        out = (self._createSetOfAverages(suffix) if isinstance(inSet, emobj.SetOfAverages)
+               else self._createSetOfParticles(suffix))
+        out.copyInfo(inSet)
+        out.setAlignmentProj()
+        out.copyItems(inSet, updateItemCallback=lambda item, _: self._decorate(
+            item, rows.get(item.getObjId())))
+        return out
+
+    def _outputRows(self, volId, scores):
+        """Per input id: finalize values plus the image locations of the chunk stacks."""
+        _, pixel, _, workPixel = self._loadInput()["sampling"]
+        shifts = pipeline.shifts_to_input(scores["shifts"], workPixel, pixel)
+        size = self.chunkSize.get()
+        rows = {}
+        for i, itemId in enumerate(scores["ids"]):
+            chunk, index = divmod(i, size)
+            row = {k: scores[k][i] for k in scores if scores[k].ndim == 1}
+            row.update(angles=scores["angles"][i], shifts=shifts[i],
+                       stack=lambda name, c=chunk: self._volPath(volId, f"{name}_{c:05d}.mrcs"),
+                       index=index + 1)
+            rows[int(itemId)] = row
+        return rows
+
+    def _decorate(self, item, row):
+        if row is None:  # not in the working set: cannot happen for enabled items
+            item._appendItem = False
+            return
+        for attr, key in XMIPP_SCORES.items():
+            if key in row:
+                setattr(item, f"_xmipp_{attr}", emobj.Float(_float(row[key])))
+        item._xmipp_continuousX = emobj.Float(_float(row["shifts"][0]))
+        item._xmipp_continuousY = emobj.Float(_float(row["shifts"][1]))
+        for attr, key in QC_SCORES.items():
+            if key in row:
+                setattr(item, f"_qc_{attr}", emobj.Float(_float(row[key])))
+        item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
+        item._qc_matched = emobj.Boolean(bool(row["matched"]))
+        failed = str(row["reason"]) if str(row["reason"]).startswith(("non-", "empty", "const")) \
+            else ""
+        item._qc_failureReason = emobj.String(failed)
+        self._setImagePointers(item, row)
+        if np.all(np.isfinite(row["angles"])) and np.all(np.isfinite(row["shifts"])):
+            item.setTransform(xmippToTransform(row["angles"], row["shifts"]))
+        elif not item.hasTransform():
+            item.setTransform(emobj.Transform(matrix=np.eye(4)))
+
+    def _setImagePointers(self, item, row):
+        names = {"_xmipp_image": "aligned", "_xmipp_imageRef": "reprojections"}
+        if self.doEvaluateResiduals:
+            names.update(_xmipp_imageResidual="residuals", _xmipp_imageCovariance="covariances")
+        for attr, stack in names.items():
+            setattr(item, attr, emobj.Image(location=(row["index"], row["stack"](stack))))
+
+    def _decorateClass(self, cls, row):
+        rep = cls.getRepresentative()
+        self._decorate(rep, row)
+        for attr in [a for a in vars(rep) if a.startswith(("_xmipp_", "_qc_"))]:
+            setattr(cls, attr, getattr(rep, attr))
+        cls.setRepresentative(rep)
+
+    def _extractBest(self, bestId):
+        option = self.extractOption.get()
+        best = dict(self._iterCandidates())[bestId]
+        if option in (EXTRACT_VOLUME, EXTRACT_BOTH):
+            vol = emobj.Volume(location=best.getFileName())
+            vol.setSamplingRate(best.getSamplingRate())
+            self._defineOutputs(bestVolume=vol)
+            self._defineSourceRelation(self.inputSet3D, vol)
+        if option in (EXTRACT_PARTICLES, EXTRACT_BOTH):
+            parts = self._createSetOfParticles("_bestVol")
+            cls = self.inputSet3D.get()[bestId]
+            parts.copyInfo(cls)
+            parts.copyItems(cls)
+            self._defineOutputs(particles_bestVol=parts)
+            self._defineSourceRelation(self.inputSet3D, parts)
+
+    # --------------------------- plots ---------------------------------------
+    def _savePlots(self, volId, scores):
+        """Outlier-score histogram (and the worst images when residuals are saved) as PNG."""
+        from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
+        from xmipp_qc.viewers import plots_reprojections as plots
+
+        fig = plots.plot_outlier_histogram(scores["outlierScore"], OUTLIER_THRESHOLD,
+                                           is_outlier=scores["isOutlier"])
+        fig.savefig(self._getExtraPath(f"outliers_vol{volId}.png"), dpi=80)
+        if self.doEvaluateResiduals:
+            worst = plots.worst_indices(scores["outlierScore"], 5)
+            stacks = [self._readSaved(volId, name, worst)
+                      for name in ("aligned", "reprojections", "residuals")]
+            labels = [f"id {scores['ids'][i]}: {scores['outlierScore'][i]:.1f}" for i in worst]
+            fig = plots.plot_report(scores["outlierScore"], OUTLIER_THRESHOLD, *stacks,
+                                    is_outlier=scores["isOutlier"], labels=labels,
+                                    title=outputName(volId))
+            fig.savefig(self._getExtraPath(f"report_vol{volId}.png"), dpi=80)
+
+    def _readSaved(self, volId, name, positions):
+        """Images of a saved chunk stack at set positions (0-based)."""
+        size = self.chunkSize.get()
+        return readImages([(int(p) % size + 1, self._volPath(volId, f"{name}_{int(p) // size:05d}"
+                                                                   ".mrcs")) for p in positions])
+
+    def _saveRankingPlot(self, table):
+        from xmipp_qc.viewers import plots_reprojections as plots
+
+        plots.plot_ranking(table).savefig(self._getExtraPath("ranking.png"), dpi=80)
+
+    # --------------------------- input helpers -------------------------------
+    def _imageSet(self):
+        inSet = self.inputSet2D.get()
+        return inSet.getImages() if isinstance(inSet, emobj.SetOfClasses2D) else inSet
+
+    def _iterInputImages(self):
+        inSet = self.inputSet2D.get()
+        if isinstance(inSet, emobj.SetOfClasses2D):
+            return (c.getRepresentative().clone() for c in inSet.iterItems()
+                    if c.isEnabled() and c.hasRepresentative()
+                    and _setId(c.getRepresentative(), c.getObjId()))
+        return (img.clone() for img in inSet.iterItems() if img.isEnabled())
+
+    def _input2DSize(self):
+        return self.inputSet2D.get().getSize()
+
+    def _input2DDims(self):
+        inSet = self.inputSet2D.get()
+        box = inSet.getDimensions()[0]
+        return int(box), float(inSet.getSamplingRate())
+
+    def _iterCandidates(self):
+        """``(volumeId, Volume)`` for every candidate map, in id order."""
+        inp = self.inputSet3D.get()
+        if isinstance(inp, emobj.Volume):
+            yield int(inp.getObjId() or 1), inp
+        elif isinstance(inp, emobj.SetOfClasses3D):
+            for cls in inp.iterItems():
+                if cls.isEnabled() and cls.hasRepresentative():
+                    rep = cls.getRepresentative().clone()
+                    if not rep.getSamplingRate():
+                        rep.setSamplingRate(cls.getSamplingRate() or inp.getSamplingRate())
+                    yield int(cls.getObjId()), rep
+        else:
+            for vol in inp.iterItems():
+                if vol.isEnabled():
+                    vol = vol.clone()
+                    if not vol.getSamplingRate():
+                        vol.setSamplingRate(inp.getSamplingRate())
+                    yield int(vol.getObjId()), vol
+
+    def _input3DDims(self):
+        _, vol = next(iter(self._iterCandidates()))
+        return int(vol.getDim()[0]), float(vol.getSamplingRate())
+
+    def _hasAssignment(self):
+        inSet = self.inputSet2D.get()
+        return (not isinstance(inSet, emobj.SetOfClasses2D)) and inSet.hasAlignmentProj()
+
+    def _usesAssignment(self):
+        return bool(self.useAssignment) and self._hasAssignment()
+
+    def _needsMatching(self):
+        return not self._usesAssignment()
+
+    def _loadInput(self):
+        return np.load(self._getExtraPath("input.npz"))
+
+    def _loadLocations(self):
+        with open(self._getExtraPath("locations.json")) as fh:
+            return json.load(fh)
+
+    def _volPath(self, volId, *names):
+        return self._getExtraPath(f"vol{volId}", *names)
+
+    def _writeJson(self, name, data):
+        with open(self._getExtraPath(name), "w") as fh:
+            json.dump(data, fh, indent=1, default=_jsonDefault)
+
+    # --------------------------- INFO functions ------------------------------
+    def _validate(self):
+        errors = []
+        inp3D = self.inputSet3D.get()
+        single = isinstance(inp3D, emobj.Volume) or (inp3D is not None and inp3D.getSize() < 2)
+        if self.doRanking and single:
+            errors.append("Ranking and extraction need several maps (a set of volumes or "
+                          "3D classes): switch 'Rank the maps' off.")
+        if (self.doRanking and self.doExtraction and isinstance(inp3D, emobj.SetOfVolumes)
+                and self.extractOption.get() != EXTRACT_VOLUME):
+            errors.append("Particles can only be extracted from 3D classes: choose "
+                          "'Volume' as what to extract.")
+        if not _SYMMETRY.match(self.symmetryGroup.get() or ""):
+            errors.append(f"Unknown symmetry group '{self.symmetryGroup.get()}'.")
+        if self.inputSet2D.get() is not None and inp3D is not None:
+            errors += self._validateShapes()
+        return errors
+
+    def _validateShapes(self):
+        errors = []
+        dims = self._imageSet().getDimensions() if self._imageSet() is not None else None
+        if dims and dims[0] != dims[1]:
+            errors.append(f"The images must be square, got {dims[0]} x {dims[1]} px.")
+        for vid, vol in self._iterCandidates():
+            d = vol.getDim()
+            if d and len(set(d)) != 1:
+                errors.append(f"Map {vid} must be cubic, got {d}.")
+        return errors
+
+    def _warnings(self):
+        if self.useAssignment and self.inputSet2D.get() is not None \
+                and not self._hasAssignment():
+            return ["The images have no usable 3D assignment (or are 2D classes): their "
+                    "angles will be found by projection matching."]
+        return []
+
+    def _summary(self):
+        lines = []
+        if self.useAssignment and self.inputSet2D.get() is not None \
+                and not self._hasAssignment():
+            lines.append("No usable 3D assignment: angles found by projection matching.")
+        for vid in readOutputsJson(self._getExtraPath()):
+            fn = self._volPath(vid, "scores.npz")
+            if os.path.exists(fn):
+                s = readScores(self._getExtraPath(), vid)
+                lines.append(f"Map {vid}: {int(s['isOutlier'].sum())} of {len(s['ids'])} "
+                             f"images flagged; median cost {np.nanmedian(s['cost']):.3f}")
+        table = readRanking(self._getExtraPath())
+        if table:
+            lines += _rankingLines(table)
+        return lines or ["Not finished yet."]
+
+    def _methods(self):
+        if not readOutputsJson(self._getExtraPath()):
+            return []
+        return ["Images were compared with reprojections of each map after projection "
+                "matching or with their given assignment, local continuous refinement "
+                "[Sorzano2004] and, where requested, the CTF; residuals were scored with "
+                "Xmipp's measures and a residual-covariance divergence [Cherian2013], "
+                "combined into a robust outlier score. Implemented in numpy after Xmipp "
+                "[delaRosaTrevin2013]."]
+
+    def _citations(self):
+        return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
+
+
+def _rankingLines(table):
+    lines = [f"Ranking by mean {table['score']} (higher is better):"]
+    for m in table["maps"]:
+        lines.append(f"  {m['rank']}. map {m['map']}: mean {m['mean']:.4f}, median "
+                     f"{m['median']:.4f}, best for {100 * m['fraction_best']:.0f}% of images")
+    lines.append(f"Lead of map {table['best']} over map {table['runner_up']}: "
+                 f"{table['difference']:.4f} ({100 * table['confidence']:.0f}% CI "
+                 f"{table['ci_low']:.4f} to {table['ci_high']:.4f})"
+                 + ("" if table["significant"] else ", not significant"))
+    return lines
+
+
+def _float(v):
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _setId(obj, objId):
+    obj.setObjId(objId)
+    return True
+
+
+def _jsonDefault(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"not JSON serialisable: {type(v)}")
