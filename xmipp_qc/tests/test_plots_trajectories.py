@@ -78,7 +78,7 @@ def test_trajectory_pair_draws_superposed_runs(tmp_path, n_frames):
     assert len(first) == 2 and all(ln.get_markersize() >= 8 for ln in first)
     np.testing.assert_allclose(first[0].get_xydata()[0], pair.ref[0])
     # metrics in the title, px axes with Angstrom twins
-    title = ax.get_title()
+    title = fig.get_suptitle()
     assert "mic_0001 (accepted)" in title and f"RMSE {res.rmse_px:.2f} px" in title
     assert ax.get_xlabel() == "x shift (px)" and ax.get_ylabel() == "y shift (px)"
     top, right = ax.child_axes  # Angstrom twins, top (x) and right (y)
@@ -96,7 +96,7 @@ def test_trajectory_pair_without_pixel_size_and_with_rotation(tmp_path):
                                allow_rotation=True)
     ax = fig.axes[0]
     assert len(fig.axes) == 1 and ax.child_axes == []
-    assert "discarded: rotation" in ax.get_title()
+    assert "discarded: rotation" in fig.get_suptitle()
     sec_xy = _lines_by_color(ax, SEC_COLOR)[0].get_xydata()
     assert np.sqrt(np.mean(np.sum((sec_xy - pair.ref) ** 2, 1))) < 0.15  # rotated back
     _save_png(fig, tmp_path / "rot.png")

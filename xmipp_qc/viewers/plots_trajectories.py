@@ -106,7 +106,8 @@ def plot_trajectory_pair(
     ax.legend(fontsize=8, loc="best")
     if pixel_size_a and pixel_size_a > 0:
         _angstrom_axes(ax, float(pixel_size_a))
-    ax.set_title(_title(metrics, name), fontsize=9)
+    # a figure title: an axes title above the Angstrom axis costs half the drawing time
+    fig.suptitle(_title(metrics, name), fontsize=9, y=0.985)
     return fig
 
 
