@@ -21,7 +21,7 @@ MotionCor2 1.6 stdout      ``Full-frame alignment`` then a ``Frame x Shift y Shi
                            table, relative to frame 1.
 MotionCor2 ``-Full.log``   ``# full frame alignment`` then ``frame x y`` rows.
 CSV                        ``frame,x,y`` rows (commas or white space), optional header,
-                           ``#`` comments.
+                           ``#`` comments; frames 1-based like the others.
 =========================  ==================================================
 
 MotionCor2 shifts are in px of the unbinned input (Scipion PR #1356); the log's
@@ -143,6 +143,8 @@ def _arrays(rows: list, path: PathLike, what: str) -> tuple[NDArray, NDArray]:
     frames = data[:, 0]
     if not np.all(np.isfinite(frames)) or np.any(frames != np.round(frames)):
         raise TrajectoryFormatError(f"{path}: frame numbers must be integers")
+    if frames.min() < 1:
+        raise TrajectoryFormatError(f"{path}: frame numbers are 1-based, found {frames.min():g}")
     return frames.astype(np.int64), np.ascontiguousarray(data[:, 1:3])
 
 

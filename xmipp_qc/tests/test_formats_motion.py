@@ -193,6 +193,7 @@ def test_csv_variants(tmp_path, text):
     ("1,0,0\n2,a,1\n", "expected numbers"),
     ("1.5,0,0\n2,1,1\n", "integers"),
     ("frame,x,y\n", "no frame,x,y rows"),
+    ("0,0,0\n1,1,1\n2,2,2\n", "1-based, found 0"),
 ])
 def test_csv_errors(tmp_path, text, match):
     path = tmp_path / "bad.csv"
