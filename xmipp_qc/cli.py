@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from xmipp_qc import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("demo", "movie_consensus")
+COMMANDS = ("demo", "movie_consensus", "compare_reprojections")
 
 
 def build_parser() -> argparse.ArgumentParser:

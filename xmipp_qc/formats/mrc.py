@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "MRC_MODES",
+    "StackWriter",
     "pixel_size",
     "read_images",
     "read_volume",
@@ -131,3 +132,49 @@ def write_volume(path: str, volume: np.ndarray, pixel_size_a: Optional[float] = 
     if vol.ndim != 3:
         raise ValueError(f"volume must be 3D, got {vol.shape}")
     _write(path, np.ascontiguousarray(vol, dtype=np.float32), pixel_size_a, stack=False)
+
+
+class StackWriter:
+    """Write a float32 image stack of known size slot by slot (memory mapped).
+
+    Use as a context manager; the file appears under its name only when closed
+    without error.
+
+    Parameters
+    ----------
+    path : str
+        Output ``.mrcs`` file.
+    n, box : int
+        Number of images and their size N (px).
+    pixel_size_a : float, optional
+        Header pixel size in Å/px.
+    """
+
+    def __init__(self, path: str, n: int, box: int, pixel_size_a: Optional[float] = None):
+        if n < 1 or box < 1:
+            raise ValueError(f"a stack needs n >= 1 and box >= 1, got {n}, {box}")
+        self.path, self._tmp = path, f"{path}.part"
+        self._mrc = mrcfile.new_mmap(self._tmp, shape=(n, box, box), mrc_mode=2, overwrite=True)
+        self._mrc.set_image_stack()
+        if pixel_size_a is not None:
+            self._mrc.voxel_size = float(pixel_size_a)
+
+    def write(self, indices: Sequence[int], images: np.ndarray) -> None:
+        """Store ``images`` (k, N, N) at the 0-based slots ``indices``."""
+        self._mrc.data[np.asarray(indices, dtype=np.int64)] = np.asarray(images, np.float32)
+
+    def close(self, keep: bool = True) -> None:
+        """Flush and close; rename to the final name if ``keep``, else delete."""
+        self._mrc.close()
+        if keep:
+            os.replace(self._tmp, self.path)
+        else:
+            os.remove(self._tmp)
+
+    def __enter__(self) -> StackWriter:
+        """Return the writer."""
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close; keep the file only without an exception."""
+        self.close(keep=exc_type is None)

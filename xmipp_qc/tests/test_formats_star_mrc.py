@@ -254,3 +254,20 @@ def test_mrc_write_read_round_trip_and_errors(tmp_path):
         m.set_data(np.zeros((4, 4, 4), dtype=np.complex64))
     with pytest.raises(ValueError, match="mode 4"):
         read_volume(str(tmp_path / "c.mrc"))
+
+
+def test_stack_writer_fills_slots_and_cleans_up_on_error(tmp_path):
+    from xmipp_qc.formats.mrc import StackWriter
+
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((5, 7, 7)).astype(np.float32)
+    with StackWriter(str(tmp_path / "w.mrcs"), 5, 7, pixel_size_a=2.5) as w:
+        w.write([4, 0], data[[4, 0]])
+        w.write([1, 2, 3], data[1:4])
+        assert not (tmp_path / "w.mrcs").exists()  # only under its name once complete
+    np.testing.assert_array_equal(read_images(str(tmp_path / "w.mrcs")), data)
+    assert pixel_size(str(tmp_path / "w.mrcs")) == pytest.approx(2.5)
+    with pytest.raises(RuntimeError), StackWriter(str(tmp_path / "x.mrcs"), 2, 7) as w:
+        w.write([0], data[:1])
+        raise RuntimeError("interrupted")
+    assert not list(tmp_path.glob("x.mrcs*"))

@@ -1,0 +1,320 @@
+"""``xmipp-qc compare-reprojections``: does each map explain a RELION particle set?
+
+Reads a particle STAR file (RELION 3.0 or 3.1+) and one or more maps (MRC), brings
+images and maps to a common sampling (Fourier cropping; the coarser input and,
+unless ``--no-downsample``, at least 3 Å/px), then, chunk by chunk
+(:mod:`xmipp_qc.core.pipeline`): projection matching when there are no angles
+(or ``--no-assignment``), local refinement, reprojection (with the CTF if
+``--use-ctf``) and residual scores; finally set statistics, outlier flags and
+the ranking of the maps.
+
+Writes, for map k (``volK``) in ``--out``:
+
+* ``volK_particles.star``: the input STAR, every row and column, with the
+  refined alignment in ``rlnAngle*``/``rlnOrigin*`` (input pixels) and the
+  scores appended as ``xmippQc*`` columns (one STAR per map, so that each is a
+  valid RELION input with that map's alignment);
+* ``volK_reprojections.mrcs``, ``volK_residuals.mrcs``, ``volK_aligned.mrcs``:
+  one slot per input row, at the working sampling, in the aligned frame;
+* ``volK_report.png``: outlier-score histogram and the worst images;
+* ``ranking.json`` (and ``ranking.png`` with several maps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+NAME = "compare-reprojections"
+HELP = ("Score how well 3D maps explain a particle STAR file: residuals, outlier "
+        "flags, ranking of the maps.")
+
+_SCORE_COLUMNS = ("cost", "corrIdx", "corrMask", "corrWeight", "imedValue", "grayA", "grayB",
+                  "resMean", "resStd", "zScoreResMean", "zScoreResVar", "zResMean", "zResStd",
+                  "resCovDivergence", "zScoreResCov", "zScoreGray", "outlierScore", "isOutlier",
+                  "reason", "matched", "match_corr", "match_margin", "angleChange",
+                  "shiftChange", "corrInitial", "corrFinal")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--images", required=True, help="Particle STAR file (RELION 3.0 or 3.1+).")
+    a("--volume", required=True, action="append", help="Map (MRC); repeat to rank several.")
+    a("--out", required=True, help="Output folder (created).")
+    a("--no-assignment", action="store_true",
+      help="Ignore the STAR's angles: find them by projection matching.")
+    a("--no-refine", action="store_true", help="Keep the given/matched alignment as is.")
+    a("--optimize-gray", action="store_true",
+      help="Write the gray-fitted reprojection a*P+b (scores always use the fit).")
+    a("--use-ctf", action="store_true", help="Apply each particle's CTF to its reprojection.")
+    a("--no-downsample", action="store_true", help="Do not bring the data to >= 3 Å/px.")
+    a("--symmetry", default="c1", help="Point group of the maps (Xmipp names, e.g. c1, d6).")
+    a("--angular-sampling", type=float, default=5.0, help="Matching gallery step (degrees).")
+    a("--max-shift", type=float, help="Refinement shift bound (px of the working sampling; "
+      "default 5%% of the box).")
+    a("--max-angle", type=float, help="Refinement rotation bound (degrees; default 5).")
+    a("--resol", type=float, help="Low-pass the comparison at this resolution (Å).")
+    a("--sigma", type=float, help="Width of that low-pass edge (Fourier px; default 0.02 N).")
+    a("--mask-radius", type=float, help="Comparison disc radius (px, working sampling).")
+    a("--pixel-size", type=float, help="Override the images' pixel size (Å/px).")
+    a("--volume-pixel-size", type=float,
+      help="Pixel size of the maps (Å/px; default: MRC header, else the images').")
+    a("--relion-project", action="store_true",
+      help="Images made by relion_project (odd boxes shifted by +1 px).")
+    a("--threshold", type=float, default=3.5, help="Outlier-score flag threshold.")
+    a("--rank-score", default="cost", help="Score that ranks the maps (default cost).")
+    a("--chunk-size", type=int, default=256, help="Images processed together.")
+    a("--worst", type=int, default=6, help="Worst images shown in each report.")
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Working box and sampling; per input (box, pixel) the Fourier-cropped box."""
+
+    box: int
+    pixel_a: float
+
+    def cropped(self, box: int, pixel_a: float) -> int:
+        return max(2, int(round(box * pixel_a / self.pixel_a)))
+
+    def exact_pixel(self, box: int, pixel_a: float) -> float:
+        return box * pixel_a / self.cropped(box, pixel_a)
+
+
+def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
+    from xmipp_qc.core.pipeline import common_sampling
+
+    keys = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())),
+                  key=lambda k: -k[0] * k[1])
+    ref_box, ref_px = keys[0]  # the largest physical box defines the working box
+    coarsest = max([px for _, px in keys] + list(map_pixels))
+    box, px = common_sampling(ref_box, ref_px, ref_box, coarsest, downsample=downsample)
+    return _Grid(box, px)
+
+
+def _fit_box(arr: np.ndarray, box: int, ndim: int) -> np.ndarray:
+    """Centre-crop or zero-pad the last ``ndim`` axes to ``box`` keeping index N//2 at box//2."""
+    n = arr.shape[-1]
+    if n == box:
+        return arr
+    out = np.zeros(arr.shape[:-ndim] + (box,) * ndim, dtype=arr.dtype)
+    lo = min(n, box)
+    src = tuple(slice(n // 2 - lo // 2, n // 2 - lo // 2 + lo) for _ in range(ndim))
+    dst = tuple(slice(box // 2 - lo // 2, box // 2 - lo // 2 + lo) for _ in range(ndim))
+    out[(Ellipsis,) + dst] = arr[(Ellipsis,) + src]
+    return out
+
+
+def _resize(arr: np.ndarray, new_box: int) -> np.ndarray:
+    """Fourier crop/pad images or a volume to ``new_box`` (xmipp_qc.core.resample)."""
+    if arr.shape[-1] == new_box:
+        return arr
+    from xmipp_qc.core import resample
+
+    return np.asarray(resample.fourier_resize(arr, new_box), dtype=np.float32)
+
+
+def _load_maps(args, particles):
+    from xmipp_qc.formats.mrc import read_volume
+
+    maps = []
+    for path in args.volume:
+        vol, px = read_volume(path)
+        if args.volume_pixel_size:
+            px = args.volume_pixel_size
+        elif px is None:
+            px = float(np.max(particles.pixel_size_a))
+            print(f"warning: {path} has no pixel size; assuming the images' {px:g} Å/px",
+                  file=sys.stderr)
+        maps.append((path, vol, float(px)))
+    return maps
+
+
+def _prepare_map(vol: np.ndarray, px: float, grid: _Grid) -> np.ndarray:
+    return _fit_box(_resize(vol, grid.cropped(vol.shape[0], px)), grid.box, 3)
+
+
+def _options(args, grid: _Grid):
+    from xmipp_qc.core.pipeline import CompareOptions
+
+    return CompareOptions(
+        pixel_size_a=grid.pixel_a, angular_step=args.angular_sampling, symmetry=args.symmetry,
+        use_ctf=args.use_ctf, optimize_gray=args.optimize_gray, refine=not args.no_refine,
+        max_shift_px=args.max_shift, max_angle_deg=args.max_angle, resolution_a=args.resol,
+        sigma=args.sigma, mask_radius=args.mask_radius)
+
+
+def _groups(particles, chunk: int):
+    """Row chunks sharing box, pixel size and acquisition (one CTF model each)."""
+    acq = particles.acquisition
+    keys = [particles.box, particles.pixel_size_a] + [acq[k] for k in sorted(acq)
+                                                      if k != "phase_shift_deg"]
+    table = np.stack([np.asarray(k, dtype=np.float64) for k in keys], axis=1)
+    _, label = np.unique(table, axis=0, return_inverse=True)
+    for g in np.unique(label):
+        rows = np.flatnonzero(label.reshape(-1) == g)
+        for a in range(0, len(rows), chunk):
+            yield rows[a:a + chunk]
+
+
+def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
+    from xmipp_qc.formats.mrc import read_images
+
+    box, px = int(particles.box[rows[0]]), float(particles.pixel_size_a[rows[0]])
+    stacks = np.array(particles.stacks, dtype=object)[rows]
+    images = np.empty((len(rows), box, box), dtype=np.float32)
+    for s in np.unique(stacks):
+        sel = np.flatnonzero(stacks == s)
+        images[sel] = read_images(s, particles.items[rows[sel]])
+    return _fit_box(_resize(images, grid.cropped(box, px)), grid.box, 2)
+
+
+def _chunk_inputs(particles, rows, grid: _Grid, args) -> dict:
+    from xmipp_qc.core.pipeline import shifts_to_work
+
+    box, px = int(particles.box[rows[0]]), float(particles.pixel_size_a[rows[0]])
+    kw = {"ids": rows}
+    if particles.angles is not None and not args.no_assignment:
+        kw["angles"] = particles.angles[rows]
+        kw["shifts"] = shifts_to_work(particles.shifts[rows], grid.exact_pixel(box, px), px)
+    if args.use_ctf:
+        if particles.defocus is None:
+            raise ValueError("--use-ctf needs rlnDefocusU/V/Angle in the STAR file")
+        kw["defocus"] = particles.defocus[rows]
+        kw["acquisition"] = {k: (v[rows] if k == "phase_shift_deg" else float(v[rows[0]]))
+                             for k, v in particles.acquisition.items()}
+    return kw
+
+
+def _process(particles, models, grid: _Grid, args, writers) -> list[list]:
+    from xmipp_qc.core.pipeline import process_chunk
+
+    results: list[list] = [[] for _ in models]
+    for rows in _groups(particles, args.chunk_size):
+        images = _read_chunk(particles, rows, grid)
+        kw = _chunk_inputs(particles, rows, grid, args)
+        for k, model in enumerate(models):
+            r = process_chunk(model, images, **kw)
+            for name, w in writers[k].items():
+                w.write(rows, getattr(r, name))
+            results[k].append(replace(r, reprojections=None, residuals=None, aligned=None))
+    return results
+
+
+def _in_row_order(final: dict, n: int) -> dict:
+    order = np.argsort(final["ids"], kind="stable")
+    if len(order) != n or not np.array_equal(final["ids"][order], np.arange(n)):
+        raise RuntimeError("the pipeline lost or duplicated particles")
+    return {k: np.asarray(v)[order] for k, v in final.items()}
+
+
+def _label(key: str) -> str:
+    """STAR label of a score: ``match_corr`` -> ``xmippQcMatchCorr``."""
+    return "xmippQc" + "".join(p[:1].upper() + p[1:] for p in key.split("_"))
+
+
+def _write_star(particles, final: dict, grid: _Grid, prefix: str, out: str) -> str:
+    from xmipp_qc.core.pipeline import shifts_to_input
+    from xmipp_qc.formats.star import write_particles
+
+    work_px = np.array([grid.exact_pixel(b, p) for b, p in
+                        zip(particles.box.tolist(), particles.pixel_size_a.tolist())])
+    shifts = shifts_to_input(final["shifts"], work_px[:, None], particles.pixel_size_a[:, None])
+    angles = final["angles"]
+    failed = ~np.isfinite(angles).all(axis=1) | ~np.isfinite(shifts).all(axis=1)
+    if failed.any():  # failed matching: keep the input alignment (the reason says why)
+        angles = angles.copy()
+        angles[failed] = 0.0 if particles.angles is None else particles.angles[failed]
+        shifts[failed] = particles.shifts[failed]
+    cols = {_label(k): final[k] for k in _SCORE_COLUMNS if k in final}
+    slots = np.arange(1, particles.n + 1)
+    for label, stack in (("ImageRef", "reprojections"), ("ImageResidual", "residuals"),
+                         ("ImageAligned", "aligned")):
+        cols[f"xmippQc{label}"] = np.array([f"{i:06d}@{prefix}_{stack}.mrcs" for i in slots])
+    path = os.path.join(out, f"{prefix}_particles.star")
+    write_particles(path, particles, cols, angles=angles, shifts=shifts)
+    return path
+
+
+def _write_report(final: dict, prefix: str, out: str, title: str, threshold: float,
+                  k: int) -> str:
+    from xmipp_qc.formats.mrc import read_images
+    from xmipp_qc.viewers.plots_reprojections import plot_report, worst_indices
+
+    worst = worst_indices(final["outlierScore"], k)
+    stacks = [read_images(os.path.join(out, f"{prefix}_{s}.mrcs"), worst)
+              for s in ("aligned", "reprojections", "residuals")]
+    labels = [f"row {i + 1}\nscore {final['outlierScore'][i]:.1f}" for i in worst]
+    fig = plot_report(final["outlierScore"], threshold, *stacks, is_outlier=final["isOutlier"],
+                      labels=labels, title=title)
+    path = os.path.join(out, f"{prefix}_report.png")
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def _map_summary(k: int, path: str, final: dict, star: str) -> dict:
+    failed = ~np.isin(final["reason"], ["", "outlier score above threshold"])
+    return {"key": f"vol{k}", "path": os.path.abspath(path), "star": os.path.basename(star),
+            "n_images": int(len(final["ids"])), "n_failed": int(failed.sum()),
+            "n_outliers": int((final["isOutlier"] & ~failed).sum()),
+            "mean_cost": float(np.nanmean(final["cost"]))}
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (ValueError, OSError) as exc:
+        print(f"xmipp-qc {NAME}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from xmipp_qc.core.pipeline import MapModel, finalize, rank
+    from xmipp_qc.formats.mrc import StackWriter
+    from xmipp_qc.formats.star import read_particles
+
+    os.makedirs(args.out, exist_ok=True)
+    particles = read_particles(args.images, pixel_size_a=args.pixel_size,
+                               relion_project=args.relion_project)
+    maps = _load_maps(args, particles)
+    grid = _working_grid(particles, [px for _, _, px in maps], not args.no_downsample)
+    options = _options(args, grid)
+    models = [MapModel(_prepare_map(vol, px, grid), options) for _, vol, px in maps]
+    writers = [{s: StackWriter(os.path.join(args.out, f"vol{k + 1}_{s}.mrcs"), particles.n,
+                               grid.box, grid.pixel_a)
+                for s in ("reprojections", "residuals", "aligned")} for k in range(len(maps))]
+    ok = False
+    try:
+        results = _process(particles, models, grid, args, writers)
+        ok = True
+    finally:
+        for group in writers:
+            for w in group.values():
+                w.close(keep=ok)
+    finals, summaries = {}, []
+    for k, ((path, _, _), res) in enumerate(zip(maps, results), start=1):
+        final = _in_row_order(finalize(res, threshold=args.threshold), particles.n)
+        star = _write_star(particles, final, grid, f"vol{k}", args.out)
+        _write_report(final, f"vol{k}", args.out, os.path.basename(path), args.threshold,
+                      args.worst)
+        finals[f"vol{k}"] = final
+        summaries.append(_map_summary(k, path, final, star))
+    table = rank(finals, score=args.rank_score)
+    if len(maps) > 1:
+        from xmipp_qc.viewers.plots_reprojections import plot_ranking
+
+        plot_ranking(table).savefig(os.path.join(args.out, "ranking.png"), dpi=90)
+    report = {"working_box": grid.box, "working_pixel_a": grid.pixel_a,
+              "options": asdict(options), "maps": summaries, "ranking": table}
+    with open(os.path.join(args.out, "ranking.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    for m in summaries:
+        print(f"{m['key']} {m['path']}: {m['n_outliers']} outliers, {m['n_failed']} failed of "
+              f"{m['n_images']}, mean cost {m['mean_cost']:.3f}")
+    print(f"best map: {table['best']} (by {table['score']}); results in {args.out}")
+    return 0

@@ -1,0 +1,153 @@
+"""``xmipp-qc compare-reprojections`` end to end on synthetic STAR + MRC files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xmipp_qc.cli import main
+from xmipp_qc.core import simulate as sim
+from xmipp_qc.core.geometry import euler_to_matrix
+from xmipp_qc.core.pipeline import CompareOptions, MapModel, finalize, process_chunk
+from xmipp_qc.formats.mrc import read_images, stack_shape, write_stack, write_volume
+from xmipp_qc.formats.star import read_particles
+
+BOX, N, PX = 40, 200, 3.0
+KINDS = ("junk", "mirrored_hand", "wrong_conformation")
+
+
+def _write_star(path, ps, *, ctf: bool, origins_angst: bool = True, box: int = BOX):
+    cols = ["rlnImageName", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi",
+            "rlnOriginXAngst" if origins_angst else "rlnOriginX",
+            "rlnOriginYAngst" if origins_angst else "rlnOriginY", "rlnOpticsGroup"]
+    cols += ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"] if ctf else []
+    scale = PX if origins_angst else 1.0
+    lines = ["data_optics", "loop_", "_rlnOpticsGroup #1", "_rlnVoltage #2",
+             "_rlnSphericalAberration #3", "_rlnAmplitudeContrast #4", "_rlnImagePixelSize #5",
+             "_rlnImageSize #6", f"1 300 2.7 0.1 {PX} {box}", "", "data_particles", "loop_"]
+    lines += [f"_{c} #{i + 1}" for i, c in enumerate(cols)]
+    for i in range(len(ps.images)):
+        a, s = ps.angles[i], ps.shifts[i] * scale  # Xmipp shift = +rlnOrigin
+        row = f"{i + 1:06d}@stack.mrcs {a[0]:.6f} {a[1]:.6f} {a[2]:.6f} {s[0]:.6f} {s[1]:.6f} 1"
+        if ctf:
+            row += f" {ps.defocus_u[i]:.3f} {ps.defocus_v[i]:.3f} {ps.defocus_angle[i]:.4f}"
+        lines.append(row)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    blobs = sim.phantom_blobs(BOX, seed=7)
+    ps = sim.simulate_particles(blobs, N, box=BOX, snr=0.5, pixel_size_a=PX, max_shift_px=2.0,
+                                outlier_fraction=0.02, outlier_kinds=KINDS, seed=8)
+    write_stack(str(root / "stack.mrcs"), ps.images, PX)
+    maps = {"mirror": blobs.mirrored(), "true": blobs, "other": sim.phantom_blobs(BOX, seed=99)}
+    for name, b in maps.items():
+        write_volume(str(root / f"{name}.mrc"), sim.blobs_volume(b, BOX), PX)
+    _write_star(root / "particles.star", ps, ctf=False)
+    out = root / "out"
+    code = main(["compare-reprojections", "--images", str(root / "particles.star"),
+                 "--volume", str(root / "mirror.mrc"), "--volume", str(root / "true.mrc"),
+                 "--volume", str(root / "other.mrc"), "--out", str(out), "--chunk-size", "64",
+                 "--worst", "4"])
+    assert code == 0
+    return root, out, ps
+
+
+def test_true_map_ranks_first(dataset):
+    _, out, _ = dataset
+    report = json.loads((out / "ranking.json").read_text())
+    table = report["ranking"]
+    assert table["best"] == "vol2" and table["significant"]  # true.mrc, given second
+    assert [m["map"] for m in table["maps"]][0] == "vol2"
+    assert table["score"] == "cost" and table["higher_is_better"]
+    assert table["n_images"] == N
+    assert report["working_box"] == BOX and report["working_pixel_a"] == PX
+    assert [m["path"].endswith(f"{k}.mrc") for m, k in
+            zip(report["maps"], ("mirror", "true", "other"))] == [True] * 3
+    assert (out / "ranking.png").stat().st_size > 1000
+
+
+def test_planted_outliers_are_top_scored(dataset):
+    _, out, ps = dataset
+    q = read_particles(str(out / "vol2_particles.star"))
+    score = q.block.numbers("xmippQcOutlierScore")
+    top = np.argsort(-score)[: N // 10]
+    planted = np.flatnonzero(ps.is_outlier)
+    assert len(planted) == 12
+    assert np.isin(planted, top).mean() >= 0.8
+    flagged = q.block.numbers("xmippQcIsOutlier").astype(bool)
+    assert flagged[planted].mean() >= 0.5 and flagged[~ps.is_outlier].mean() <= 0.05
+
+
+def test_every_row_kept_and_alignment_columns_are_the_refined_ones(dataset):
+    root, out, ps = dataset
+    src = read_particles(str(root / "particles.star"))
+    q = read_particles(str(out / "vol2_particles.star"))
+    assert q.n == N and q.block.text("rlnImageName") == src.block.text("rlnImageName")
+    assert list(q.blocks) == ["optics", "particles"]
+    # the same pipeline run directly, in the same chunks
+    model = MapModel(sim.blobs_volume(sim.phantom_blobs(BOX, seed=7), BOX), CompareOptions(PX))
+    results = [process_chunk(model, ps.images[a:a + 64], ids=np.arange(a, min(N, a + 64)),
+                             angles=src.angles[a:a + 64], shifts=src.shifts[a:a + 64],
+                             keep_images=False) for a in range(0, N, 64)]
+    final = finalize(results)
+    np.testing.assert_allclose(q.angles, final["angles"], atol=2e-6)
+    np.testing.assert_allclose(q.shifts, final["shifts"], atol=2e-6)  # Å / 3 Å/px
+    np.testing.assert_allclose(q.block.numbers("xmippQcCost"), final["cost"], atol=2e-6)
+    moved = np.degrees(np.arccos(np.clip(
+        (np.einsum("nij,nij->n", euler_to_matrix(q.angles), euler_to_matrix(src.angles)) - 1) / 2,
+        -1, 1)))
+    np.testing.assert_allclose(moved, q.block.numbers("xmippQcAngleChange"), atol=1e-3)
+    assert np.median(moved) > 0.01  # refinement did change the angles
+    np.testing.assert_allclose(np.hypot(*(q.shifts - src.shifts).T),
+                               q.block.numbers("xmippQcShiftChange"), atol=1e-5)
+
+
+def test_stacks_reports_and_image_slots(dataset):
+    _, out, _ = dataset
+    q = read_particles(str(out / "vol2_particles.star"))
+    for stack in ("reprojections", "residuals", "aligned"):
+        assert stack_shape(str(out / f"vol2_{stack}.mrcs")) == (N, BOX, BOX)
+    assert q.block.text("xmippQcImageResidual")[4] == "000005@vol2_residuals.mrcs"
+    res = read_images(str(out / "vol2_residuals.mrcs"), [4])[0]
+    ali = read_images(str(out / "vol2_aligned.mrcs"), [4])[0]
+    ref = read_images(str(out / "vol2_reprojections.mrcs"), [4])[0]
+    a, b = q.block.numbers("xmippQcGrayA")[4], q.block.numbers("xmippQcGrayB")[4]
+    inside = np.hypot(*np.meshgrid(np.arange(BOX) - BOX // 2, np.arange(BOX) - BOX // 2)) < 15
+    np.testing.assert_allclose(res[inside], (ali - a * ref - b)[inside], atol=1e-4)
+    for k in (1, 2, 3):
+        assert (out / f"vol{k}_report.png").stat().st_size > 5000
+
+
+def test_ctf_path_and_matching_options(tmp_path):
+    blobs = sim.phantom_blobs(32, seed=3)
+    ps = sim.simulate_particles(blobs, 40, box=32, snr=2.0, pixel_size_a=PX, ctf=True, seed=4)
+    write_stack(str(tmp_path / "stack.mrcs"), ps.images, PX)
+    write_volume(str(tmp_path / "map.mrc"), sim.blobs_volume(blobs, 32), PX)
+    _write_star(tmp_path / "p.star", ps, ctf=True, origins_angst=False, box=32)
+    costs = {}
+    for extra in ([], ["--use-ctf"]):
+        out = tmp_path / ("ctf" if extra else "plain")
+        assert main(["compare-reprojections", "--images", str(tmp_path / "p.star"), "--volume",
+                     str(tmp_path / "map.mrc"), "--out", str(out), "--no-refine"] + extra) == 0
+        q = read_particles(str(out / "vol1_particles.star"))
+        np.testing.assert_allclose(q.shifts, ps.shifts, atol=2e-6)  # px origins kept in px
+        assert not q.block.has("rlnOriginXAngst")
+        costs[bool(extra)] = np.median(q.block.numbers("xmippQcCost"))
+    assert costs[True] > costs[False] + 0.15
+
+
+def test_bad_input_is_reported(tmp_path, dataset, capsys):
+    root, _, _ = dataset
+    code = main(["compare-reprojections", "--images", str(root / "particles.star"), "--volume",
+                 str(root / "true.mrc"), "--out", str(tmp_path / "o"), "--use-ctf"])
+    assert code == 2
+    assert "--use-ctf needs rlnDefocusU" in capsys.readouterr().err
+    assert not list((tmp_path / "o").glob("*.mrcs*"))  # no half-written stacks left
+    code = main(["compare-reprojections", "--images", str(root / "missing.star"), "--volume",
+                 str(root / "true.mrc"), "--out", str(tmp_path / "o")])
+    assert code == 2 and "missing.star" in capsys.readouterr().err
