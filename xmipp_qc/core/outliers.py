@@ -30,16 +30,26 @@ __all__ = [
 #: Components of the combined outlier score: summary or set score name -> +1 when
 #: a high value is bad, -1 when a low value is bad. Components absent from a
 #: summary (e.g. refinement moves when there was no refinement) are skipped.
+#: The defaults are the ones that separate planted outliers best on simulated
+#: particles (xmipp_qc/tests/core/test_outliers.py): the evidence that the map
+#: explains the image at the given and at the refined parameters, in noise units
+#: (``zScoreGrayInit``, ``zScoreGray``), and how much and how far local
+#: refinement had to move to explain it (``corrGain``, ``angleChange``, see
+#: :meth:`xmipp_qc.core.refine.RefineResult.scores`).
 OUTLIER_COMPONENTS: dict[str, int] = {
+    "zScoreGrayInit": -1,
     "zScoreGray": -1,
-    "cost": -1,
-    "zScoreResCov": +1,
-    "resStd": +1,
+    "corrGain": +1,
+    "angleChange": +1,
 }
 
 #: Default flag threshold on ``outlierScore`` (a robust z-score; 3.5 is the
 #: modified z-score cut of Iglewicz and Hoaglin).
 OUTLIER_THRESHOLD = 3.5
+
+#: Floor of each oriented component z-score in the combination: good evidence on
+#: one component can offset bad evidence on another by at most this much.
+_FLOOR = -1.0
 
 
 def robust_z(values: ArrayLike, valid: ArrayLike | None = None) -> NDArray[np.float64]:
@@ -141,7 +151,10 @@ class SetStatistics:
         median(a)) / grayASE``, robustly standardised over the set: how many
         standard errors the fitted scale of the reprojection falls below
         (negative) the set's typical scale, i.e. how much less of the image the
-        map explains than expected at this noise level. ``outlierScore``: the
+        map explains than expected at this noise level (normalised per image,
+        so orientation and defocus, which change the signal, are accounted
+        for). ``zScoreGrayInit``: the same from ``grayInit``/``grayInitSE``
+        (the fit at the input angles and shifts) when the summary has them. ``outlierScore``: the
         combined score (higher is worse). NaN for invalid images.
     is_outlier : ndarray of bool, shape (n,)
         ``outlierScore > threshold``, or the image could not be scored.
@@ -165,10 +178,16 @@ def _classical_z(x: NDArray, ok: NDArray) -> NDArray:
     return (x - x[ok].mean()) / (sd if sd > 0 else 1.0)
 
 
+def _gray_z(a: NDArray, se: NDArray, ok: NDArray) -> NDArray[np.float64]:
+    """Robust z of ``(a - median(a)) / se``: the fitted scale's deficit in noise units."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return robust_z((a - np.median(a[ok])) / se, ok)
+
+
 def _combined(scores: Mapping[str, NDArray], ok: NDArray,
               components: Mapping[str, int]) -> NDArray[np.float64]:
-    """Robust z of the mean positive (bad-side) robust z of the components."""
-    parts = [np.maximum(sign * robust_z(scores[k], ok), 0.0)
+    """Robust z of the mean oriented robust z of the components, each floored at -1."""
+    parts = [np.maximum(sign * robust_z(scores[k], ok), _FLOOR)
              for k, sign in components.items() if k in scores]
     if not parts:
         raise ValueError(f"none of the outlier components {list(components)} is available")
@@ -190,8 +209,9 @@ def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | Non
         Concatenated summaries of the whole set (:meth:`ChunkSummary.concatenate`).
     components : mapping of str to {+1, -1}, optional
         Components of ``outlierScore`` (default :data:`OUTLIER_COMPONENTS`):
-        each is robustly z-scored, oriented so that positive is bad and clipped
-        at 0; their mean is robustly z-scored again.
+        each is robustly z-scored, oriented so that positive is bad and floored
+        at -1 (so a very good value cannot hide a bad one); their mean is
+        robustly z-scored again into ``outlierScore``.
     threshold : float
         Flag threshold on ``outlierScore`` (default :data:`OUTLIER_THRESHOLD`).
 
@@ -213,8 +233,9 @@ def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | Non
     div[ok] = jbld(summary.covariances[ok], centroid)
     out["resCovDivergence"] = div
     out["zScoreResCov"] = robust_z(div, ok)
-    gray_t = (s["grayA"] - np.median(s["grayA"][ok])) / s["grayASE"]
-    out["zScoreGray"] = robust_z(gray_t, ok)
+    out["zScoreGray"] = _gray_z(s["grayA"], s["grayASE"], ok)
+    if "grayInit" in s and "grayInitSE" in s:
+        out["zScoreGrayInit"] = _gray_z(s["grayInit"], s["grayInitSE"], ok)
     merged = {**s, **out}
     out["outlierScore"] = _combined(merged, ok, components or OUTLIER_COMPONENTS)
     for v in out.values():

@@ -60,13 +60,17 @@ class RefineResult:
         Least-squares gray model ``I ~ a P + b`` in the mask (1 and 0 when the
         refinement was run with ``gray=False``).
     projections : ndarray, shape (n, N, N), float32
-        The model ``a P(r + s) + b`` at the refined angles and shifts (with the
-        CTF), in the frame of the input image.
+        The reprojections ``P(r + s)`` at the refined angles and shifts (with
+        the CTF), in the frame of the input image, full band.
     residuals : ndarray, shape (n, N, N), float32
-        ``images - projections`` (not masked).
+        ``images - (gray_a * projections + gray_b)`` (not masked).
     corr_initial, corr_final : ndarray, shape (n,)
         Band-limited correlation at the input parameters and after refinement
         (higher is better).
+    gray_initial, gray_initial_se : ndarray, shape (n,)
+        Band-limited least-squares scale ``a`` of ``I ~ a P`` at the input
+        parameters and its standard error under white noise (the evidence that
+        the map explains the image as given, in units of the noise).
     angle_change_deg : ndarray, shape (n,)
         Geodesic angle between the input and refined orientations (degrees).
     shift_change_px : ndarray, shape (n,)
@@ -81,8 +85,28 @@ class RefineResult:
     residuals: NDArray[np.float32]
     corr_initial: NDArray[np.float64]
     corr_final: NDArray[np.float64]
+    gray_initial: NDArray[np.float64]
+    gray_initial_se: NDArray[np.float64]
     angle_change_deg: NDArray[np.float64]
     shift_change_px: NDArray[np.float64]
+
+    def scores(self) -> dict[str, NDArray[np.float64]]:
+        """Per-image refinement scores for :func:`xmipp_qc.core.residuals.summarize_chunk`.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n,)
+            ``corrInit``, ``corrFinal`` (band-limited correlations, higher is
+            better), ``corrGain = corrFinal - corrInit`` (>= 0; a large gain
+            means the input parameters were wrong), ``angleChange`` (degrees)
+            and ``shiftChange`` (px), ``grayInit`` and ``grayInitSE``.
+        """
+        return {
+            "corrInit": self.corr_initial, "corrFinal": self.corr_final,
+            "corrGain": self.corr_final - self.corr_initial,
+            "angleChange": self.angle_change_deg, "shiftChange": self.shift_change_px,
+            "grayInit": self.gray_initial, "grayInitSE": self.gray_initial_se,
+        }
 
 
 def _phys(n: int) -> NDArray[np.float64]:
@@ -203,6 +227,14 @@ class LocalRefiner:
         best = np.argmax(vals, axis=1)
         return np.stack([dx[best], dy[best]], axis=1).astype(np.float64)
 
+    def _gray(self, fi: NDArray, fp: NDArray, shifts: NDArray) -> tuple[NDArray, NDArray]:
+        """Band-limited least-squares scale ``a`` of ``F_I ~ a F_P`` and its standard error."""
+        g = fp * self._phase(shifts)
+        pp = np.maximum(self._dot(g, g), 1e-300)
+        a = self._dot(g, fi) / pp
+        res = np.maximum(self._dot(fi, fi) - a * a * pp, 0.0)
+        return a, np.sqrt(res / (pp * self._w.sum()))
+
     def _corr(self, fi: NDArray, fp: NDArray, shifts: NDArray) -> NDArray:
         """Normalised band correlation of images and shifted reprojections."""
         num = self._dot(fp * self._phase(shifts), fi)
@@ -237,11 +269,12 @@ class LocalRefiner:
         return Rotation.from_rotvec(rv).as_matrix() @ m0
 
     def _refine_chunk(self, fi: NDArray, angles: NDArray, shifts: NDArray,
-                      ctf: NDArray | None) -> tuple[NDArray, NDArray, NDArray, NDArray]:
-        """Refined matrices, shifts, initial and final correlations of one chunk."""
+                      ctf: NDArray | None) -> tuple[NDArray, NDArray, NDArray]:
+        """Refined matrices, shifts and (n, 4) fits: corr initial/final, gray a0, se."""
         m0 = np.atleast_3d(euler_to_matrix(angles)).reshape(-1, 3, 3)
         fp = self._spectra(m0, ctf)
         corr0 = self._corr(fi, fp, shifts)
+        a0, se0 = self._gray(fi, fp, shifts)
         best_s = self._best_shift(fi, fp, shifts)
         best_c, best_m, best_fp = self._corr(fi, fp, best_s), m0, fp
         trust = np.full(len(fi), max(self.max_angle, self.step))
@@ -259,7 +292,7 @@ class LocalRefiner:
             best_s = np.where(ok[:, None], prop_s, best_s)
             best_c = np.where(ok, prop_c, best_c)
             trust = np.where(ok, np.minimum(2.0 * trust, self.max_angle), 0.5 * trust)
-        return best_m, best_s, corr0, best_c
+        return best_m, best_s, np.stack([corr0, best_c, a0, se0], axis=1)
 
     def refine(self, images: ArrayLike, angles: ArrayLike, shifts: ArrayLike | None = None, *,
                ctf: ArrayLike | None = None, gray: bool = True,
@@ -300,16 +333,16 @@ class LocalRefiner:
         if per_image and len(c) != n:
             raise ValueError(f"ctf has {len(c)} images, expected {n}")
         mats, out_s = np.empty((n, 3, 3)), np.empty((n, 2))
-        c0, c1 = np.empty(n), np.empty(n)
+        fits = np.empty((n, 4))
         for s in range(0, n, self.chunk):
             sl = slice(s, min(n, s + self.chunk))
             cc = c[sl] if per_image else c
             res = self._refine_chunk(self._image_spectra(x[sl]), ang[sl], sh[sl], cc)
-            mats[sl], out_s[sl], c0[sl], c1[sl] = res
-        return self._finish(x, ang, sh, mats, out_s, c0, c1, c, gray, mask_radius)
+            mats[sl], out_s[sl], fits[sl] = res
+        return self._finish(x, ang, sh, mats, out_s, fits, c, gray, mask_radius)
 
     def _finish(self, x: NDArray, ang: NDArray, sh: NDArray, mats: NDArray, out_s: NDArray,
-                c0: NDArray, c1: NDArray, ctf: NDArray | None, gray: bool,
+                fits: NDArray, ctf: NDArray | None, gray: bool,
                 mask_radius: float | None) -> RefineResult:
         """Full-band model, gray fit, residual and the parameter changes."""
         new_ang = matrix_to_euler(mats).reshape(-1, 3)
@@ -317,14 +350,15 @@ class LocalRefiner:
         if gray:
             a, b, _ = fit_gray(x, proj, disc_mask(self.box, mask_radius))
             a, b = np.nan_to_num(a, nan=0.0), np.nan_to_num(b, nan=0.0)
-            proj = (a[:, None, None] * proj + b[:, None, None]).astype(np.float32)
         else:
             a, b = np.ones(len(x)), np.zeros(len(x))
+        resid = x - (a[:, None, None] * proj + b[:, None, None]).astype(np.float32)
         m0 = np.atleast_3d(euler_to_matrix(ang)).reshape(-1, 3, 3)
         rel = Rotation.from_matrix(mats @ np.transpose(m0, (0, 2, 1))).magnitude()
         return RefineResult(angles=new_ang, shifts=out_s, gray_a=a, gray_b=b, projections=proj,
-                            residuals=(x - proj).astype(np.float32), corr_initial=c0,
-                            corr_final=c1, angle_change_deg=np.degrees(rel),
+                            residuals=resid, corr_initial=fits[:, 0], corr_final=fits[:, 1],
+                            gray_initial=fits[:, 2], gray_initial_se=fits[:, 3],
+                            angle_change_deg=np.degrees(rel),
                             shift_change_px=np.hypot(*(out_s - sh).T))
 
 
