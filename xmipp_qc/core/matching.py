@@ -128,10 +128,11 @@ def _prepare_refs(proj: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n
 
 
 def _masked(images: NDArray, mask: NDArray) -> NDArray[np.float32]:
-    """Subtract the mask-weighted mean, multiply by the mask."""
+    """Subtract the mask-weighted mean, multiply by the mask ((N, N) or (n, N, N))."""
     imgs = np.asarray(images, dtype=np.float32)
-    mean = np.einsum("nyx,yx->n", imgs, mask) / mask.sum()
-    return (imgs - mean[:, None, None]) * mask
+    m = np.broadcast_to(mask, imgs.shape)
+    mean = np.einsum("nyx,nyx->n", imgs, m) / m.sum(axis=(1, 2))
+    return (imgs - mean[:, None, None]) * m
 
 
 def _project_all(projector, angles: NDArray, chunk: int = 256) -> NDArray[np.float32]:
@@ -217,7 +218,9 @@ class Gallery:
         max_freq : float, optional
             Band of the comparison in cycles/px (default 0.25, Xmipp's cut-off).
         mask_radius : float, optional
-            Support radius in px (default ``N / 2``); soft 3 px cosine edge.
+            Particle radius in px, at most ``N / 2`` (default); references are
+            masked by a disk of this radius with a 3 px cosine edge inside it, so
+            that their support is rotation invariant.
         coarse_step : float, optional
             Direction sampling of the coarse search in degrees (default
             ``2 * angular_step``); ``<= angular_step`` searches the fine
@@ -235,13 +238,13 @@ class Gallery:
             raise ValueError(f"angular_step must be positive, got {angular_step}")
         max_freq = 0.25 if max_freq is None else float(max_freq)
         radius = box / 2 if mask_radius is None else float(mask_radius)
-        if not 2 < radius <= box / 2 * math.sqrt(2):
-            raise ValueError(f"mask_radius must be in (2, N/sqrt(2)] px, got {radius}")
+        if not 4 < radius <= box / 2:
+            raise ValueError(f"mask_radius must be in (4, N/2] px, got {radius}")
         coarse_step = 2.0 * angular_step if coarse_step is None else float(coarse_step)
         coarse_freq = max_freq / 2 if coarse_freq is None else float(coarse_freq)
         if not 1.0 / box <= coarse_freq <= max_freq:
             raise ValueError(f"coarse_freq must be in [1/N, max_freq], got {coarse_freq}")
-        grid = PolarGrid.create(box, max_freq, radius)
+        grid = PolarGrid.create(box, max_freq, radius, box / math.sqrt(2))
         mask = soft_disk(box, radius)
         sym = _symmetry(symmetry)
         from xmipp_qc.core.sampling import sample_directions
@@ -249,7 +252,7 @@ class Gallery:
         fine_angles = np.asarray(sample_directions(angular_step, symmetry), dtype=np.float64)
         fine = cls._level(proj, fine_angles, grid, mask, grid.n_rings, grid.n_m)
         n_rc = int(math.floor(coarse_freq * box + 1e-9))
-        n_mc = min(grid.n_m, int(math.ceil(2 * np.pi * coarse_freq * radius)) + 2)
+        n_mc = min(grid.n_m, int(math.ceil(2 * np.pi * coarse_freq * grid.radius_px)) + 2)
         if coarse_step <= angular_step:
             coarse_step = float(angular_step)
             coarse = _Level.create(fine.angles, fine.coeffs[:n_mc, :n_rc].copy(), fine.power[:n_rc])
@@ -454,8 +457,8 @@ def _correlate_one(img: _Images, gallery: Gallery, ref: NDArray, shifts: NDArray
 
 
 def _polish(img: _Images, gallery: Gallery, ref: NDArray, shift: NDArray,
-            max_shift: float) -> tuple:  # fmt: skip
-    """Sub-pixel shift (quadratic fits at 0.5 and 0.25 px) and psi (parabola); (s, psi, corr)."""
+            max_shift: float) -> NDArray[np.float64]:  # fmt: skip
+    """Sub-pixel shifts by quadratic fits on 3 x 3 grids of 0.5 and 0.25 px, (n, 2)."""
     s = shift.astype(np.float64)
     if max_shift > 0:
         for h in (0.5, 0.25):
@@ -463,6 +466,17 @@ def _polish(img: _Images, gallery: Gallery, ref: NDArray, shift: NDArray,
             s = s + h * _quadratic_peak(c)
             r = np.hypot(s[:, 0], s[:, 1])
             s *= np.minimum(1.0, max_shift / np.maximum(r, 1e-12))[:, None]
+    return s
+
+
+def _final_psi_corr(imgs: NDArray, ctf, gallery: Gallery, radius: float, ref: NDArray,
+                    s: NDArray) -> tuple:  # fmt: skip
+    """Return psi (parabolic peak) and the Pearson correlation in the moved particle mask.
+
+    The mask is the particle disk centred at ``-s`` (``I(r) = P(r + s)``).
+    """
+    masks = soft_disk(gallery.box, radius, centers=-s)
+    img = _prepare_images(imgs, ctf, gallery, masks)
     c = _correlate_one(img, gallery, ref, s[:, None, :])[:, 0]  # (n, psi)
     i = c.argmax(axis=1)
     rows = np.arange(len(c))
@@ -471,9 +485,9 @@ def _polish(img: _Images, gallery: Gallery, ref: NDArray, shift: NDArray,
     d = np.where(curv < 0, 0.5 * (y0 - y2) / np.where(curv < 0, curv, -1.0), 0.0)
     d = np.clip(d, -0.5, 0.5)
     peak = y1 - 0.25 * (y0 - y2) * d
-    psi = (i + d) * (360.0 / _POLISH_PSI)
+    psi = ((i + d) * (360.0 / _POLISH_PSI)) % 360.0
     den = _ref_norm(img, gallery.fine, ref[:, None], gallery.grid.n_rings)[:, 0]
-    return s, psi, peak / (den * np.sqrt(img.norm2))
+    return psi, peak / (den * np.sqrt(np.maximum(img.norm2, 1e-30)))
 
 
 def _margin(gallery: Gallery, corr: NDArray, ref: NDArray, psi: NDArray) -> NDArray[np.float64]:
@@ -511,7 +525,9 @@ def match_images(
         Radius of the shift search in px (default ``0.1 N``, Xmipp's 5D range);
         0 searches no shift.
     mask_radius : float, optional
-        Radius of the soft image mask in px (default: the gallery's).
+        Particle radius in px (default: the gallery's). Images are masked with
+        a soft disk of ``mask_radius + max_shift_px``, so that a shifted
+        particle is not cut (references are masked at ``mask_radius``).
     ctf : array_like of shape (N, N//2+1) or (n, N, N//2+1), optional
         Real CTF of each image in ``rfft2`` layout
         (:func:`xmipp_qc.core.ctf.ctf_image`); the references are compared
@@ -537,7 +553,9 @@ def match_images(
         raise ValueError(f"max_shift_px must be in [0, N/2), got {max_shift_px}")
     if chunk_size < 1 or n_candidates < 1:
         raise ValueError("chunk_size and n_candidates must be >= 1")
-    mask = gallery.mask if mask_radius is None else soft_disk(box, float(mask_radius))
+    radius = gallery.grid.radius_px if mask_radius is None else float(mask_radius)
+    if not radius > 4:
+        raise ValueError(f"mask_radius must exceed 4 px, got {mask_radius}")
     h = None if ctf is None else np.asarray(ctf)
     if h is not None and h.ndim == 3 and len(h) != len(imgs):
         raise ValueError(f"ctf has {len(h)} filters for {len(imgs)} images")
@@ -545,12 +563,13 @@ def match_images(
     for a in range(0, len(imgs), chunk_size):
         b = min(len(imgs), a + chunk_size)
         hc = h[a:b] if h is not None and h.ndim == 3 else h
-        parts.append(_match_chunk(imgs[a:b], hc, gallery, mask, max_shift, n_candidates))
+        parts.append(_match_chunk(imgs[a:b], hc, gallery, radius, max_shift, n_candidates))
     return MatchResult(*(np.concatenate(p) for p in zip(*parts)))
 
 
-def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, mask: NDArray, max_shift: float,
+def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, radius: float, max_shift: float,
                  n_candidates: int) -> tuple:  # fmt: skip
+    mask = soft_disk(gallery.box, radius + max_shift)  # a shifted particle is not cut
     img = _prepare_images(imgs, ctf, gallery, mask)
     score, shift_c = _coarse_search(img, gallery, max_shift)
     k = min(n_candidates, score.shape[1])
@@ -559,7 +578,8 @@ def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, mask: NDArray, max_shift:
     corr_f, ref_f, psi_f, shift_f = _fine_search(img, gallery, cand, centers, max_shift)
     rows, best = np.arange(len(imgs)), corr_f.argmax(axis=1)
     ref = ref_f[rows, best]
-    shift, psi, corr = _polish(img, gallery, ref, shift_f[rows, best], max_shift)
+    shift = _polish(img, gallery, ref, shift_f[rows, best], max_shift)
+    psi, corr = _final_psi_corr(imgs, ctf, gallery, radius, ref, shift)
     angles = gallery.angles[ref].copy()
     angles[:, 2] = psi
     margin = _margin(gallery, corr_f, ref_f, psi_f)

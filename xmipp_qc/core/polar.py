@@ -34,7 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = ["PolarGrid", "rotational_correlation", "soft_disk"]
 
 
-def soft_disk(box: int, radius: float, width: float = 3.0) -> NDArray[np.float32]:
+def soft_disk(box: int, radius: float, width: float = 3.0,
+              centers: ArrayLike | None = None) -> NDArray[np.float32]:  # fmt: skip
     """Circular mask with a raised-cosine edge, centred at the origin ``N // 2``.
 
     Parameters
@@ -45,14 +46,20 @@ def soft_disk(box: int, radius: float, width: float = 3.0) -> NDArray[np.float32
         Radius in px where the mask reaches 0.
     width : float
         Width of the cosine edge in px (1 inside ``radius - width``).
+    centers : array_like of shape (n, 2), optional
+        ``(x, y)`` centres in px relative to the origin, one mask each.
 
     Returns
     -------
-    ndarray of shape (N, N), float32
+    ndarray of shape (N, N) or (n, N, N), float32
         Values in [0, 1].
     """
     g = np.arange(box, dtype=np.float64) - box // 2
-    r = np.hypot(g[:, None], g[None, :])
+    if centers is None:
+        r = np.hypot(g[:, None], g[None, :])
+    else:
+        c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+        r = np.hypot(g[None, None, :] - c[:, 0, None, None], g[None, :, None] - c[:, 1, None, None])
     t = np.clip((radius - r) / max(width, 1e-6), 0.0, 1.0)
     return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
 
@@ -64,7 +71,8 @@ class PolarGrid:
     Use :meth:`create`. Ring ``j`` has radius ``radii[j] = (j + 1) / N``
     cycles/px; angular coefficients ``m = 0 .. n_m - 1`` are kept, with
     ``n_m - 1 >= 2 pi max_freq radius_px``: the angular band limit of an object
-    inside a disk of ``radius_px``.
+    inside a disk of ``radius_px``; ``n_theta >= n_m + `` the band of the images,
+    so that the coefficients ``m < n_m`` of an image are exact.
 
     Attributes
     ----------
@@ -96,7 +104,8 @@ class PolarGrid:
     _ey: NDArray[np.complex64] = field(repr=False)
 
     @classmethod
-    def create(cls, box: int, max_freq: float, radius_px: float) -> PolarGrid:
+    def create(cls, box: int, max_freq: float, radius_px: float,
+               image_radius_px: float | None = None) -> PolarGrid:  # fmt: skip
         """Build the grid.
 
         Parameters
@@ -107,7 +116,11 @@ class PolarGrid:
             Largest ring radius in cycles/px, in (0, 0.5]; at least one ring
             (``max_freq >= 1 / N``).
         radius_px : float
-            Support radius of the images in px (> 0).
+            Support radius of the references in px (> 0): sets ``n_m``.
+        image_radius_px : float, optional
+            Support radius of the images compared with them (default
+            ``radius_px``): sets ``n_theta`` so that their angular spectrum up to
+            ``n_m`` is not aliased.
 
         Returns
         -------
@@ -122,7 +135,9 @@ class PolarGrid:
         n_rings = int(math.floor(max_freq * box + 1e-9))
         radii = np.arange(1, n_rings + 1, dtype=np.float64) / box
         n_m = int(math.ceil(2 * np.pi * radii[-1] * radius_px)) + 2
-        n_theta = 2 * n_m
+        r_img = radius_px if image_radius_px is None else max(radius_px, image_radius_px)
+        band = int(math.ceil(2 * np.pi * radii[-1] * r_img)) + 2
+        n_theta = 2 * ((n_m + band + 1) // 2)
         theta = 2 * np.pi * np.arange(n_theta // 2) / n_theta
         kx = radii[:, None] * np.cos(theta)[None, :]
         ky = radii[:, None] * np.sin(theta)[None, :]

@@ -1,0 +1,176 @@
+"""Projection matching (xmipp_qc.core.matching): known answers and accuracy bars.
+
+Galleries are built from the exact analytic projections of blob phantoms
+(``project_blobs``), so the tests do not depend on the Fourier projector's
+interpolation error; one test builds a gallery from a voxel volume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xmipp_qc.core.geometry import euler_to_matrix
+from xmipp_qc.core.matching import Gallery, MatchResult, match_images
+from xmipp_qc.core.simulate import phantom_blobs, project_blobs, simulate_particles
+
+pytest.importorskip("xmipp_qc.core.sampling", reason="needs sample_directions (core.sampling)")
+
+
+class BlobProjector:
+    """Exact projector of a blob phantom with the FourierProjector interface."""
+
+    def __init__(self, blobs, box):
+        self.blobs, self.box = blobs, box
+
+    def project(self, angles):
+        return project_blobs(self.blobs, np.asarray(angles, float), box=self.box)
+
+
+def _sym_mats(symmetry):
+    if symmetry == "c1":
+        return np.eye(3)[None]
+    from xmipp_qc.core.symmetry import symmetry_matrices
+
+    return np.asarray(symmetry_matrices(symmetry))
+
+
+def rotation_error(found, true, symmetry="c1"):
+    """Symmetry-aware angle (deg) of the rotation between found and true orientations.
+
+    Orientations E and E @ S.T are equivalent for a symmetry S of the map.
+    """
+    e1, e2 = euler_to_matrix(found), euler_to_matrix(true)
+    best = np.full(len(e1), -np.inf)
+    for s in _sym_mats(symmetry):
+        tr = np.einsum("nij,nij->n", e1, e2 @ s.T)
+        best = np.maximum(best, tr)
+    return np.degrees(np.arccos(np.clip((best - 1) / 2, -1, 1)))
+
+
+@pytest.fixture(scope="module")
+def c1_setup():
+    blobs = phantom_blobs(64, seed=0)
+    return blobs, Gallery.build(BlobProjector(blobs, 64), angular_step=5.0)
+
+
+@pytest.mark.parametrize("box", [63, 64])
+def test_exact_recovery_at_gallery_orientations(box):
+    blobs = phantom_blobs(box, seed=2)
+    gallery = Gallery.build(BlobProjector(blobs, box), angular_step=10.0)
+    rng = np.random.default_rng(box)
+    idx = rng.choice(len(gallery.angles), size=24, replace=False)
+    angles = gallery.angles[idx].copy()
+    angles[:, 2] = rng.uniform(0, 360, size=24)
+    radius = np.sqrt(rng.uniform(0, 1, 24)) * 0.1 * box
+    phi = rng.uniform(0, 2 * np.pi, 24)
+    shifts = np.column_stack([radius * np.cos(phi), radius * np.sin(phi)])
+    images = project_blobs(blobs, angles, shifts, box=box).astype(np.float32)
+    res = match_images(images, gallery)
+    assert isinstance(res, MatchResult)
+    assert res.angles.shape == (24, 3) and res.shifts.shape == (24, 2)
+    np.testing.assert_array_equal(res.ref_index, idx)
+    assert rotation_error(res.angles, angles).max() < 0.5
+    assert np.abs(res.shifts - shifts).max() < 0.2
+    assert res.corr.min() > 0.99
+    assert np.all(res.margin > 0)
+
+
+def _accuracy(blobs, gallery, symmetry, n=200, seed=7, **kw):
+    ps = simulate_particles(blobs, n, box=64, snr=1.0, max_shift_px=6.4, seed=seed, **kw)
+    ctf = None
+    if kw.get("ctf"):
+        from xmipp_qc.core.ctf import ctf_image
+
+        ctf = ctf_image(64, ps.pixel_size_a, ps.defocus_u, ps.defocus_v, ps.defocus_angle,
+                        voltage_kv=ps.voltage_kv, cs_mm=ps.cs_mm,
+                        amplitude_contrast=ps.amplitude_contrast)  # fmt: skip
+    res = match_images(ps.images, gallery, ctf=ctf)
+    err = rotation_error(res.angles, ps.true_angles, symmetry)
+    shift_err = np.hypot(*(res.shifts - ps.true_shifts).T)
+    return ps, res, err, shift_err, ctf
+
+
+def test_accuracy_c1_snr1(c1_setup):
+    blobs, gallery = c1_setup
+    _, res, err, shift_err, _ = _accuracy(blobs, gallery, "c1")
+    assert np.mean(err <= 7.5) >= 0.95
+    assert np.median(err) < 4.0
+    assert np.median(shift_err) < 1.0
+    assert np.all(np.hypot(*res.shifts.T) <= 6.4 + 1e-9)
+    assert np.nanmedian(res.margin) > 0
+
+
+def test_accuracy_d2_snr1():
+    blobs = phantom_blobs(64, seed=0, symmetry="d2")
+    gallery = Gallery.build(BlobProjector(blobs, 64), angular_step=5.0, symmetry="d2")
+    # the d2 gallery covers a quarter of the sphere
+    assert len(gallery.angles) < 0.3 * 4 * np.pi / np.radians(5.0) ** 2
+    _, _, err, shift_err, _ = _accuracy(blobs, gallery, "d2", seed=8)
+    assert np.mean(err <= 7.5) >= 0.95
+    assert np.median(shift_err) < 1.0
+    # the symmetry matters: without it many assignments look wrong
+    naive = _accuracy(blobs, gallery, "c1", n=40, seed=8)[2]
+    assert np.mean(naive <= 7.5) < 0.6
+
+
+def test_ctf_is_honoured(c1_setup):
+    blobs, gallery = c1_setup
+    ps, res, err, _, ctf = _accuracy(blobs, gallery, "c1", n=100, seed=9, ctf=True)
+    assert np.mean(err <= 7.5) >= 0.95
+    blind = match_images(ps.images, gallery)
+    blind_err = rotation_error(blind.angles, ps.true_angles)
+    # the CTF-aware scores are higher and the assignments at least as good
+    assert np.median(res.corr) > np.median(blind.corr) + 0.05
+    assert np.mean(err <= 7.5) >= np.mean(blind_err <= 7.5)
+
+
+def test_margin_separates_particles_from_noise(c1_setup):
+    blobs, gallery = c1_setup
+    rng = np.random.default_rng(3)
+    angles = np.column_stack([rng.uniform(-180, 180, 20), rng.uniform(0, 180, 20),
+                              rng.uniform(0, 360, 20)])  # fmt: skip
+    clean = project_blobs(blobs, angles, box=64)
+    noise = rng.normal(size=(20, 64, 64)) * clean.std()
+    res = match_images(np.concatenate([clean, noise]), gallery)
+    assert np.median(res.margin[:20]) > 3 * np.median(res.margin[20:])
+    assert res.corr[:20].min() > 0.95 > 0.3 > res.corr[20:].max()
+
+
+def test_chunking_and_no_shift_search(c1_setup):
+    blobs, gallery = c1_setup
+    angles = np.array([[10.0, 40.0, 100.0], [-120.0, 150.0, 20.0], [60.0, 95.0, 250.0]])
+    images = project_blobs(blobs, angles, box=64)
+    full = match_images(images, gallery, max_shift_px=0)
+    split = match_images(images, gallery, max_shift_px=0, chunk_size=1)
+    np.testing.assert_array_equal(full.ref_index, split.ref_index)
+    np.testing.assert_allclose(full.angles, split.angles, atol=1e-3)  # float32 sums
+    np.testing.assert_allclose(full.corr, split.corr, rtol=1e-5)
+    np.testing.assert_array_equal(full.shifts, 0.0)
+    assert rotation_error(full.angles, angles).max() < 5.0
+
+
+def test_gallery_from_volume_matches():
+    from xmipp_qc.core.simulate import phantom_volume
+
+    blobs = phantom_blobs(48, seed=5)
+    gallery = Gallery.build(phantom_volume(48, seed=5), angular_step=10.0)
+    angles = np.array([[30.0, 60.0, 45.0], [170.0, 120.0, 300.0]])
+    images = project_blobs(blobs, angles, np.array([[1.5, -2.0], [0.0, 3.0]]), box=48)
+    res = match_images(images, gallery)
+    assert rotation_error(res.angles, angles).max() < 10.0
+    assert np.abs(res.shifts - [[1.5, -2.0], [0.0, 3.0]]).max() < 0.5
+
+
+def test_bad_input_raises(c1_setup):
+    _, gallery = c1_setup
+    with pytest.raises(ValueError, match="shape"):
+        match_images(np.zeros((2, 32, 32)), gallery)
+    with pytest.raises(ValueError, match="max_shift_px"):
+        match_images(np.zeros((1, 64, 64)), gallery, max_shift_px=40)
+    with pytest.raises(ValueError, match="finite"):
+        match_images(np.full((1, 64, 64), np.nan), gallery)
+    with pytest.raises(ValueError, match="ctf"):
+        match_images(np.zeros((2, 64, 64)), gallery, ctf=np.ones((3, 64, 33)))
+    with pytest.raises(ValueError, match="angular_step"):
+        Gallery.build(BlobProjector(phantom_blobs(32), 32), angular_step=0)
