@@ -151,3 +151,24 @@ def test_bad_input_is_reported(tmp_path, dataset, capsys):
     code = main(["compare-reprojections", "--images", str(root / "missing.star"), "--volume",
                  str(root / "true.mrc"), "--out", str(tmp_path / "o")])
     assert code == 2 and "missing.star" in capsys.readouterr().err
+
+
+def test_relion_projections_end_to_end(tmp_path):
+    """RELION's own projections (70S, box 65, 5 Å/px): the command keeps their alignment."""
+    from pathlib import Path
+
+    ribo = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "relion-projections-70S"
+    star = ribo / "rln_proj_65_shifted.star"
+    if not star.exists():
+        pytest.skip(f"RELION reference data not found at {ribo}")
+    out = tmp_path / "ribo"
+    assert main(["compare-reprojections", "--images", str(star), "--volume",
+                 str(ribo / "clean70SRibosome_vol_65p.mrc"), "--out", str(out),
+                 "--pixel-size", "5", "--volume-pixel-size", "5", "--relion-project"]) == 0
+    src, q = read_particles(str(star), pixel_size_a=5.0), read_particles(
+        str(out / "vol1_particles.star"), pixel_size_a=5.0)
+    assert q.block.numbers("xmippQcCost").min() >= 0.999
+    np.testing.assert_allclose(q.block.numbers("rlnOriginX"), src.block.numbers("rlnOriginX"),
+                               atol=0.05)  # written back with RELION's sign and odd-box rule
+    cos = (np.einsum("nij,nij->n", euler_to_matrix(q.angles), euler_to_matrix(src.angles)) - 1) / 2
+    assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 0.2
