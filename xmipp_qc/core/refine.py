@@ -249,7 +249,8 @@ class LocalRefiner:
         n = len(mats)
         rots = Rotation.from_rotvec(np.eye(3) * self.step).as_matrix()  # (3, 3, 3)
         moved = np.einsum("aij,njk->anik", rots, mats).reshape(-1, 3, 3)
-        d = (self._spectra(moved, ctf).reshape(3, n, -1) - fp) / self.step
+        ctf3 = np.concatenate([ctf] * 3) if ctf is not None and ctf.ndim == 3 else ctf
+        d = (self._spectra(moved, ctf3).reshape(3, n, -1) - fp) / self.step
         b = np.concatenate([fp[:, None], np.transpose(d, (1, 0, 2))], axis=1)  # (n, 4, S)
         bw = (b * self._w).conj()
         a_mat = np.matmul(bw, np.transpose(b, (0, 2, 1))).real
