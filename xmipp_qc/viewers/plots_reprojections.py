@@ -27,6 +27,7 @@ __all__ = [
     "plot_outlier_histogram",
     "plot_ranking",
     "plot_report",
+    "plot_score_histograms",
     "plot_worst_images",
     "worst_indices",
 ]
@@ -197,4 +198,38 @@ def plot_ranking(table: Mapping[str, Any]) -> Figure:
                      f"{table['ci_high']:.3g}, {table['n_images']} images)", fontsize="small")
     else:
         ax.set_title(f"one map, {table['n_images']} images", fontsize="small")
+    return fig
+
+
+def plot_score_histograms(scores: Mapping[str, ArrayLike], threshold: float, *,
+                          is_outlier: Optional[ArrayLike] = None,
+                          names: Optional[Sequence[str]] = None, bins: int = 40) -> Figure:
+    """One histogram per score, flagged images stacked in red, with the flag threshold.
+
+    Parameters
+    ----------
+    scores : mapping of str to array_like of shape (n,)
+        Per-image scores of :func:`xmipp_qc.core.pipeline.finalize`; robust
+        z-scores such as ``outlierScore`` and ``zScoreResCov`` share the scale
+        of ``threshold``.
+    threshold : float
+        Flag threshold on ``outlierScore`` (drawn on every panel for reference).
+    is_outlier : array_like of bool, shape (n,), optional
+        Flags; default ``scores["outlierScore"] > threshold``.
+    names : sequence of str, optional
+        Scores to draw, in order (default: every key of ``scores``).
+    bins : int
+        Bins per histogram.
+    """
+    names = list(scores) if names is None else [k for k in names if k in scores]
+    if not names:
+        raise ValueError("no scores to draw")
+    if is_outlier is None and "outlierScore" in scores:
+        is_outlier = np.asarray(scores["outlierScore"], dtype=np.float64) > threshold
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.0 * cols, 3.0 * rows), layout="constrained")
+    for i, name in enumerate(names):
+        draw_outlier_histogram(fig.add_subplot(rows, cols, i + 1), scores[name], threshold,
+                               is_outlier=is_outlier, bins=bins, label=name)
     return fig
