@@ -172,3 +172,59 @@ def test_relion_projections_end_to_end(tmp_path):
                                atol=0.05)  # written back with RELION's sign and odd-box rule
     cos = (np.einsum("nij,nij->n", euler_to_matrix(q.angles), euler_to_matrix(src.angles)) - 1) / 2
     assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 0.2
+
+
+def test_no_assignment_matches_angles(tmp_path):
+    pytest.importorskip("xmipp_qc.core.sampling", reason="matching gallery needs core.sampling")
+    blobs = sim.phantom_blobs(32, seed=5)
+    ps = sim.simulate_particles(blobs, 30, box=32, snr=5.0, pixel_size_a=PX, max_shift_px=1.0,
+                                seed=6)
+    write_stack(str(tmp_path / "stack.mrcs"), ps.images, PX)
+    write_volume(str(tmp_path / "map.mrc"), sim.blobs_volume(blobs, 32), PX)
+    _write_star(tmp_path / "p.star", ps, ctf=False, box=32)
+    out = tmp_path / "m"
+    assert main(["compare-reprojections", "--images", str(tmp_path / "p.star"), "--volume",
+                 str(tmp_path / "map.mrc"), "--out", str(out), "--no-assignment",
+                 "--angular-sampling", "10"]) == 0
+    q = read_particles(str(out / "vol1_particles.star"))
+    assert q.block.text("xmippQcMatched") == ["1"] * 30
+    cos = (np.einsum("nij,nij->n", euler_to_matrix(q.angles), euler_to_matrix(ps.true_angles))
+           - 1) / 2
+    assert np.median(np.degrees(np.arccos(np.clip(cos, -1, 1)))) < 3.0
+    assert np.median(np.hypot(*(q.shifts - ps.true_shifts).T)) < 0.5
+
+
+@pytest.mark.parametrize("downsample, coarse_map, work_box, work_px",
+                         [(True, False, 32, 3.0), (False, True, 32, 3.0), (False, False, 64, 1.5)])
+def test_images_are_brought_to_the_working_sampling(tmp_path, downsample, coarse_map, work_box,
+                                                    work_px):
+    pytest.importorskip("xmipp_qc.core.resample", reason="Fourier cropping needs core.resample")
+    box, px = 64, 1.5
+    blobs = sim.phantom_blobs(box, seed=21)
+    ps = sim.simulate_particles(blobs, 60, box=box, snr=1.0, pixel_size_a=px, max_shift_px=3.0,
+                                seed=22)
+    write_stack(str(tmp_path / "stack.mrcs"), ps.images, px)
+    write_volume(str(tmp_path / "true.mrc"), sim.blobs_volume(blobs, box), px)
+    if coarse_map:  # the same (mirrored) map sampled at 3 Å/px
+        half = sim.Blobs(blobs.centers / 2, blobs.sigmas / 2, blobs.amplitudes)
+        write_volume(str(tmp_path / "mirror.mrc"), sim.blobs_volume(half.mirrored(), 32), 3.0)
+    else:
+        write_volume(str(tmp_path / "mirror.mrc"), sim.blobs_volume(blobs.mirrored(), box), px)
+    lines = ["data_particles", "loop_", "_rlnImageName #1", "_rlnAngleRot #2",
+             "_rlnAngleTilt #3", "_rlnAnglePsi #4", "_rlnOriginX #5", "_rlnOriginY #6",
+             "_rlnImagePixelSize #7"]
+    for i, (a, s) in enumerate(zip(ps.angles, ps.shifts)):
+        lines.append(f"{i + 1}@stack.mrcs {a[0]} {a[1]} {a[2]} {s[0]} {s[1]} {px}")
+    (tmp_path / "p.star").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o"
+    extra = [] if downsample else ["--no-downsample"]
+    assert main(["compare-reprojections", "--images", str(tmp_path / "p.star"), "--volume",
+                 str(tmp_path / "mirror.mrc"), "--volume", str(tmp_path / "true.mrc"), "--out",
+                 str(out)] + extra) == 0
+    report = json.loads((out / "ranking.json").read_text())
+    # at least 3 Å/px with downsampling, else the coarser input
+    assert report["working_box"] == work_box and report["working_pixel_a"] == pytest.approx(work_px)
+    assert report["ranking"]["best"] == "vol2"
+    q = read_particles(str(out / "vol2_particles.star"))
+    assert np.median(np.hypot(*(q.shifts - ps.true_shifts).T)) < 0.5  # input px
+    assert np.median(q.block.numbers("xmippQcCost")) > 0.5
