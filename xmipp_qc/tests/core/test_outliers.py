@@ -104,3 +104,97 @@ def test_set_statistics_needs_three_valid_images():
     img[1:] = np.nan
     with pytest.raises(ValueError, match="at least 3 valid"):
         set_statistics(summarize_chunk(img, proj))
+
+
+# --- accuracy bars on simulated particles (box 64, 500 images, 4% of each kind) ---------
+
+_BOX, _N = 64, 500
+_SIGNS = {  # orientation of each individual score for its AUC: +1 when high means outlier
+    "cost": -1, "corrIdx": -1, "corrMask": -1, "corrWeight": -1, "imedValue": +1,
+    "grayA": -1, "resStd": +1, "zScoreResMean": +1, "zScoreResVar": +1, "zScoreResCov": +1,
+    "zScoreGray": -1, "zScoreGrayInit": -1, "corrInit": -1, "corrGain": +1,
+    "angleChange": +1, "shiftChange": +1, "outlierScore": +1,
+}
+
+
+def _scored_set(snr: float):
+    from xmipp_qc.core.projection import FourierProjector
+    from xmipp_qc.core.refine import LocalRefiner
+    from xmipp_qc.core.similarity import masked_correlation
+    from xmipp_qc.core.simulate import (
+        OUTLIER_KINDS,
+        blobs_volume,
+        phantom_blobs,
+        simulate_particles,
+    )
+
+    blobs = phantom_blobs(_BOX, seed=0)
+    vol = blobs_volume(blobs, _BOX)
+    ps = simulate_particles(blobs, _N, box=_BOX, snr=snr, max_shift_px=2.0,
+                            outlier_fraction=0.04, seed=3)
+    assert sorted(set(ps.kinds) - {""}) == sorted(OUTLIER_KINDS)
+    refiner = LocalRefiner(vol)
+    parts = []
+    for s in range(0, _N, 250):  # two passes: chunk summaries, then set statistics
+        sl = slice(s, s + 250)
+        res = refiner.refine(ps.images[sl], ps.angles[sl], ps.shifts[sl])
+        parts.append(summarize_chunk(ps.images[sl], res.projections, extra=res.scores()))
+    summary = ChunkSummary.concatenate(parts)
+    st = set_statistics(summary)
+    scores = {**summary.scores, **st.scores}
+    given = FourierProjector(vol).project(ps.angles, shifts=ps.shifts)
+    scores["plainCorrGiven"] = masked_correlation(ps.images, given)
+    return ps.kinds, scores, st
+
+
+def _auc_table(kinds, scores, title):
+    from xmipp_qc.core.simulate import OUTLIER_KINDS
+
+    good = kinds == ""
+    table = {}
+    head = " ".join(f"{k[:11]:>11s}" for k in OUTLIER_KINDS)
+    print(f"\n{title}\n{'score':16s} {'all':>6s} {head}")
+    for name, v in scores.items():
+        sign = _SIGNS.get(name, -1)
+        row = [roc_auc(sign * v, ~good)]
+        for k in OUTLIER_KINDS:
+            sel = good | (kinds == k)
+            row.append(roc_auc(sign * v[sel], kinds[sel] == k))
+        table[name] = row
+        print(f"{name:16s} " + " ".join(f"{a:6.3f}".rjust(6 if i == 0 else 11)
+                                         for i, a in enumerate(row)))
+    return table
+
+
+def _shown(scores):
+    return {k: v for k, v in scores.items() if k in _SIGNS or k.startswith("plain")}
+
+
+@pytest.fixture(scope="module")
+def snr_05():
+    return _scored_set(0.5)
+
+
+@pytest.fixture(scope="module")
+def snr_005():
+    return _scored_set(0.05)
+
+
+def test_outlier_auc_class_average_snr(snr_05):
+    kinds, scores, st = snr_05
+    table = _auc_table(kinds, _shown(scores), "ROC AUC, SNR 0.5 (class-average-like), box 64")
+    assert table["outlierScore"][0] >= 0.98
+    assert min(table["outlierScore"][1:]) >= 0.95
+    good = kinds == ""
+    assert st.is_outlier[good].mean() <= 0.02  # default threshold: few false flags
+
+
+def test_outlier_auc_particle_snr(snr_005):
+    kinds, scores, st = snr_005
+    table = _auc_table(kinds, _shown(scores), "ROC AUC, SNR 0.05 (particle-like), box 64")
+    combined = table["outlierScore"][0]
+    assert combined >= 0.95
+    assert combined > table["cost"][0] and combined > table["plainCorrGiven"][0]
+    good = kinds == ""
+    assert st.is_outlier[good].mean() <= 0.02
+    assert st.is_outlier[~good].mean() >= 0.3
