@@ -34,11 +34,8 @@ NAME = "compare-reprojections"
 HELP = ("Score how well 3D maps explain a particle STAR file: residuals, outlier "
         "flags, ranking of the maps.")
 
-_SCORE_COLUMNS = ("cost", "corrIdx", "corrMask", "corrWeight", "imedValue", "grayA", "grayB",
-                  "resMean", "resStd", "zScoreResMean", "zScoreResVar", "zResMean", "zResStd",
-                  "resCovDivergence", "zScoreResCov", "zScoreGray", "outlierScore", "isOutlier",
-                  "reason", "matched", "match_corr", "match_margin", "angleChange",
-                  "shiftChange", "corrInitial", "corrFinal")
+#: finalize() keys that are not written as xmippQc* columns (the alignment goes to rln*).
+_NOT_COLUMNS = ("ids", "angles", "shifts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -231,7 +228,7 @@ def _write_star(particles, final: dict, grid: _Grid, prefix: str, out: str) -> s
         angles = angles.copy()
         angles[failed] = 0.0 if particles.angles is None else particles.angles[failed]
         shifts[failed] = particles.shifts[failed]
-    cols = {_label(k): final[k] for k in _SCORE_COLUMNS if k in final}
+    cols = {_label(k): v for k, v in final.items() if k not in _NOT_COLUMNS}
     slots = np.arange(1, particles.n + 1)
     for label, stack in (("ImageRef", "reprojections"), ("ImageResidual", "residuals"),
                          ("ImageAligned", "aligned")):

@@ -203,9 +203,9 @@ class ChunkResult:
     match_corr, match_margin : ndarray, shape (n,)
         Matching correlation and margin; NaN where not matched.
     summary : ChunkSummary
-        Per-image scores, residual covariances and failure reasons; the
-        refinement's ``angleChange`` (deg), ``shiftChange`` (px),
-        ``corrInitial`` and ``corrFinal`` are among its scores when refined.
+        Per-image scores, residual covariances and failure reasons; with
+        refinement, :meth:`xmipp_qc.core.refine.RefineResult.scores` are among
+        its scores (``angleChange`` in degrees, ``shiftChange`` in px, ...).
     reprojections, residuals, aligned : ndarray of float32, shape (n, N, N) or None
         Images in the aligned frame (module docstring).
     """
@@ -358,14 +358,15 @@ def _match(model: MapModel, x: NDArray, ok: NDArray, ctf) -> tuple:
 
 def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArray,
                ctf) -> tuple[NDArray, NDArray, NDArray, dict]:
-    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra scores."""
+    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra scores.
+
+    The extra scores are :meth:`xmipp_qc.core.refine.RefineResult.scores`
+    (NaN for images that were not refined), which the outlier score uses.
+    """
     n = len(x)
     extra: dict[str, NDArray] = {}
     good = ok & np.isfinite(ang).all(axis=1) & np.isfinite(sh).all(axis=1)
     proj = np.zeros_like(x)
-    if model.options.refine:
-        for k in ("angleChange", "shiftChange", "corrInitial", "corrFinal"):
-            extra[k] = np.full(n, np.nan)
     if not good.any():
         return ang, sh, proj, extra
     c = None if ctf is None else ctf[good]
@@ -373,8 +374,8 @@ def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArr
         r = model.refiner.refine(x[good], ang[good], sh[good], ctf=c, gray=False,
                                  mask_radius=model.options.mask_radius)
         ang[good], sh[good], proj[good] = r.angles, r.shifts, r.projections
-        for k, v in (("angleChange", r.angle_change_deg), ("shiftChange", r.shift_change_px),
-                     ("corrInitial", r.corr_initial), ("corrFinal", r.corr_final)):
+        for k, v in r.scores().items():
+            extra[k] = np.full(n, np.nan)
             extra[k][good] = v
     else:
         proj[good] = model.projector.project(ang[good], shifts=sh[good], ctf=c)
@@ -473,6 +474,17 @@ def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray, ctf) 
                        aligned)
 
 
+def _same_scores(parts: list[ChunkSummary]) -> list[ChunkSummary]:
+    """Give every chunk the same score names (NaN where a chunk lacks one).
+
+    A chunk whose images all failed has no refinement scores.
+    """
+    names = list(dict.fromkeys(k for p in parts for k in p.scores))
+    return [p if list(p.scores) == names else
+            ChunkSummary({k: p.scores.get(k, np.full(p.n, np.nan)) for k in names},
+                         p.covariances, p.reasons) for p in parts]
+
+
 def finalize(results: Sequence[ChunkResult], **set_options: Any) -> dict[str, NDArray]:
     """Set statistics of all chunks of one map, from their summaries alone.
 
@@ -499,7 +511,7 @@ def finalize(results: Sequence[ChunkResult], **set_options: Any) -> dict[str, ND
         raise ValueError("finalize needs at least one chunk result")
     from xmipp_qc.core.outliers import set_statistics
 
-    summary = ChunkSummary.concatenate([r.summary for r in results])
+    summary = ChunkSummary.concatenate(_same_scores([r.summary for r in results]))
     stats = set_statistics(summary, **set_options)
     out: dict[str, NDArray] = {k: np.concatenate([getattr(r, k) for r in results])
                                for k in ChunkResult._ARRAYS}
