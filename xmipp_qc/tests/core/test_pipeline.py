@@ -151,6 +151,13 @@ def test_failed_images_flagged_not_dropped_nor_counted():
     np.testing.assert_allclose(finalize([r_ok])["outlierScore"], f["outlierScore"][keep],
                                atol=1e-9)
     assert np.isfinite(r.reprojections).all() and np.isfinite(r.residuals).all()
+    # a chunk whose images all failed has no refinement scores: finalize still joins it
+    r_bad = process_chunk(model, imgs[bad], ids=bad, angles=ps.angles[bad],
+                          shifts=ps.shifts[bad])
+    assert "angleChange" not in r_bad.summary.scores
+    joined = finalize([r_ok, r_bad])
+    assert np.isnan(joined["angleChange"][-3:]).all() and joined["isOutlier"][-3:].all()
+    np.testing.assert_allclose(joined["outlierScore"][:-3], f["outlierScore"][keep], atol=1e-9)
 
 
 def test_chunking_does_not_change_results_and_save_load(tmp_path):
