@@ -1,5 +1,6 @@
 """Viewers of xmipp_qc; Scipion discovers the classes re-exported here."""
 
+from .viewer_compare_reprojections import XmippQcCompareReprojectionsViewer
 from .viewer_movie_alignment_consensus import XmippQcConsensusMovieAlignmentViewer
 
-__all__: list = ["XmippQcConsensusMovieAlignmentViewer"]
+__all__: list = ["XmippQcCompareReprojectionsViewer", "XmippQcConsensusMovieAlignmentViewer"]

@@ -1,0 +1,101 @@
+"""Headless tests of the compare-reprojections viewer: tables, figures, subsets."""
+
+import time
+
+import numpy as np
+import pytest
+from pyworkflow import Config
+
+Config.setDomain("pwem")
+
+from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+
+from xmipp_qc.core.outliers import OUTLIER_THRESHOLD  # noqa: E402
+from xmipp_qc.protocols import (  # noqa: E402
+    XmippQcProtCompareReprojections,
+    XmippQcProtSyntheticParticles,
+)
+from xmipp_qc.protocols.protocol_compare_reprojections import readScores  # noqa: E402
+from xmipp_qc.viewers import plots_reprojections as plots  # noqa: E402
+from xmipp_qc.viewers.viewer_compare_reprojections import (  # noqa: E402
+    HISTOGRAM_SCORES,
+    KEEP_INLIERS,
+    KEEP_OUTLIERS,
+    XmippQcCompareReprojectionsViewer,
+)
+
+pytestmark = pytest.mark.scipion
+
+
+def test_score_histograms_count_flagged_per_panel():
+    rng = np.random.default_rng(0)
+    scores = {"outlierScore": np.r_[rng.normal(size=50), [9.0, 8.0, np.nan]],
+              "cost": np.r_[rng.uniform(0.5, 0.9, 50), [0.1, 0.2, np.nan]]}
+    fig = plots.plot_score_histograms(scores, 3.5, names=["outlierScore", "cost", "absent"])
+    axes = fig.get_axes()
+    assert len(axes) == 2
+    assert axes[0].get_title() == "2 of 53 images above the threshold, 1 failed"
+    assert axes[1].get_xlabel() == "cost"
+    with pytest.raises(ValueError, match="no scores"):
+        plots.plot_score_histograms(scores, 3.5, names=["absent"])
+
+
+class TestCompareReprojectionsViewer(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.syn = cls.newProtocol(XmippQcProtSyntheticParticles, nImages=60, boxSize=32,
+                                  outlierFraction=0.05, outlierKinds="junk,wrong_conformation",
+                                  decoys="other", seed=11)
+        cls.launchProtocol(cls.syn)
+        cls.prot = cls.newProtocol(XmippQcProtCompareReprojections,
+                                   inputSet2D=cls.syn.outputParticles,
+                                   inputSet3D=cls.syn.outputVolumes, extractOption=1,
+                                   doEvaluateResiduals=True, chunkSize=30)
+        cls.launchProtocol(cls.prot)
+
+    def viewer(self):
+        v = XmippQcCompareReprojectionsViewer(project=self.proj, protocol=self.prot)
+        v.setProtocol(self.prot)
+        return v
+
+    def test_table_sorted_worst_first_with_image_columns(self):
+        v = self.viewer()
+        self.assertEqual(v.volumeIndex.get(), 0)
+        view, = v._getVisualizeDict()["displayTable"]("displayTable")
+        params = view.getShowJParams()
+        self.assertIn("--sortby _qc_outlierScore desc", params)
+        self.assertIn("_xmipp_imageRef._filename", params)
+
+    def test_figures_are_drawn_from_saved_scores(self):
+        v = self.viewer()
+        plotter, = v._getVisualizeDict()["displayHistograms"]("displayHistograms")
+        axes = plotter.getFigure().get_axes()
+        self.assertEqual(len(axes), len(HISTOGRAM_SCORES))
+        scores = readScores(self.prot._getExtraPath(), 1)
+        n = int((scores["outlierScore"] > OUTLIER_THRESHOLD).sum())
+        self.assertTrue(axes[0].get_title().startswith(f"{n} of 60 images"))
+        ranking, = v._getVisualizeDict()["displayRanking"]("displayRanking")
+        bars = ranking.getFigure().get_axes()[0].patches
+        self.assertEqual(len(bars), 2)
+        self.assertGreater(bars[0].get_height(), bars[1].get_height())
+
+    def _subsetIds(self, keep):
+        subset = self.viewer().launchSubset(keep)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            self.proj._updateProtocol(subset)
+            if subset.isFinished() or subset.isFailed():
+                break
+            time.sleep(0.5)
+        self.assertTrue(subset.isFinished(), subset.getErrorMessage())
+        out = next(iter(subset.iterOutputAttributes()))[1]
+        return sorted(out.getIdSet())
+
+    def test_subsets_of_kept_and_flagged_images(self):
+        out = self.prot.reprojections_vol1
+        flagged = sorted(i.getObjId() for i in out if i._qc_isOutlier.get())
+        kept = sorted(set(range(1, 61)) - set(flagged))
+        self.assertTrue(0 < len(flagged) < 20, flagged)
+        self.assertEqual(self._subsetIds(KEEP_INLIERS), kept)
+        self.assertEqual(self._subsetIds(KEEP_OUTLIERS), flagged)
