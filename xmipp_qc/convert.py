@@ -71,8 +71,9 @@ def shiftPixelSize(movieSet):
 
     ProtAlignMovies subclasses report shifts in px of the movies they put in
     their output set, whose sampling rate already includes their binning.
+    0.0 when the set has no sampling rate.
     """
-    return float(movieSet.getSamplingRate())
+    return float(movieSet.getSamplingRate() or 0.0)
 
 
 def relativeBinning(refMovies, secMovies):

@@ -40,6 +40,7 @@ import glob
 import json
 import os
 import sqlite3
+import time
 from collections import Counter
 
 import numpy as np
@@ -71,6 +72,7 @@ SQLITE = {OUT_MOVIES: "movies.sqlite", OUT_MICS: "micrographs.sqlite",
 MISSING_DISCARD, MISSING_ACCEPT = 0, 1
 DECISIONS_DIR = "decisions"
 _ID_CHUNK = 500
+_BATCH_MAX = 250  # movies per decision file and output update
 
 
 def readDecisionRecords(extraPath):
@@ -113,6 +115,7 @@ class _Book:
         self.seen = {"ref": set(), "sec": set(), "mic": set()}
         self.closed = {"ref": False, "sec": False, "mic": True}
         self.refPending = {}  # id -> reference Movie, not decided yet
+        self.ready = set()  # ids in refPending whose secondary is known (or missing for good)
         self.secShifts = {}  # id -> (frames, shifts) of the secondary, not decided yet
         self.decided = set()
         self.inMovieOutput = set()
@@ -199,11 +202,18 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
         if book.finished:
             return
         self._readNewInputs(book)
-        batch = self._decideBatch(book)
-        if batch:
-            self._saveBatch(book, [record for _, record in batch])
-        self._appendOutputs(book, book.toOutput + batch)
-        book.toOutput = []
+        while True:  # chunks, so that outputs grow during a large backlog too
+            start = time.perf_counter()
+            batch = self._decideBatch(book)
+            if batch:
+                self._saveBatch(book, [record for _, record in batch])
+            self._appendOutputs(book, book.toOutput + batch)
+            book.toOutput = []
+            if batch:
+                self.info(f"Consensus check: {len(batch)} movies decided in "
+                          f"{time.perf_counter() - start:.3f} s ({len(book.decided)} in total)")
+            if len(batch) < _BATCH_MAX:
+                break
         if self._isComplete(book):
             self._closeOutputs(book)
 
@@ -234,7 +244,7 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
         ref, sec = self.inputMovies1.get(), self.inputMovies2.get()
         dose, preExposure = movieDoseInfo(ref)
         self._compareKwargs = {
-            "binning": relativeBinning(ref, sec), "pixel_size_a": shiftPixelSize(ref),
+            "binning": relativeBinning(ref, sec), "pixel_size_a": shiftPixelSize(ref) or None,
             "dose_per_frame": dose, "pre_exposure": preExposure,
             "early_dose": self.earlyDose.get(), "params": self._consensusParams()}
         self._inputFiles = {"ref": ref.getFileName(), "sec": sec.getFileName(),
@@ -271,12 +281,16 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
             movieId = movie.getObjId()
             if movieId not in book.decided:
                 book.refPending[movieId] = movie
+                if movieId in book.secShifts:
+                    book.ready.add(movieId)
             elif movieId not in book.inMovieOutput:
                 book.toOutput.append((movie, book.records[movieId]))
         secItems, book.closed["sec"] = self._fetchNew(book, "sec", emobj.SetOfMovies)
         for movie in secItems:
             if movie.getObjId() not in book.decided:
                 book.secShifts[movie.getObjId()] = movieAlignmentToArrays(movie)
+                if movie.getObjId() in book.refPending:
+                    book.ready.add(movie.getObjId())
         if self._inputFiles["mic"]:
             mics, book.closed["mic"] = self._fetchNew(book, "mic", emobj.SetOfMicrographs)
             for mic in mics:
@@ -284,11 +298,11 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
 
     def _decideBatch(self, book):
         """Compare every movie with both alignments; missing ones once the secondary closed."""
-        ready = [i for i in book.refPending if i in book.secShifts]
-        if book.closed["sec"]:
-            ready += [i for i in book.refPending if i not in book.secShifts]
+        if book.closed["sec"] and len(book.ready) < len(book.refPending):
+            book.ready.update(book.refPending)  # the rest will never get a secondary
         batch = []
-        for movieId in sorted(ready):
+        for movieId in sorted(book.ready)[:_BATCH_MAX]:
+            book.ready.discard(movieId)
             movie = book.refPending.pop(movieId)
             record = self._decide(movie, book.secShifts.pop(movieId, None))
             batch.append((movie, record))

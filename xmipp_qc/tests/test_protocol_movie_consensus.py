@@ -38,13 +38,13 @@ pytestmark = pytest.mark.scipion
 N_FRAMES = 16
 
 
-def expectedDecision(kind, movieId, seed, binning=1.0, first=1):
+def expectedDecision(kind, movieId, seed, binning=1.0, first=1, firstRef=1):
     pair = simulate_trajectory_pair(kind, n_frames=N_FRAMES, binning=binning,
                                     seed=np.random.default_rng([seed, movieId]))
-    keep = pair.frames_sec >= first
-    return compare_trajectories(pair.frames_ref, pair.ref, pair.frames_sec[keep],
-                                pair.sec[keep], binning=binning, pixel_size_a=1.0,
-                                dose_per_frame=1.0, params=ConsensusParams())
+    keep, keepRef = pair.frames_sec >= first, pair.frames_ref >= firstRef
+    return compare_trajectories(pair.frames_ref[keepRef], pair.ref[keepRef],
+                                pair.frames_sec[keep], pair.sec[keep], binning=binning,
+                                pixel_size_a=1.0, dose_per_frame=1.0, params=ConsensusParams())
 
 
 class TestMovieConsensus(BaseTest):
@@ -108,6 +108,7 @@ class TestMovieConsensus(BaseTest):
     def test_unequal_frames_binning_missing_and_flat(self):
         kinds = "agree,agree,flat,agree"
         ref, sec = self._pair(nMovies=4, kinds=kinds, seed=5, binning=2.0,
+                              refKw={"alignFrame0": 2},
                               secKw={"alignFrame0": 4, "dropMovies": "2"})
         self.launchProtocol(ref)
         self.launchProtocol(sec)
@@ -116,17 +117,19 @@ class TestMovieConsensus(BaseTest):
         got = self._decisions(prot)
         self.assertEqual(sorted(got), [1, 2, 3, 4])
         self.assertEqual(got[2][:2], (False, "missing"))
-        flat = expectedDecision("flat", 3, seed=5, binning=2.0, first=4)
+        flat = expectedDecision("flat", 3, seed=5, binning=2.0, first=4, firstRef=2)
         self.assertFalse(flat.accepted)
         self.assertEqual(got[3][:2], (False, flat.reason))
         for movieId in (1, 4):
-            want = expectedDecision("agree", movieId, seed=5, binning=2.0, first=4)
+            want = expectedDecision("agree", movieId, seed=5, binning=2.0, first=4, firstRef=2)
             self.assertTrue(want.accepted)
             self.assertEqual(got[movieId][:2], (True, "accepted"))
             movie = got[movieId][2]
             self.assertEqual(movie._alignment_n_frames.get(), N_FRAMES - 3)
             self.assertAlmostEqual(movie._alignment_rmse_error.get(), want.rmse_px, places=6)
-            self.assertEqual(movie.getAlignment().getRange(), (1, N_FRAMES))
+            self.assertEqual(movie.getAlignment().getRange(), (2, N_FRAMES), "reference kept")
+            self.assertEqual(list(movie.getAlignment().getRoi()), [0, 0, 0, 0])
+            self.assertEqual(len(movie.getAlignment().getShifts()[0]), N_FRAMES - 1)
         counts = Counter(reason for _, reason, _ in got.values())
         summary = prot.summary()[0]
         self.assertIn(f"missing {counts['missing']}", summary)
@@ -143,20 +146,30 @@ class TestMovieConsensus(BaseTest):
         self.assertEqual(prot.outputMoviesDiscarded.getSize(), 0)
 
     def test_streaming_outputs_grow_before_input_closes(self):
+        """Both inputs stream (the secondary faster); pointers as the GUI makes them."""
         ref, sec = self._pair(nMovies=6, seed=11, kinds="agree,scaled",
-                              refKw={"interval": 3.0, "moviesPerInterval": 1})
-        self.launchProtocol(sec)
-        self.proj.launchProtocol(ref, wait=False)
-        self._waitOutput(ref, "outputMovies", sleepTime=1)
-        prot = self._consensus(ref, sec)
+                              refKw={"interval": 3.0, "moviesPerInterval": 1,
+                                     "withMicrographs": True},
+                              secKw={"interval": 2.0, "moviesPerInterval": 2})
+        for src in (sec, ref):
+            self.proj.launchProtocol(src, wait=False)
+            self._waitOutput(src, "outputMovies", sleepTime=1)
+        prot = self.newProtocol(XmippQcProtConsensusMovieAlignment)
+        prot.inputMovies1.set(ref)
+        prot.inputMovies1.setExtended("outputMovies")
+        prot.inputMovies2.set(sec)
+        prot.inputMovies2.setExtended("outputMovies")
         self.proj.launchProtocol(prot, wait=False)
         seenWhileOpen = self._pollUntilFinished(prot, ref)
         self.assertGreater(seenWhileOpen, 0, "no output before the input closed")
         got = self._decisions(prot)
         self.assertEqual(sorted(got), list(range(1, 7)))
         self.assertEqual({i for i, v in got.items() if v[0]}, {1, 3, 5})
-        self.assertTrue(prot.outputMovies.isStreamClosed())
-        self.assertTrue(prot.outputMoviesDiscarded.isStreamClosed())
+        self.assertEqual(set(prot.outputMicrographs.getIdSet()), {1, 3, 5})
+        self.assertEqual(set(prot.outputMicrographsDiscarded.getIdSet()), {2, 4, 6})
+        for name in ("outputMovies", "outputMoviesDiscarded", "outputMicrographs",
+                     "outputMicrographsDiscarded"):
+            self.assertTrue(getattr(prot, name).isStreamClosed(), name)
 
     def _pollUntilFinished(self, prot, source, timeout=90):
         """Largest output size seen while ``source`` was still streaming."""
