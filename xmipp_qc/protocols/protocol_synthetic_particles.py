@@ -74,6 +74,9 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         form.addParam("particlesPerClass", params.IntParam, default=2,
                       label="Particles per 2D class")
         form.addParam("seed", params.IntParam, default=0, label="Random seed")
+        form.addParam("blankImages", params.StringParam, default="",
+                      label="Blank images", help="Comma-separated ids whose image is all "
+                                                 "zeros (images that cannot be scored).")
         form.addSection(label="Maps")
         form.addParam("volBoxSize", params.IntParam, default=0,
                       label="Map box (px)", help="0 = the image box.")
@@ -99,6 +102,8 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             ctf=self.withCtf.get(), outlier_fraction=self.outlierFraction.get(),
             outlier_kinds=tuple(_parseList(self.outlierKinds.get())), seed=self.seed.get())
         stack = self._getExtraPath("images.mrcs")
+        blank = [int(i) - 1 for i in _parseList(self.blankImages.get())]
+        sim.images[blank] = 0.0
         writeStack(stack, sim.images, self.samplingRate.get())
         kind = self.imageKind.get()
         images = (self._makeParticles(sim, stack) if kind == KIND_PARTICLES
