@@ -452,17 +452,18 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
     result = ChunkResult(i, ang, sh, matched, corr, margin, summary)
     if not keep_images:
         return result
-    return _with_images(model, result, x, ok, ctf)
+    return _with_images(model, result, x, ok, proj)
 
 
-def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray, ctf) -> ChunkResult:
-    """Add the aligned-frame images (module docstring) to a chunk result."""
+def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
+                 proj: NDArray) -> ChunkResult:
+    """Add the aligned-frame images (module docstring) to a chunk result.
+
+    ``proj`` is the scored model ``P(r + s)``; ``P(r) = proj(r - s)`` exactly.
+    """
     o = model.options
     good = ok & np.isfinite(r.angles).all(axis=1)
-    centred = np.zeros_like(x)
-    if good.any():
-        centred[good] = model.projector.project(r.angles[good],
-                                                ctf=None if ctf is None else ctf[good])
+    centred = _fourier_shift(proj, r.shifts)
     aligned = _fourier_shift(x, r.shifts)
     a = np.nan_to_num(r.summary.scores["grayA"])[:, None, None]
     b = np.nan_to_num(r.summary.scores["grayB"])[:, None, None]
