@@ -10,6 +10,7 @@ is the true map. Hidden from the GUI: it exists for tests, benchmarks and demos.
 """
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pwem.objects as emobj
@@ -28,6 +29,7 @@ from xmipp_qc.core.simulate import (
 
 KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
 DECOYS = ("mirrored", "other", "deformed")
+BLOCK = 1000  # images simulated at once (bounds the memory of large sets)
 
 
 def _parseList(text):
@@ -96,18 +98,11 @@ class XmippQcProtSyntheticParticles(EMProtocol):
     # --------------------------- STEPS functions -----------------------------
     def createOutputStep(self):
         blobs = phantom_blobs(self.boxSize.get(), seed=self.seed.get())
-        sim = simulate_particles(
-            blobs, self.nImages.get(), box=self.boxSize.get(), snr=self.snr.get(),
-            pixel_size_a=self.samplingRate.get(), max_shift_px=self.maxShift.get(),
-            ctf=self.withCtf.get(), outlier_fraction=self.outlierFraction.get(),
-            outlier_kinds=tuple(_parseList(self.outlierKinds.get())), seed=self.seed.get())
         stack = self._getExtraPath("images.mrcs")
-        blank = [int(i) - 1 for i in _parseList(self.blankImages.get())]
-        sim.images[blank] = 0.0
-        writeStack(stack, sim.images, self.samplingRate.get())
+        sim = self._simulate(blobs, stack)
         kind = self.imageKind.get()
         images = (self._makeParticles(sim, stack) if kind == KIND_PARTICLES
-                  else self._makeAverages(stack, sim.images.shape[0]))
+                  else self._makeAverages(stack, len(sim.kinds)))
         self._defineOutputs(**{"outputParticles" if kind == KIND_PARTICLES
                                else "outputAverages": images})
         if kind == KIND_CLASSES2D:
@@ -121,6 +116,34 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         self._writeTruth(sim, len(volumes))
 
     # --------------------------- UTILS functions -----------------------------
+    def _simulate(self, blobs, stack):
+        """Simulate in blocks of BLOCK images (block b > 0 seeded (seed, b)) into an
+        MRC stack; returns the metadata of all images (images=None)."""
+        import mrcfile
+
+        n, box = self.nImages.get(), self.boxSize.get()
+        blank = [int(i) - 1 for i in _parseList(self.blankImages.get())]
+        parts = []
+        with mrcfile.new_mmap(stack, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
+            for b, start in enumerate(range(0, n, BLOCK)):
+                sim = simulate_particles(
+                    blobs, min(BLOCK, n - start), box=box, snr=self.snr.get(),
+                    pixel_size_a=self.samplingRate.get(), max_shift_px=self.maxShift.get(),
+                    ctf=self.withCtf.get(), outlier_fraction=self.outlierFraction.get(),
+                    outlier_kinds=tuple(_parseList(self.outlierKinds.get())),
+                    seed=self.seed.get() if b == 0 else np.random.default_rng(
+                        [self.seed.get(), b]))
+                mrc.data[start:start + len(sim.kinds)] = sim.images
+                parts.append(replace(sim, images=None))
+            mrc.data[blank] = 0.0
+            mrc.voxel_size = self.samplingRate.get()
+        join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
+                ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+        for k in ("defocus_u", "defocus_v", "defocus_angle"):
+            join[k] = None if parts[0].defocus_u is None else np.concatenate(
+                [getattr(p, k) for p in parts])
+        return replace(parts[0], **join)
+
     def _volPixel(self):
         return self.volSamplingRate.get() or self.samplingRate.get()
 
@@ -141,7 +164,7 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         parts.setHasCTF(sim.defocus_u is not None)
         if self.withAlignment:
             parts.setAlignmentProj()
-        for i in range(len(sim.images)):
+        for i in range(len(sim.kinds)):
             p = emobj.Particle(location=(i + 1, stack))
             p.setObjId(i + 1)
             if self.withAlignment:
@@ -241,7 +264,7 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         return classes
 
     def _writeTruth(self, sim, nMaps):
-        ids = np.arange(1, len(sim.images) + 1)
+        ids = np.arange(1, len(sim.kinds) + 1)
         truth = {
             "outlierIds": ids[sim.is_outlier].tolist(),
             "kinds": {int(i): str(k) for i, k in zip(ids, sim.kinds) if k},
