@@ -254,9 +254,10 @@ def _write_report(final: dict, prefix: str, out: str, title: str, threshold: flo
     return path
 
 
-def _map_summary(k: int, path: str, final: dict, star: str) -> dict:
+def _map_summary(k: int, path: str, final: dict, star: str, pixel: float) -> dict:
     failed = ~np.isin(final["reason"], ["", "outlier score above threshold"])
     return {"key": f"vol{k}", "path": os.path.abspath(path), "star": os.path.basename(star),
+            "pixel_a_after_resampling": pixel,
             "n_images": int(len(final["ids"])), "n_failed": int(failed.sum()),
             "n_outliers": int((final["isOutlier"] & ~failed).sum()),
             "mean_cost": float(np.nanmean(final["cost"]))}
@@ -294,19 +295,24 @@ def _run(args: argparse.Namespace) -> int:
             for w in group.values():
                 w.close(keep=ok)
     finals, summaries = {}, []
-    for k, ((path, _, _), res) in enumerate(zip(maps, results), start=1):
+    for k, ((path, vol, px), res) in enumerate(zip(maps, results), start=1):
         final = _in_row_order(finalize(res, threshold=args.threshold), particles.n)
         star = _write_star(particles, final, grid, f"vol{k}", args.out)
         _write_report(final, f"vol{k}", args.out, os.path.basename(path), args.threshold,
                       args.worst)
         finals[f"vol{k}"] = final
-        summaries.append(_map_summary(k, path, final, star))
+        summaries.append(_map_summary(k, path, final, star,
+                                      grid.exact_pixel(vol.shape[0], px)))
     table = rank(finals, score=args.rank_score)
     if len(maps) > 1:
         from xmipp_qc.viewers.plots_reprojections import plot_ranking
 
         plot_ranking(table).savefig(os.path.join(args.out, "ranking.png"), dpi=90)
+    groups = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())))
     report = {"working_box": grid.box, "working_pixel_a": grid.pixel_a,
+              "image_groups": [{"box": b, "pixel_a": p, "cropped_box": grid.cropped(b, p),
+                                "pixel_a_after_resampling": grid.exact_pixel(b, p)}
+                               for b, p in groups],
               "options": asdict(options), "maps": summaries, "ranking": table}
     with open(os.path.join(args.out, "ranking.json"), "w") as fh:
         json.dump(report, fh, indent=2)
