@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft as sfft
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
@@ -128,7 +129,8 @@ class LocalRefiner:
     search_freq : float
         Band limit of the search in cycles/px, in (0, 0.5].
     n_iter : int
-        Gauss-Newton iterations (each: two band-limited projector calls).
+        Maximum Gauss-Newton iterations (each: two band-limited projector
+        calls on the images still moving by more than 0.01 deg).
     step_deg : float
         Finite-difference step of the out-of-plane derivatives (degrees).
     chunk : int
@@ -140,7 +142,7 @@ class LocalRefiner:
 
     def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
                  max_shift_px: float | None = None, search_freq: float = 0.25,
-                 n_iter: int = 5, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
+                 n_iter: int = 4, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
                  interpolation: str = "linear") -> None:
         vol = np.asarray(volume, dtype=np.float32)
         if not 0 < search_freq <= 0.5:
@@ -156,16 +158,18 @@ class LocalRefiner:
         self.max_angle = np.radians(max_angle_deg)
         self.max_shift = 0.05 * n if max_shift_px is None else float(max_shift_px)
         self.n_iter, self.step, self.chunk = int(n_iter), np.radians(step_deg), int(chunk)
+        self._tol = np.radians(0.01)  # an image stops when its step or trust is below it
         ky = np.fft.fftfreq(n)[:, None] * np.ones((1, n // 2 + 1))
         kx = np.fft.rfftfreq(n)[None, :] * np.ones((n, 1))
         k2 = kx * kx + ky * ky
         self._sel = np.flatnonzero((k2 > 0) & (k2 <= search_freq**2 + 1e-12))
-        self._kx, self._ky = kx.ravel()[self._sel], ky.ravel()[self._sel]
+        self._kx = kx.ravel()[self._sel].astype(np.float32)
+        self._ky = ky.ravel()[self._sel].astype(np.float32)
         w = np.full(kx.shape, 2.0)
         w[:, 0] = 1.0
         if n % 2 == 0:
             w[:, -1] = 1.0
-        self._w = w.ravel()[self._sel]
+        self._w = w.ravel()[self._sel].astype(np.float32)
 
     # --- band-limited spectra -------------------------------------------------
     def _spectra(self, mats: NDArray, ctf: NDArray | None) -> NDArray:
@@ -174,16 +178,18 @@ class LocalRefiner:
         return spec.reshape(len(mats), -1)[:, self._sel]
 
     def _image_spectra(self, images: NDArray) -> NDArray:
-        spec = np.fft.rfft2(np.fft.ifftshift(images, axes=(-2, -1)))
+        spec = sfft.rfft2(np.fft.ifftshift(images.astype(np.float32), axes=(-2, -1)))
         return spec.reshape(len(images), -1)[:, self._sel]
 
     def _dot(self, a: NDArray, b: NDArray) -> NDArray:
         """Real weighted inner product over the band, ``Re sum w conj(a) b``."""
-        return np.einsum("...s,...s->...", self._w * a.conj(), b).real
+        return np.einsum("...s,...s->...", self._w * a.conj(), b).real.astype(np.float64)
 
     def _phase(self, shifts: NDArray) -> NDArray:
         """``exp(2 pi i k.s)`` on the band, shape (n, S)."""
-        return np.exp(2j * np.pi * (self._kx * shifts[:, :1] + self._ky * shifts[:, 1:]))
+        t = (2 * np.pi) * (self._kx * shifts[:, :1] + self._ky * shifts[:, 1:])
+        t = t.astype(np.float32)
+        return np.cos(t) + 1j * np.sin(t)
 
     # --- shift ------------------------------------------------------------------
     def _best_shift(self, fi: NDArray, fp: NDArray, s0: NDArray,
@@ -253,8 +259,8 @@ class LocalRefiner:
         d = (self._spectra(moved, ctf3).reshape(3, n, -1) - fp) / self.step
         b = np.concatenate([fp[:, None], np.transpose(d, (1, 0, 2))], axis=1)  # (n, 4, S)
         bw = (b * self._w).conj()
-        a_mat = np.matmul(bw, np.transpose(b, (0, 2, 1))).real
-        rhs = np.matmul(bw, g[..., None])[..., 0].real
+        a_mat = np.matmul(bw, np.transpose(b, (0, 2, 1))).real.astype(np.float64)
+        rhs = np.matmul(bw, g[..., None])[..., 0].real.astype(np.float64)
         a_mat += 1e-9 * np.trace(a_mat, axis1=1, axis2=2)[:, None, None] * np.eye(4)
         sol = np.linalg.solve(a_mat, rhs[..., None])[..., 0]
         gain = sol[:, 0]
@@ -277,22 +283,28 @@ class LocalRefiner:
         corr0 = self._corr(fi, fp, shifts)
         a0, se0 = self._gray(fi, fp, shifts)
         best_s = self._best_shift(fi, fp, shifts)
-        best_c, best_m, best_fp = self._corr(fi, fp, best_s), m0, fp
+        best_c, best_m, best_fp = self._corr(fi, fp, best_s), m0.copy(), fp.copy()
         trust = np.full(len(fi), max(self.max_angle, self.step))
-        for _ in range(self.n_iter if self.max_angle > 0 else 0):
-            w = self._gn_step(fi, best_fp, best_m, best_s, ctf)
+        active = np.arange(len(fi)) if self.max_angle > 0 else np.arange(0)
+        for _ in range(self.n_iter):
+            if active.size == 0:
+                break
+            act, c_act = active, (ctf[active] if ctf is not None and ctf.ndim == 3 else ctf)
+            w = self._gn_step(fi[act], best_fp[act], best_m[act], best_s[act], c_act)
             norm = np.linalg.norm(w, axis=1)
-            w *= np.minimum(1.0, trust / np.maximum(norm, 1e-12))[:, None]
-            prop_m = self._clamp(Rotation.from_rotvec(w).as_matrix() @ best_m, m0)
-            prop_fp = self._spectra(prop_m, ctf)
-            prop_s = self._best_shift(fi, prop_fp, shifts, start=best_s)
-            prop_c = self._corr(fi, prop_fp, prop_s)
-            ok = prop_c > best_c
-            best_m = np.where(ok[:, None, None], prop_m, best_m)
-            best_fp = np.where(ok[:, None], prop_fp, best_fp)
-            best_s = np.where(ok[:, None], prop_s, best_s)
-            best_c = np.where(ok, prop_c, best_c)
-            trust = np.where(ok, np.minimum(2.0 * trust, self.max_angle), 0.5 * trust)
+            w *= np.minimum(1.0, trust[act] / np.maximum(norm, 1e-12))[:, None]
+            prop_m = self._clamp(Rotation.from_rotvec(w).as_matrix() @ best_m[act], m0[act])
+            prop_fp = self._spectra(prop_m, c_act)
+            prop_s = self._best_shift(fi[act], prop_fp, shifts[act], start=best_s[act])
+            prop_c = self._corr(fi[act], prop_fp, prop_s)
+            ok = prop_c > best_c[act]
+            good = act[ok]
+            best_m[good], best_fp[good], best_s[good], best_c[good] = (
+                prop_m[ok], prop_fp[ok], prop_s[ok], prop_c[ok])
+            trust[act] = np.where(ok, np.minimum(2.0 * trust[act], self.max_angle),
+                                  0.5 * trust[act])
+            done = (ok & (np.minimum(norm, trust[act]) < self._tol)) | (trust[act] < self._tol)
+            active = act[~done]
         return best_m, best_s, np.stack([corr0, best_c, a0, se0], axis=1)
 
     def refine(self, images: ArrayLike, angles: ArrayLike, shifts: ArrayLike | None = None, *,
