@@ -27,7 +27,6 @@ Files (all in ``extra/``, so that "continue" reuses every finished step):
 import json
 import math
 import os
-import re
 import threading
 
 import numpy as np
@@ -46,6 +45,8 @@ from xmipp_qc.convert import (
     xmippToTransform,
 )
 from xmipp_qc.core import pipeline
+from xmipp_qc.core.outliers import OUTLIER_COMPONENTS
+from xmipp_qc.core.symmetry import parse_symmetry
 
 EXTRACT_PARTICLES, EXTRACT_VOLUME, EXTRACT_BOTH = 0, 1, 2
 NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
@@ -61,8 +62,6 @@ QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": 
              "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
              "matchCorr": "match_corr", "matchMargin": "match_margin",
              "angleChange": "angleChange", "shiftChange": "shiftChange"}
-_SYMMETRY = re.compile(r"^(c\d{1,2}|ci|cs|c\d{1,2}[hv]|s\d{1,2}|d\d{1,2}[hv]?|t|td|th|o|oh|"
-                       r"i[1-5]?h?)$", re.IGNORECASE)
 
 
 def outputName(volId):
@@ -92,6 +91,14 @@ def readRanking(extraPath):
         return None
     with open(fn) as fh:
         return json.load(fh)
+
+
+#: Outlier-score components when the angles come from projection matching: the
+#: refinement's gain and move (defaults of xmipp_qc.core.outliers) say little
+#: there, since matching already found the best orientation even for junk, so the
+#: residual-covariance divergence is added (on matched synthetic averages with
+#: junk: ROC AUC 0.44 with the defaults, 1.0 with it).
+MATCHED_COMPONENTS = {**OUTLIER_COMPONENTS, "zScoreResCov": +1}
 
 
 class XmippQcProtCompareReprojections(ProtAnalysis3D):
@@ -242,7 +249,8 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
 
     def evaluateResiduals(self, volId):
         results = [pipeline.ChunkResult.load(fn) for fn in self._chunkFiles(volId)]
-        scores = pipeline.finalize(results)
+        components = MATCHED_COMPONENTS if self._needsMatching() else None
+        scores = pipeline.finalize(results, components=components)
         np.savez(self._volPath(volId, "scores.npz"), **scores)
         self._savePlots(volId, scores)
 
@@ -321,16 +329,19 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
             return block
         from xmipp_qc.core import resample
 
-        return resample.resample_images(block, int(workBox))
+        return np.asarray(resample.fourier_resize(block, int(workBox)), dtype=np.float32)
 
     @staticmethod
     def _volumeToWorking(volume, pixel, workPixel, workBox):
-        """The map at the working sampling, cut or padded to the working box."""
-        if np.isclose(pixel, workPixel, rtol=1e-6) and volume.shape[0] == workBox:
-            return volume
-        from xmipp_qc.core import resample
+        """The map Fourier-resized to the working sampling, then cut or zero-padded
+        about its origin (index N//2) to the working box."""
+        box = volume.shape[0]
+        newBox = int(round(box * pixel / workPixel))
+        if newBox != box:
+            from xmipp_qc.core import resample
 
-        return resample.volume_to_sampling(volume, pixel, workPixel, workBox)
+            volume = np.asarray(resample.fourier_resize(volume, newBox), dtype=np.float32)
+        return _fitBox(volume, int(workBox))
 
     # --------------------------- outputs -------------------------------------
     def _createOutputSet(self, volId, scores):
@@ -529,8 +540,12 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                 and self.extractOption.get() != EXTRACT_VOLUME):
             errors.append("Particles can only be extracted from 3D classes: choose "
                           "'Volume' as what to extract.")
-        if not _SYMMETRY.match(self.symmetryGroup.get() or ""):
-            errors.append(f"Unknown symmetry group '{self.symmetryGroup.get()}'.")
+        try:
+            parse_symmetry(self.symmetryGroup.get() or "")
+        except ValueError:
+            errors.append(f"Unknown symmetry group '{self.symmetryGroup.get()}' (Xmipp names: "
+                          "c1, cn, cnv, cnh, ci, cs, sn, dn, dnv, dnh, t, td, th, o, oh, i1-i4, "
+                          "i1h-i4h).")
         if self.inputSet2D.get() is not None and inp3D is not None:
             errors += self._validateShapes()
         return errors
@@ -593,6 +608,22 @@ def _rankingLines(table):
                  f"{table['ci_low']:.4f} to {table['ci_high']:.4f})"
                  + ("" if table["significant"] else ", not significant"))
     return lines
+
+
+def _fitBox(arr, box):
+    """Cut or zero-pad every axis of ``arr`` to ``box`` keeping index N//2 at box//2."""
+    if all(n == box for n in arr.shape):
+        return arr
+    out = np.zeros((box,) * arr.ndim, dtype=arr.dtype)
+    src, dst = [], []
+    for n in arr.shape:
+        lo = max(0, n // 2 - box // 2)
+        dlo = max(0, box // 2 - n // 2)
+        size = min(n - lo, box - dlo)
+        src.append(slice(lo, lo + size))
+        dst.append(slice(dlo, dlo + size))
+    out[tuple(dst)] = arr[tuple(src)]
+    return out
 
 
 def _float(v):

@@ -1,0 +1,204 @@
+"""Benchmark of the compare-reprojections protocol end to end (issue #6).
+
+Two workloads, each in a headless Scipion project, inputs made by the hidden
+XmippQcProtSyntheticParticles helper (not timed):
+
+* ``particles``: 10,000 particles of box 128 at 1.5 Å/px with their angles
+  (``useAssignment``), downsampled to 3 Å/px (box 64) by Fourier cropping,
+  one map, 2 threads, chunks of 256;
+* ``averages``: 200 class averages of box 64 at 3 Å/px without angles
+  (projection matching, 5° c1 gallery), one map.
+
+Printed: per workload the wall time from launch to finish and the peak RSS of
+the protocol process, then per step kind (convertStep, downSampleStep,
+produceResiduals, evaluateResiduals, createOutputStep) the summed step time
+(from the protocol's own step start/end times, ``prot.loadSteps()``), the
+number of steps, throughput (images/s) and the peak RSS sampled while steps of
+that kind ran. Medians over ``--repeats``. The reference is Xmipp's C++ on this
+machine (D2's measurements): ``xmipp_angular_continuous_assign2`` 1,000
+images of box 64 in 69 s plus ``xmipp_image_residuals`` 20 s (11 images/s),
+and ``xmipp_angular_projection_matching`` 200 images of box 64 in 77 s
+(2.6 images/s); the Xmipp figure of a workload is those rates applied to it
+(10,000 particles: 890 s; 200 averages: 77 + 18 = 95 s).
+
+Usage::
+
+    .venv/bin/python benchmarks/compare_reprojections.py [--workloads particles averages]
+        [--repeats 3] [--particles 10000]
+"""
+
+import argparse
+import importlib.util
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+# The environment must be ready before pyworkflow is imported (xmipp_qc imports it).
+_spec = importlib.util.spec_from_file_location(
+    "_xmipp_qc_headless", Path(__file__).resolve().parents[1] / "xmipp_qc" / "headless.py")
+_headless = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_headless)
+_headless.prepare_environment(tempfile.mkdtemp(prefix="xmipp-qc-bench-"))
+os.environ.setdefault("SCIPION_PYTHON", sys.executable)
+
+import psutil  # noqa: E402
+from pyworkflow import Config  # noqa: E402
+
+Config.setDomain("pwem")
+
+from pyworkflow.project import Manager  # noqa: E402
+
+from xmipp_qc.protocols import (  # noqa: E402
+    XmippQcProtCompareReprojections,
+    XmippQcProtSyntheticParticles,
+)
+from xmipp_qc.protocols.protocol_synthetic_particles import KIND_AVERAGES  # noqa: E402
+
+XMIPP_REFINE_RATE = 1000.0 / (69.0 + 20.0)  # images/s, continuous_assign2 + image_residuals
+XMIPP_MATCH_RATE = 200.0 / 77.0  # images/s, angular_projection_matching
+STEP_KINDS = ("convertStep", "downSampleStep", "produceResiduals", "evaluateResiduals",
+              "createOutputStep")
+
+
+def xmippReference(workload, n):
+    """Xmipp's seconds for the workload at the measured C++ rates."""
+    seconds = n / XMIPP_REFINE_RATE
+    return seconds + (n / XMIPP_MATCH_RATE if workload == "averages" else 0.0)
+
+
+def makeInputs(project, workload, n, seed):
+    if workload == "particles":
+        params = {"nImages": n, "boxSize": 128, "samplingRate": 1.5, "snr": 0.5,
+                  "maxShift": 4.0, "outlierFraction": 0.01,
+                  "outlierKinds": "junk,wrong_conformation"}
+    else:
+        params = {"imageKind": KIND_AVERAGES, "nImages": n, "boxSize": 64,
+                  "samplingRate": 3.0, "snr": 3.0, "maxShift": 2.0, "outlierFraction": 0.02,
+                  "outlierKinds": "junk"}
+    prot = project.newProtocol(XmippQcProtSyntheticParticles, seed=seed, **params)
+    project.launchProtocol(prot, wait=True)
+    if not prot.isFinished():
+        raise RuntimeError(f"input generation failed: {prot.getErrorMessage()}")
+    images = prot.outputParticles if workload == "particles" else prot.outputAverages
+    return images, prot.outputVolume
+
+
+def _protocolPid(prot):
+    runDir = os.path.abspath(prot.getWorkingDir())
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "pw_protocol_run.py" in " ".join(child.cmdline()) and runDir in " ".join(
+                    child.cmdline()):
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+class RssSampler(threading.Thread):
+    """Samples (time, RSS MB) of the protocol process every ``period`` s."""
+
+    def __init__(self, prot, period=0.1):
+        super().__init__(daemon=True)
+        self.prot, self.period, self.samples, self.done = prot, period, [], False
+        self.hwm = 0.0
+
+    def run(self):
+        pid = None
+        while not self.done:
+            pid = pid or _protocolPid(self.prot)
+            if pid:
+                try:
+                    with open(f"/proc/{pid}/status") as fh:
+                        text = fh.read()
+                    rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024.0
+                    self.hwm = max(self.hwm, int(re.search(r"VmHWM:\s+(\d+)", text)
+                                                 .group(1)) / 1024.0)
+                    self.samples.append((time.time(), rss))
+                except (OSError, AttributeError):
+                    pass
+            time.sleep(self.period)
+
+
+def runCompare(project, images, volume, workload):
+    prot = project.newProtocol(XmippQcProtCompareReprojections, inputSet2D=images,
+                               inputSet3D=volume, doRanking=False, numberOfThreads=2,
+                               chunkSize=256)
+    sampler = RssSampler(prot)
+    t0 = time.time()
+    project.launchProtocol(prot, wait=False)
+    sampler.start()
+    while True:
+        project._updateProtocol(prot)
+        if prot.isFinished() or prot.isFailed():
+            break
+        time.sleep(0.2)
+    wall = time.time() - t0
+    sampler.done = True
+    sampler.join()
+    if prot.isFailed():
+        raise RuntimeError(f"{workload}: compare failed: {prot.getErrorMessage()}")
+    return {"wall": wall, "peak_mb": sampler.hwm, "steps": stepTable(prot, sampler.samples)}
+
+
+def stepTable(prot, samples):
+    """Per step kind: summed seconds, count, peak RSS sampled while one ran."""
+    table = defaultdict(lambda: {"seconds": 0.0, "count": 0, "peak_mb": 0.0})
+    for step in prot.loadSteps():
+        name = step.funcName.get()
+        if not step.initTime.hasValue() or not step.endTime.hasValue():
+            continue
+        t1, t2 = step.initTime.datetime().timestamp(), step.endTime.datetime().timestamp()
+        row = table[name]
+        row["seconds"] += t2 - t1
+        row["count"] += 1
+        inside = [rss for t, rss in samples if t1 <= t <= t2]
+        row["peak_mb"] = max([row["peak_mb"], *inside])
+    return dict(table)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+", default=["particles", "averages"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--particles", type=int, default=10000)
+    parser.add_argument("--averages", type=int, default=200)
+    args = parser.parse_args()
+    project = Manager().createProject("bench_compare_reprojections")
+    os.chdir(project.path)
+    for workload in args.workloads:
+        n = args.particles if workload == "particles" else args.averages
+        rows = []
+        for rep in range(args.repeats):
+            images, volume = makeInputs(project, workload, n, seed=rep)
+            rows.append(runCompare(project, images, volume, workload))
+        report(workload, n, rows)
+
+
+def report(workload, n, rows):
+    wall = statistics.median(r["wall"] for r in rows)
+    peak = statistics.median(r["peak_mb"] for r in rows)
+    ref = xmippReference(workload, n)
+    print(f"\n{workload}: {n} images, medians of {len(rows)} runs: wall {wall:.1f} s "
+          f"({n / wall:.1f} images/s), peak RSS {peak:.0f} MB; Xmipp reference "
+          f"{ref:.0f} s -> speed-up {ref / wall:.1f}x")
+    print(f"{'step':<20}{'steps':>6}{'seconds':>10}{'images/s':>10}{'peak MB':>9}")
+    for kind in STEP_KINDS:
+        cells = [r["steps"][kind] for r in rows if kind in r["steps"]]
+        if not cells:
+            continue
+        sec = statistics.median(c["seconds"] for c in cells)
+        mb = statistics.median(c["peak_mb"] for c in cells)
+        rate = f"{n / sec:10.1f}" if sec > 0 else f"{'-':>10}"
+        print(f"{kind:<20}{cells[0]['count']:>6}{sec:>10.1f}{rate}{mb:>9.0f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
