@@ -42,18 +42,61 @@ from xmipp_qc.core.geometry import euler_to_matrix
 __all__ = ["FourierProjector", "project", "project_real_space"]
 
 _INTERPOLATIONS = {"linear": 2, "cubic": 4}  # taps per axis
-_GATHER_BUDGET = 1 << 22  # gathered complex values per chunk (bounds memory)
+_CHUNK_SAMPLES = 1 << 18  # gathered taps per vectorised step (a few MB: cache-sized)
+_TABLE_BYTES = 1 << 30  # memory allowed for the packed interpolation table
+_WORKERS = 1  # FFT threads: the caller parallelises (one process per core)
 
 
-def _bspline_weights(t: NDArray) -> tuple[NDArray, ...]:
-    """Cubic B-spline weights of nodes ``floor-1 .. floor+2`` for fraction ``t``."""
+def _bspline_weights(t: NDArray) -> NDArray:
+    """Cubic B-spline weights (4, ...) of nodes ``floor-1 .. floor+2`` at fraction ``t``."""
     t2 = t * t
-    t3 = t2 * t
-    w0 = (1.0 - t) ** 3 / 6.0
-    w1 = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
-    w2 = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
-    w3 = t3 / 6.0
-    return w0, w1, w2, w3
+    u = 1 - t
+    w = np.empty((4,) + t.shape, dtype=t.dtype)
+    np.multiply(u * u, u * (1 / 6), out=w[0])
+    np.multiply(t2, t * (1 / 6), out=w[3])
+    np.multiply(t2, 0.5 * t - 1, out=w[1])
+    w[1] += 2 / 3
+    np.subtract(1 - w[0], w[1] + w[3], out=w[2])
+    return w
+
+
+def _interp_linear(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
+    """Trilinear interpolation; returns (2P,) real (re, im interleaved).
+
+    ``table`` rows pack x taps (and y, z taps when allowed, see
+    :func:`_pack_taps`); ``base`` (P,) are flat indices of the lower corners
+    and ``frac`` (3, P) the (z, y, x) fractions.
+    """
+    idx = base[:, None] + rows if rows.size > 1 else base
+    g = np.take(table, idx, axis=0).reshape(base.size, -1)  # (P, 8) complex
+    g = np.ascontiguousarray(g.T).view(frac.dtype).reshape(2, 2, 2, -1)  # (z, y, x, 2P)
+    t = np.repeat(frac, 2, axis=1)  # one weight per re and im
+    g = g[:, :, 0] + (g[:, :, 1] - g[:, :, 0]) * t[2]
+    g = g[:, 0] + (g[:, 1] - g[:, 0]) * t[1]
+    return g[0] + (g[1] - g[0]) * t[0]
+
+
+def _interp_cubic(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
+    """Tricubic B-spline interpolation; returns (2P,) real (re, im interleaved).
+
+    ``table`` rows pack the 4 x taps; ``rows`` (16,) are the (z, y) offsets;
+    ``base`` (P,) the flat indices of the first tap; ``frac`` (3, P) the (z, y,
+    x) fractions. The x contraction runs on the (zy, P, x) gather; y and z on
+    tap-major contiguous arrays.
+    """
+    g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4) complex
+    w = _bspline_weights(np.repeat(frac, 2, axis=1))  # (4, 3, 2P): one per re and im
+    wx = w[:, 2].reshape(4, -1, 2).transpose(1, 0, 2).reshape(-1, 8)  # (P, 8)
+    g = g.view(frac.dtype)
+    g *= wx
+    g = g.view(table.dtype)
+    h = g[..., 0] + g[..., 1]
+    h += g[..., 2]
+    h += g[..., 3]  # (16, P) complex, tap-major
+    h = h.view(frac.dtype).reshape(4, 4, -1)  # (z, y, 2P)
+    h = (h * w[:, 1]).sum(axis=1)
+    wz = w[:, 0]
+    return (h * wz).sum(axis=0)
 
 
 def _bspline_prefilter_factor(m: int) -> NDArray[np.float64]:
@@ -63,6 +106,36 @@ def _bspline_prefilter_factor(m: int) -> NDArray[np.float64]:
     """
     x = np.arange(m)
     return (4.0 + 2.0 * np.cos(2.0 * np.pi * x / m)) / 6.0
+
+
+def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDArray]:
+    """Pack neighbouring taps of a flattened block into rows of one table.
+
+    Row ``i`` of the table holds ``flat[i + o]`` for the packed offsets ``o``
+    (the innermost x taps, then y and z while ``_TABLE_BYTES`` allows; at most
+    x for cubic), so one ``take`` reads several taps. Returns the (L, K) table
+    and the offsets of the rows still needed per sample (z, y order).
+    """
+    sz, sy, _ = strides
+    axes = [np.arange(taps) * sz, np.arange(taps) * sy, np.arange(taps)]
+    k = 1
+    max_k = 3 if taps == 2 else 1
+    while k < max_k and flat.nbytes * taps ** (k + 1) <= _TABLE_BYTES:
+        k += 1
+    packed = axes[3 - k :]
+    rows = axes[: 3 - k]
+    p_off = sum(np.ix_(*packed)).ravel() if k > 1 else packed[0]
+    r_off = sum(np.ix_(*rows)).ravel() if len(rows) > 1 else (rows[0] if rows else np.zeros(1))
+    ext = np.concatenate([flat, np.zeros(int(p_off.max()), flat.dtype)])
+    table = np.stack([ext[o : o + flat.size] for o in p_off], axis=1)
+    return table, np.asarray(r_off, dtype=np.intp)
+
+
+def _lerp_last(g: NDArray, t: NDArray) -> NDArray:
+    """Linear interpolation along the last axis (length 2) of (P, ..., 2) at t (P,)."""
+    t = t.reshape((-1,) + (1,) * (g.ndim - 2))
+    a = g[..., 0]
+    return a + (g[..., 1] - a) * t
 
 
 def _hermitian_block(spec: NDArray, m: int, fz: NDArray, fy: NDArray, fx: NDArray) -> NDArray:
@@ -162,7 +235,7 @@ class FourierProjector:
         self._build_samples(n)
 
     def _build_block(self, vol: NDArray, n: int, m: int) -> None:
-        """FFT the padded map and keep the bordered half-space block it needs."""
+        """FFT the padded map once and keep the bordered half-space block it needs."""
         padded = np.zeros((m, m, m), dtype=self.dtype)
         o = m // 2 - n // 2
         padded[o : o + n, o : o + n, o : o + n] = vol
@@ -170,20 +243,19 @@ class FourierProjector:
         if self.interpolation == "cubic":
             f = _bspline_prefilter_factor(m).astype(self.dtype)
             padded /= f[:, None, None] * f[None, :, None] * f[None, None, :]
-        spec = sfft.rfftn(padded, workers=-1)
+        spec = sfft.rfftn(padded, workers=_WORKERS)
         del padded
         reach = m / 2 if self.max_freq is None else self.max_freq * m
-        border = 1 if self.interpolation == "linear" else 2
-        hi = int(np.ceil(reach)) + border + 1
-        lo_yz = -hi
-        lo_x = -border
-        self._lo = np.array([lo_yz, lo_yz, lo_x], dtype=np.float64)
-        fyz = np.arange(lo_yz, hi + 1)
-        fx = np.arange(lo_x, hi + 1)
-        block = _hermitian_block(spec, m, fyz, fyz, fx).astype(self._cdtype)
-        self._shape = np.array(block.shape)
-        self._flat = block.ravel()
+        taps = _INTERPOLATIONS[self.interpolation]
+        hi = int(np.ceil(reach)) + taps
+        self._lo = np.array([-hi, -hi, -taps // 2], dtype=np.float64)  # (z, y, x) origin
+        fyz = np.arange(-hi, hi + 1)
+        block = _hermitian_block(spec, m, fyz, fyz, np.arange(-(taps // 2), hi + 1))
+        del spec
         self._strides = np.array([block.shape[1] * block.shape[2], block.shape[2], 1])
+        self._table, self._row_offsets = _pack_taps(
+            block.astype(self._cdtype).ravel(), taps, self._strides
+        )
 
     def _build_samples(self, n: int) -> None:
         """Frequencies (cycles/px) of the rfft2 half-plane that are projected."""
@@ -194,63 +266,104 @@ class FourierProjector:
         if self.max_freq is not None:
             keep = kx**2 + ky**2 <= self.max_freq**2 + 1e-12
         self._sel = np.flatnonzero(keep)
-        self._kx = kx.ravel()[self._sel]
-        self._ky = ky.ravel()[self._sel]
+        wdt = self.dtype
+        self._kxy = np.stack([kx.ravel()[self._sel], ky.ravel()[self._sel]]).astype(wdt)
         self._fy, self._fx = fy, fx
+        # fftshift of the image (origin N//2 -> pixel N//2) as a phase on the samples
+        self._centre = np.exp(-2j * np.pi * (n // 2) * self._kxy.sum(axis=0)).astype(self._cdtype)
 
     def _slice_coords(self, mats: NDArray) -> tuple[NDArray, NDArray, NDArray | None]:
-        """Block coordinates of the slice samples for a chunk of matrices.
+        """Block coordinates of the slice samples of a chunk of matrices.
 
-        Returns the (c, S, 3) block coordinates (z, y, x order), the (c, S)
+        Returns the (3, c, S) block coordinates in (z, y, x) order, the (c, S)
         conjugation flags (samples read at ``-k3``) and the (c, S) validity mask
         (``None`` when every sample is inside the Nyquist cube).
         """
         # k3 = E.T @ (kx, ky, 0) = kx * E[0] + ky * E[1], components (x, y, z)
-        kx, ky = self._kx[None, :, None], self._ky[None, :, None]
-        k3 = kx * mats[:, None, 0, :] + ky * mats[:, None, 1, :]
-        conj = k3[..., 0] < 0
-        k3[conj] *= -1.0
+        e = (mats[:, :2, :] * self._m).astype(self.dtype)  # rows 0, 1 scaled to block units
+        k3 = np.einsum("cra,rs->acs", e, self._kxy)  # (3: x, y, z, c, S)
+        sgn = np.copysign(np.ones((), self.dtype), k3[0])
+        conj = sgn < 0
+        k3 *= sgn
         valid = None
         if self.max_freq is None:
-            inside = np.all(np.abs(k3) <= 0.5 + 1e-9, axis=-1)
+            half = 0.5 * self._m * (1 + 1e-9)
+            inside = (k3[0] <= half) & (np.abs(k3[1]) <= half) & (np.abs(k3[2]) <= half)
             if not inside.all():
                 valid = inside
-                k3[~inside] = 0.0
-        coords = k3[..., ::-1] * self._m - self._lo  # (z, y, x) block coordinates
-        return coords, conj, valid
+                k3 *= inside
+        k3 = k3[::-1]  # (z, y, x)
+        k3 -= self._lo.astype(self.dtype)[:, None, None]
+        return k3, conj, valid
 
     def _gather(self, coords: NDArray) -> NDArray:
-        """Interpolate the block at (..., 3) coordinates; returns (...) complex."""
-        base_f = np.floor(coords)
-        frac = (coords - base_f).astype(self.dtype)
-        base = base_f.astype(np.intp) @ self._strides
-        flat = self._flat
-        sz, sy, sx = self._strides
+        """Interpolate the block at (3, ...) block coordinates; returns (...) complex."""
+        shape = coords.shape[1:]
+        c = coords.reshape(3, -1)
+        cell = np.floor(c)
+        frac = c - cell
+        cell = cell.astype(np.intp)
+        base = cell[0] * self._strides[0] + cell[1] * self._strides[1] + cell[2]
         if self.interpolation == "linear":
-            tz, ty, tx = frac[..., 0], frac[..., 1], frac[..., 2]
-            out = None
-            for dz, wz in ((0, 1 - tz), (sz, tz)):
-                for dy, wy in ((0, 1 - ty), (sy, ty)):
-                    b = base + (dz + dy)
-                    row = flat[b] * (1 - tx) + flat[b + sx] * tx
-                    term = row * (wz * wy)
-                    out = term if out is None else out + term
-            return out
-        wz, wy, wx = (_bspline_weights(frac[..., a]) for a in range(3))
-        base = base - (sz + sy + sx)
-        out = None
-        for iz in range(4):
-            for iy in range(4):
-                b = base + (iz * sz + iy * sy)
-                row = (
-                    flat[b] * wx[0]
-                    + flat[b + 1] * wx[1]
-                    + flat[b + 2] * wx[2]
-                    + flat[b + 3] * wx[3]
-                )
-                term = row * (wz[iz] * wy[iy])
-                out = term if out is None else out + term
+            out = _interp_linear(self._table, self._row_offsets, base, frac)
+        else:
+            base -= self._strides[0] + self._strides[1] + 1
+            out = _interp_cubic(self._table, self._row_offsets, base, frac)
+        return out.view(self._cdtype).reshape(shape)
+
+    def _spectra(
+        self, mats: NDArray, shifts: NDArray | None, ctf: NDArray | None, centre: bool
+    ) -> NDArray:
+        """(n, N*(N//2+1)) spectra with shift phases, CTF and optional centring."""
+        n_img = mats.shape[0]
+        out = np.zeros((n_img, self.box * (self.box // 2 + 1)), dtype=self._cdtype)
+        n_s = self._sel.size
+        chunk = max(1, _CHUNK_SAMPLES // (n_s * _INTERPOLATIONS[self.interpolation] ** 3))
+        for start in range(0, n_img, chunk):
+            sl = slice(start, min(start + chunk, n_img))
+            coords, conj, valid = self._slice_coords(mats[sl])
+            vals = self._gather(coords)
+            np.conjugate(vals, out=vals, where=conj)
+            if valid is not None:
+                vals *= valid
+            if shifts is not None:
+                vals *= np.exp(2j * np.pi * (shifts[sl] @ self._kxy)).astype(self._cdtype)
+            if ctf is not None:
+                vals *= ctf[sl] if ctf.shape[0] == n_img else ctf
+            if centre:
+                vals *= self._centre
+            out[sl, self._sel] = vals
         return out
+
+    def _matrices(self, angles: ArrayLike) -> NDArray:
+        a = np.asarray(angles, dtype=np.float64)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape[1] != 3 or not np.all(np.isfinite(a)):
+            raise ValueError(f"angles must be finite with shape (n, 3), got {a.shape}")
+        return np.atleast_3d(euler_to_matrix(a)).reshape(-1, 3, 3)
+
+    def _filters(
+        self, n_img: int, shifts: ArrayLike | None, ctf: ArrayLike | None
+    ) -> tuple[NDArray | None, NDArray | None]:
+        """Validate shifts to (n, 2) and sample the CTF at the slice samples (n or 1, S)."""
+        n, nh = self.box, self.box // 2 + 1
+        s = c = None
+        if shifts is not None:
+            s = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
+            if s.shape[0] not in (1, n_img) or not np.all(np.isfinite(s)):
+                raise ValueError(f"shifts must be finite with shape ({n_img}, 2), got {s.shape}")
+            # I(r) = P(r + s)  <=>  I^(k) = P^(k) exp(+2 pi i k.s)
+            s = np.broadcast_to(s, (n_img, 2)).astype(self.dtype)
+        if ctf is not None:
+            c = np.asarray(ctf)
+            if c.shape not in ((n, nh), (n_img, n, nh), (1, n, nh)) or np.iscomplexobj(c):
+                raise ValueError(
+                    f"ctf must be real with shape ({n}, {nh}) or ({n_img}, {n}, {nh}), "
+                    f"got {c.shape}"
+                )
+            c = c.reshape(-1, n * nh)[:, self._sel].astype(self.dtype)
+        return s, c
 
     def project_fourier(
         self, angles: ArrayLike, *, shifts: ArrayLike | None = None, ctf: ArrayLike | None = None
@@ -272,54 +385,13 @@ class FourierProjector:
         -------
         ndarray of shape (n, N, N//2+1), complex64 or complex128
             ``rfft2(ifftshift(P))``: the origin pixel ``N // 2`` is at index 0.
+            Frequencies beyond ``max_freq`` are exactly 0.
         """
         mats = self._matrices(angles)
-        n_img, n, nh = mats.shape[0], self.box, self.box // 2 + 1
-        out = np.zeros((n_img, n * nh), dtype=self._cdtype)
-        taps = _INTERPOLATIONS[self.interpolation] ** 3
-        chunk = max(1, _GATHER_BUDGET // max(1, self._sel.size * taps))
-        for start in range(0, n_img, chunk):
-            sl = slice(start, min(start + chunk, n_img))
-            coords, conj, valid = self._slice_coords(mats[sl])
-            vals = self._gather(coords)
-            np.conjugate(vals, out=vals, where=conj)
-            if valid is not None:
-                vals[~valid] = 0
-            out[sl, self._sel] = vals
-        out = out.reshape(n_img, n, nh)
-        self._apply_filters(out, shifts, ctf)
-        _make_hermitian(out)
-        return out
-
-    def _matrices(self, angles: ArrayLike) -> NDArray:
-        a = np.asarray(angles, dtype=np.float64)
-        if a.ndim == 1:
-            a = a[None, :]
-        if a.ndim != 2 or a.shape[1] != 3 or not np.all(np.isfinite(a)):
-            raise ValueError(f"angles must be finite with shape (n, 3), got {a.shape}")
-        return np.atleast_3d(euler_to_matrix(a)).reshape(-1, 3, 3)
-
-    def _apply_filters(
-        self, spec: NDArray, shifts: ArrayLike | None, ctf: ArrayLike | None
-    ) -> None:
-        """Multiply spectra (n, N, N//2+1) in place by shift phases and a CTF."""
-        n_img, n, nh = spec.shape
-        if shifts is not None:
-            s = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
-            if s.shape[0] not in (1, n_img) or not np.all(np.isfinite(s)):
-                raise ValueError(f"shifts must be finite with shape ({n_img}, 2), got {s.shape}")
-            # I(r) = P(r + s)  <=>  I^(k) = P^(k) exp(+2 pi i k.s)
-            phase_y = np.exp(2j * np.pi * s[:, 1, None] * self._fy[None, :])
-            phase_x = np.exp(2j * np.pi * s[:, 0, None] * self._fx[None, :])
-            spec *= (phase_y[:, :, None] * phase_x[:, None, :]).astype(self._cdtype)
-        if ctf is not None:
-            c = np.asarray(ctf)
-            if c.shape not in ((n, nh), (n_img, n, nh), (1, n, nh)) or np.iscomplexobj(c):
-                raise ValueError(
-                    f"ctf must be real with shape ({n}, {nh}) or ({n_img}, {n}, {nh}), "
-                    f"got {c.shape}"
-                )
-            spec *= c.astype(self.dtype, copy=False)
+        s, c = self._filters(mats.shape[0], shifts, ctf)
+        spec = self._spectra(mats, s, c, centre=False).reshape(-1, self.box, self.box // 2 + 1)
+        _make_hermitian(spec)
+        return spec
 
     def project(
         self, angles: ArrayLike, *, shifts: ArrayLike | None = None, ctf: ArrayLike | None = None
@@ -336,10 +408,15 @@ class FourierProjector:
         ndarray of shape (n, N, N), dtype of the projector
             Images indexed ``[y, x]`` with origin at ``N // 2``.
         """
-        spec = self.project_fourier(angles, shifts=shifts, ctf=ctf)
-        n = self.box
-        img = sfft.irfft2(spec, s=(n, n), workers=-1)
-        return np.fft.fftshift(img, axes=(-2, -1)).astype(self.dtype, copy=False)
+        mats = self._matrices(angles)
+        s, c = self._filters(mats.shape[0], shifts, ctf)
+        n, nh = self.box, self.box // 2 + 1
+        spec = self._spectra(mats, s, c, centre=True).reshape(-1, n, nh)
+        cols = nh if self.max_freq is None else min(nh, int(np.ceil(self.max_freq * n)) + 1)
+        # columns beyond the cut-off are zero: inverse-transform y on the others only
+        half = sfft.ifft(spec[..., :cols], axis=-2, workers=_WORKERS, overwrite_x=True)
+        img = sfft.irfft(half, n=n, axis=-1, workers=_WORKERS, overwrite_x=True)
+        return img.astype(self.dtype, copy=False)
 
 
 def project(
