@@ -12,14 +12,15 @@ Algorithm (polar Fourier representation of :mod:`xmipp_qc.core.polar`):
    symmetry group, psi = 0), masked, transformed to angular Fourier
    coefficients per ring; once per map, for a fine level (``angular_step``, band
    ``max_freq``) and a coarse level (``coarse_step``, band ``coarse_freq``).
-2. Coarse search: for a grid of trial shifts (step ``1 / (4 coarse_freq)`` px)
+2. Coarse search: for a hexagonal grid of trial shifts (every shift within
+   ``1 / (6 coarse_freq)`` px of one)
    the image is brought into register by exact Fourier phases, and its
    rotational correlation with ALL coarse references is one matrix product per
    angular frequency followed by an inverse FFT over ``m``.
 3. The best ``n_candidates`` mutually distinct directions (non-maximum
    suppression) are refined against every fine reference within
-   ``coarse_step`` of them (symmetry-aware), over a 1 px shift grid around the
-   coarse shift and psi on a 1 degree grid.
+   ``coarse_step`` of them (symmetry-aware), over a 3 x 3 grid of 1 px around
+   the coarse shift and psi at the angular Nyquist step.
 4. The winner is polished: shift by quadratic fits on 3 x 3 grids of 0.5 and
    0.25 px, psi by a parabola through the correlation samples.
 
@@ -47,13 +48,16 @@ import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
 
-from xmipp_qc.core.geometry import euler_to_matrix
+from xmipp_qc.core.geometry import direction_distance, rotation_distance
 from xmipp_qc.core.polar import PolarGrid, rotational_correlation, soft_disk
+from xmipp_qc.core.sampling import sample_directions
 
 __all__ = ["Gallery", "MatchResult", "match_images"]
 
 _BUDGET = 48 * 2**20  # bytes of the largest float32 temporary of a search block
 _POLISH_PSI = 1440
+_UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)  # 3 x 3 grid
+_QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
 
 
 @dataclass(frozen=True)
@@ -87,35 +91,6 @@ class _Images:
     half: NDArray[np.complex64]  # (n, n_rings, n_theta // 2)
     norm2: NDArray[np.float64]  # (n,) weighted ||I||^2 in band
     ctf2: NDArray[np.float32] | None  # (n, n_rings) ring mean of CTF^2
-
-
-def _directions_matrix(angles: NDArray) -> NDArray[np.float64]:
-    """Return unit projection directions (third rows of the Euler matrices), (n, 3)."""
-    return euler_to_matrix(np.atleast_2d(angles))[:, 2, :]
-
-
-def _symmetry(symmetry: str) -> NDArray[np.float64]:
-    if symmetry.lower() == "c1":
-        return np.eye(3)[None]
-    from xmipp_qc.core.symmetry import symmetry_matrices
-
-    return np.asarray(symmetry_matrices(symmetry), dtype=np.float64)
-
-
-def _direction_cos(d1: NDArray, d2: NDArray, sym: NDArray) -> NDArray[np.float64]:
-    """Largest cosine between d1 (a, 3) and symmetry copies of d2 (b, 3): (a, b)."""
-    copies = np.einsum("gij,bj->gbi", sym, d2)
-    return np.einsum("ai,gbi->gab", d1, copies).max(axis=0)
-
-
-def _rotation_angle(e1: NDArray, e2: NDArray, sym: NDArray) -> NDArray[np.float64]:
-    """Symmetry-aware rotation angle (degrees) between e1 (n, 3, 3) and e2 (n, c, 3, 3).
-
-    Orientations ``E`` and ``E S^T`` are equivalent for a symmetry ``S`` of the map.
-    """
-    e1s = np.einsum("nij,gjk->ngik", e1, sym)
-    tr = np.einsum("ngik,ncik->ncg", e1s, e2).max(axis=-1)
-    return np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
 
 
 def _prepare_refs(proj: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int) -> tuple:
@@ -184,7 +159,6 @@ class Gallery:
     coarse_m: int
     neighbours: NDArray[np.int64]  # (n_coarse, n_nb) fine indices, padded by repetition
     close: NDArray[np.bool_]  # (n_coarse, n_coarse) directions within coarse_step
-    sym: NDArray[np.float64]  # (g, 3, 3) symmetry matrices
 
     @property
     def angles(self) -> NDArray[np.float64]:
@@ -246,9 +220,6 @@ class Gallery:
             raise ValueError(f"coarse_freq must be in [1/N, max_freq], got {coarse_freq}")
         grid = PolarGrid.create(box, max_freq, radius, box / math.sqrt(2))
         mask = soft_disk(box, radius)
-        sym = _symmetry(symmetry)
-        from xmipp_qc.core.sampling import sample_directions
-
         fine_angles = np.asarray(sample_directions(angular_step, symmetry), dtype=np.float64)
         fine = cls._level(proj, fine_angles, grid, mask, grid.n_rings, grid.n_m)
         n_rc = int(math.floor(coarse_freq * box + 1e-9))
@@ -259,9 +230,9 @@ class Gallery:
         else:
             c_angles = np.asarray(sample_directions(coarse_step, symmetry), dtype=np.float64)
             coarse = cls._level(proj, c_angles, grid, mask, n_rc, n_mc)
-        nb, close = _neighbourhoods(coarse.angles, fine.angles, sym, coarse_step)
+        nb, close = _neighbourhoods(coarse.angles, fine.angles, symmetry, coarse_step)
         return cls(box, float(angular_step), coarse_step, symmetry, grid, mask, fine, coarse,
-                   n_rc, n_mc, nb, close, sym)  # fmt: skip
+                   n_rc, n_mc, nb, close)  # fmt: skip
 
     @staticmethod
     def _level(proj, angles: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int):
@@ -274,18 +245,24 @@ class Gallery:
         return _Level.create(angles, np.concatenate(coeffs, axis=2), np.concatenate(power, axis=1))
 
 
-def _neighbourhoods(coarse: NDArray, fine: NDArray, sym: NDArray, radius_deg: float) -> tuple:
-    """Fine directions within ``radius_deg`` of each coarse one, and coarse-coarse closeness."""
-    dc, df = _directions_matrix(coarse), _directions_matrix(fine)
-    cos_r = math.cos(math.radians(radius_deg) * 1.0001)
-    near = _direction_cos(dc, df, sym) >= cos_r
-    near[np.arange(len(dc)), _direction_cos(dc, df, sym).argmax(axis=1)] = True
-    counts = near.sum(axis=1)
-    nb = np.empty((len(dc), counts.max()), dtype=np.int64)
+def _neighbourhoods(coarse: NDArray, fine: NDArray, symmetry: str, radius_deg: float) -> tuple:
+    """Return the fine neighbours and the mutual closeness of coarse directions.
+
+    Neighbours: fine directions within ``radius_deg`` of each coarse one
+    (symmetry-aware), padded by repetition to (n_coarse, n_nb); closeness:
+    (n_coarse, n_coarse) bool.
+    """
+    near = np.empty((len(coarse), len(fine)), dtype=bool)
+    close = np.empty((len(coarse), len(coarse)), dtype=bool)
+    for i, a in enumerate(coarse):
+        d = direction_distance(a, fine, symmetry)
+        near[i] = d <= radius_deg * 1.0001
+        near[i, np.argmin(d)] = True
+        close[i] = direction_distance(a, coarse, symmetry) <= radius_deg * 1.0001
+    nb = np.empty((len(coarse), near.sum(axis=1).max()), dtype=np.int64)
     for i, row in enumerate(near):
         idx = np.flatnonzero(row)
         nb[i] = np.concatenate([idx, np.full(nb.shape[1] - len(idx), idx[0])])
-    close = _direction_cos(dc, dc, sym) >= cos_r
     return nb, close
 
 
@@ -345,12 +322,17 @@ def _ref_norm(img: _Images, level: _Level, idx: NDArray | None, n_rings: int) ->
     return np.sqrt(np.maximum(out, 1e-30))
 
 
-def _shift_grid(radius: float, step: float) -> NDArray[np.float64]:
-    """Square-lattice shifts (px) covering the disk of ``radius``, shape (s, 2)."""
-    m = int(math.ceil(radius / step))
-    g = np.arange(-m, m + 1) * step
-    s = np.stack(np.meshgrid(g, g, indexing="xy"), axis=-1).reshape(-1, 2)
-    return s[np.hypot(s[:, 0], s[:, 1]) <= radius + step * 0.7072]
+def _shift_grid(radius: float, spacing: float) -> NDArray[np.float64]:
+    """Hexagonal lattice of shifts (px) covering the disk of ``radius``, shape (s, 2).
+
+    Every point of the disk is within ``spacing / sqrt(3)`` of a lattice point.
+    """
+    m = int(math.ceil(radius / spacing)) + 2
+    i, j = np.meshgrid(np.arange(-m, m + 1), np.arange(-m, m + 1), indexing="xy")
+    x = (i + 0.5 * (j % 2)) * spacing
+    y = j * spacing * math.sqrt(3) / 2
+    s = np.column_stack([x.ravel(), y.ravel()])
+    return s[np.hypot(s[:, 0], s[:, 1]) <= radius + spacing / math.sqrt(3)]
 
 
 def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
@@ -361,8 +343,9 @@ def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
     """
     grid, lev = gallery.grid, gallery.coarse
     n_r, n_m = gallery.coarse_rings, gallery.coarse_m
-    step = 1.0 / (4.0 * n_r / gallery.box)
-    shifts = _shift_grid(max_shift, step) if max_shift > 0 else np.zeros((1, 2))
+    # covering radius 1 / (6 k_max): a phase error of at most pi / 3 at the band edge
+    spacing = math.sqrt(3) / (6.0 * n_r / gallery.box)
+    shifts = _shift_grid(max_shift, spacing) if max_shift > 0 else np.zeros((1, 2))
     n, n_s, n_ref = len(img.half), len(shifts), lev.coeffs.shape[2]
     n_psi = 2 * (n_m - 1)
     phases = grid.shift_phases(shifts, n_r)
@@ -398,12 +381,13 @@ def _pick_distinct(score: NDArray, close: NDArray, k: int) -> NDArray[np.int64]:
 
 def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray,
                  max_shift: float) -> tuple:  # fmt: skip
-    """Refine candidates over fine neighbours, a 1 px shift grid and psi at ``180 / (n_m - 1)`` deg.
+    """Refine candidates on their fine neighbours, 3 x 3 shifts of 1 px and all psi.
 
-    Returns per evaluated orientation (n, c): corr, fine index, psi (deg), shift (n, c, 2).
+    Psi is sampled every ``180 / (n_m - 1)`` degrees. Returns per evaluated
+    orientation (n, c): corr, fine index, psi (deg), shift (n, c, 2).
     """
     grid, lev = gallery.grid, gallery.fine
-    offs = _shift_grid(2.0, 1.0) if max_shift > 0 else np.zeros((1, 2))
+    offs = _UV if max_shift > 0 else np.zeros((1, 2))  # 3 x 3 grid of 1 px
     nb = gallery.neighbours[cand]  # (n, K, n_nb)
     n, k, n_nb = nb.shape
     n_o, n_psi = len(offs), 2 * (grid.n_m - 1)
@@ -432,8 +416,6 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
             shifts.reshape(n, -1, 2))  # fmt: skip
 
 
-_UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)
-_QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
 
 
 def _quadratic_peak(values: NDArray) -> NDArray[np.float64]:
@@ -497,8 +479,8 @@ def _margin(gallery: Gallery, corr: NDArray, ref: NDArray, psi: NDArray) -> NDAr
     rows = np.arange(n)
     ang = gallery.angles[ref].copy()
     ang[..., 2] = psi
-    e = euler_to_matrix(ang.reshape(-1, 3)).reshape(n, c, 3, 3)
-    dist = _rotation_angle(e[rows, best], e, gallery.sym)
+    dist = rotation_distance(np.repeat(ang[rows, best], c, axis=0), ang.reshape(-1, 3),
+                             gallery.symmetry).reshape(n, c)  # fmt: skip
     far = np.where(dist > 2 * gallery.angular_step, corr, -np.inf).max(axis=1)
     return np.where(np.isfinite(far), corr[rows, best] - far, np.nan)
 

@@ -102,6 +102,7 @@ class PolarGrid:
     ky: NDArray[np.float64]
     _ex: NDArray[np.float32] = field(repr=False)
     _ey: NDArray[np.complex64] = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(cls, box: int, max_freq: float, radius_px: float,
@@ -178,10 +179,28 @@ class PolarGrid:
         if imgs.shape[1:] != (big_n, big_n):
             raise ValueError(f"images must be ({big_n}, {big_n}), got {imgs.shape[1:]}")
         n_pts = self._ey.shape[1]
+        full = self._full_matrix()
+        if full is not None:  # one real matrix product: fastest for small boxes
+            out = imgs.reshape(n, -1) @ full
+            out = out[:, :n_pts] + 1j * out[:, n_pts:]
+            return out.reshape(n, self.n_rings, self.n_theta // 2).astype(np.complex64)
         t = (imgs.reshape(n * big_n, big_n) @ self._ex).reshape(n, big_n, 2, n_pts)
         tc = t[:, :, 0, :] + 1j * t[:, :, 1, :]  # sum over x, (n, N(y), P)
         out = np.einsum("nyp,yp->np", tc, self._ey, optimize=False)
         return out.reshape(n, self.n_rings, self.n_theta // 2).astype(np.complex64, copy=False)
+
+    def _full_matrix(self) -> NDArray[np.float32] | None:
+        """Real (N^2, 2P) transform matrix if it takes at most 64 MB, cached."""
+        cache = self._cache
+        if "full" not in cache:
+            n_pts = self._ey.shape[1]
+            if self.box**2 * 2 * n_pts * 4 > 64 * 2**20:
+                cache["full"] = None
+            else:
+                ex = self._ex[:, :n_pts] + 1j * self._ex[:, n_pts:]  # (N(x), P)
+                e = (self._ey[:, None, :] * ex[None, :, :]).reshape(self.box**2, n_pts)
+                cache["full"] = np.concatenate([e.real, e.imag], axis=1).astype(np.float32)
+        return cache["full"]
 
     def shift_phases(self, shifts: ArrayLike, n_rings: int | None = None) -> NDArray[np.complex64]:
         """Phases ``exp(-2 pi i k.s)`` that undo Xmipp shifts ``s`` (``I(r) = P(r + s)``).

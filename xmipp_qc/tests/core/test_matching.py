@@ -10,11 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xmipp_qc.core.geometry import euler_to_matrix
+from xmipp_qc.core.geometry import rotation_distance
 from xmipp_qc.core.matching import Gallery, MatchResult, match_images
 from xmipp_qc.core.simulate import phantom_blobs, project_blobs, simulate_particles
-
-pytest.importorskip("xmipp_qc.core.sampling", reason="needs sample_directions (core.sampling)")
 
 
 class BlobProjector:
@@ -27,25 +25,9 @@ class BlobProjector:
         return project_blobs(self.blobs, np.asarray(angles, float), box=self.box)
 
 
-def _sym_mats(symmetry):
-    if symmetry == "c1":
-        return np.eye(3)[None]
-    from xmipp_qc.core.symmetry import symmetry_matrices
-
-    return np.asarray(symmetry_matrices(symmetry))
-
-
 def rotation_error(found, true, symmetry="c1"):
-    """Symmetry-aware angle (deg) of the rotation between found and true orientations.
-
-    Orientations E and E @ S.T are equivalent for a symmetry S of the map.
-    """
-    e1, e2 = euler_to_matrix(found), euler_to_matrix(true)
-    best = np.full(len(e1), -np.inf)
-    for s in _sym_mats(symmetry):
-        tr = np.einsum("nij,nij->n", e1, e2 @ s.T)
-        best = np.maximum(best, tr)
-    return np.degrees(np.arccos(np.clip((best - 1) / 2, -1, 1)))
+    """Symmetry-aware angle (deg) between found and true orientations."""
+    return rotation_distance(found, true, symmetry)
 
 
 @pytest.fixture(scope="module")
