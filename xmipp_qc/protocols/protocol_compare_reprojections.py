@@ -324,12 +324,17 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
 
     @staticmethod
     def _toWorking(block, pixel, workBox):
-        """Fourier-crop a stack to the working box (exact pixel-size bookkeeping)."""
+        """Fourier-crop a stack to the working box; non-finite images stay NaN (flagged
+        later as failed, never dropped)."""
         if block.shape[-1] == workBox:
             return block
         from xmipp_qc.core import resample
 
-        return np.asarray(resample.fourier_resize(block, int(workBox)), dtype=np.float32)
+        ok = np.isfinite(block).all(axis=(1, 2))
+        out = np.full((len(block), int(workBox), int(workBox)), np.nan, dtype=np.float32)
+        if ok.any():
+            out[ok] = resample.fourier_resize(block[ok], int(workBox), ndim=2)
+        return out
 
     @staticmethod
     def _volumeToWorking(volume, pixel, workPixel, workBox):
@@ -340,7 +345,8 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
         if newBox != box:
             from xmipp_qc.core import resample
 
-            volume = np.asarray(resample.fourier_resize(volume, newBox), dtype=np.float32)
+            volume = np.asarray(resample.fourier_resize(volume, newBox, ndim=3),
+                                dtype=np.float32)
         return _fitBox(volume, int(workBox))
 
     # --------------------------- outputs -------------------------------------

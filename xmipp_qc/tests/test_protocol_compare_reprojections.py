@@ -110,7 +110,7 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertAlignmentNearTruth(out, syn.truth)
         _, cost = self.scores(out, "_xmipp_cost")
         good = np.array([i not in syn.truth["outlierIds"] for i in ids])
-        self.assertGreater(np.median(cost[good]), np.median(cost[~good]) + 0.2)
+        self.assertGreater(np.median(cost[good]), np.median(cost[~good]) + 0.1)
         first = out.getFirstItem()
         self.assertTrue(first._xmipp_imageRef.getFileName().endswith("reprojections_00000.mrcs"))
         self.assertEqual(first._xmipp_image.getIndex(), 1)
