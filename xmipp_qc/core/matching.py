@@ -48,7 +48,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
 
-from xmipp_qc.core.geometry import direction_distance, rotation_distance
+from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix, rotation_distance
 from xmipp_qc.core.polar import PolarGrid, rotational_correlation, soft_disk
 from xmipp_qc.core.sampling import sample_directions
 
@@ -124,7 +124,7 @@ def _as_projector(projector_or_volume):
         raise ValueError("expected a projector (with .project and .box) or a 3D volume")
     from xmipp_qc.core.projection import FourierProjector
 
-    return FourierProjector(vol, pad=2, interpolation="cubic")
+    return FourierProjector(vol, pad=2, interpolation="linear")
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class Gallery:
         projector_or_volume : FourierProjector or array_like of shape (N, N, N)
             Anything with ``box`` and ``project(angles) -> (n, N, N)``
             (:class:`xmipp_qc.core.projection.FourierProjector`), or a volume
-            ``[z, y, x]`` (projected with a pad-2 cubic B-spline projector).
+            ``[z, y, x]`` (projected with a pad-2 trilinear FourierProjector).
         angular_step : float
             Fine direction sampling in degrees (> 0).
         symmetry : str
@@ -248,17 +248,21 @@ class Gallery:
 def _neighbourhoods(coarse: NDArray, fine: NDArray, symmetry: str, radius_deg: float) -> tuple:
     """Return the fine neighbours and the mutual closeness of coarse directions.
 
-    Neighbours: fine directions within ``radius_deg`` of each coarse one
-    (symmetry-aware), padded by repetition to (n_coarse, n_nb); closeness:
-    (n_coarse, n_coarse) bool.
+    Neighbours: fine directions within ``radius_deg`` of each coarse one, over
+    the directions of all orientations equivalent under the symmetry
+    (:func:`xmipp_qc.core.geometry.equivalent_orientations`), padded by
+    repetition to (n_coarse, n_nb); closeness: (n_coarse, n_coarse) bool.
     """
+    d_fine, d_coarse = euler_to_matrix(fine)[:, 2, :], euler_to_matrix(coarse)[:, 2, :]
+    cos_r = math.cos(math.radians(radius_deg) * 1.0001)
     near = np.empty((len(coarse), len(fine)), dtype=bool)
     close = np.empty((len(coarse), len(coarse)), dtype=bool)
     for i, a in enumerate(coarse):
-        d = direction_distance(a, fine, symmetry)
-        near[i] = d <= radius_deg * 1.0001
-        near[i, np.argmin(d)] = True
-        close[i] = direction_distance(a, coarse, symmetry) <= radius_deg * 1.0001
+        copies = equivalent_orientations(a, symmetry)[:, 2, :]  # (k, 3) unit vectors
+        cos_f = (d_fine @ copies.T).max(axis=1)
+        near[i] = cos_f >= cos_r
+        near[i, np.argmax(cos_f)] = True
+        close[i] = (d_coarse @ copies.T).max(axis=1) >= cos_r
     nb = np.empty((len(coarse), near.sum(axis=1).max()), dtype=np.int64)
     for i, row in enumerate(near):
         idx = np.flatnonzero(row)
