@@ -48,9 +48,9 @@ import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
 
-from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix, rotation_distance
-from xmipp_qc.core.polar import PolarGrid, rotational_correlation, soft_disk
-from xmipp_qc.core.sampling import sample_directions
+from xmipp_qc.core.gallery import Gallery, Level
+from xmipp_qc.core.geometry import rotation_distance
+from xmipp_qc.core.polar import apply_mask, rotational_correlation, soft_disk
 
 __all__ = ["Gallery", "MatchResult", "match_images"]
 
@@ -59,31 +59,6 @@ _POLISH_PSI = 1440
 _UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)  # 3 x 3 grid
 _QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
 
-
-@dataclass(frozen=True)
-class _Level:
-    """References of one search level.
-
-    ``angles`` (n_ref, 3) degrees; ``coeffs`` (n_m, n_rings, n_ref) complex64
-    holding ``w_k conj(b_m(k))``; ``power`` (n_rings, n_ref) float32 holding
-    ``w_k sum_theta |F(k, theta)|^2``; ``by_ref`` the coefficients as
-    (n_ref, n_m, n_rings) for gathering.
-    """
-
-    angles: NDArray[np.float64]
-    coeffs: NDArray[np.complex64]
-    power: NDArray[np.float32]
-    by_ref: NDArray[np.complex64]
-    coeffs_plain: NDArray[np.complex64]
-
-    @classmethod
-    def create(cls, angles: NDArray, coeffs: NDArray, power: NDArray) -> _Level:
-        """Level from its arrays (``by_ref`` and ``coeffs_plain = conj(coeffs)`` derived)."""
-        coeffs = np.ascontiguousarray(coeffs)
-        by_ref = np.ascontiguousarray(coeffs.transpose(2, 0, 1))
-        return cls(angles, coeffs, power, by_ref, np.conj(coeffs))
-
-
 @dataclass(frozen=True)
 class _Images:
     """Prepared images: half-ring samples (CTF applied), norms, ring-mean CTF^2."""
@@ -91,184 +66,6 @@ class _Images:
     half: NDArray[np.complex64]  # (n, n_rings, n_theta // 2)
     norm2: NDArray[np.float64]  # (n,) weighted ||I||^2 in band
     ctf2: NDArray[np.float32] | None  # (n, n_rings) ring mean of CTF^2
-
-
-def _prepare_refs(proj: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int) -> tuple:
-    """Masked references -> (coeffs (n_m, n_rings, n), power (n_rings, n))."""
-    half = grid.sample(_masked(proj, mask))[:, :n_rings]
-    w = grid.weights[:n_rings]
-    power = (2 * w[None, :] * (np.abs(half) ** 2).sum(axis=-1)).astype(np.float32)
-    coeffs = grid.ring_coefficients(half, n_m) * w[None, :, None]
-    return np.conj(coeffs).transpose(2, 1, 0), power.T
-
-
-def _masked(images: NDArray, mask: NDArray) -> NDArray[np.float32]:
-    """Subtract the mask-weighted mean, multiply by the mask ((N, N) or (n, N, N))."""
-    imgs = np.asarray(images, dtype=np.float32)
-    m = np.broadcast_to(mask, imgs.shape)
-    mean = np.einsum("nyx,nyx->n", imgs, m) / m.sum(axis=(1, 2))
-    return (imgs - mean[:, None, None]) * m
-
-
-def _project_all(projector, angles: NDArray, chunk: int = 256) -> NDArray[np.float32]:
-    out = [np.asarray(projector.project(angles[i : i + chunk]), dtype=np.float32)
-           for i in range(0, len(angles), chunk)]  # fmt: skip
-    return np.concatenate(out)
-
-
-def _as_projector(projector_or_volume):
-    if hasattr(projector_or_volume, "project") and hasattr(projector_or_volume, "box"):
-        return projector_or_volume
-    vol = np.asarray(projector_or_volume)
-    if vol.ndim != 3:
-        raise ValueError("expected a projector (with .project and .box) or a 3D volume")
-    from xmipp_qc.core.projection import FourierProjector
-
-    return FourierProjector(vol, pad=2, interpolation="linear")
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """Reference projections of one map in polar Fourier form, reusable across images.
-
-    Build with :meth:`build`. Attributes are read-only.
-
-    Attributes
-    ----------
-    box : int
-        Image size N in px.
-    angular_step, coarse_step : float
-        Direction sampling of the fine and coarse levels, degrees.
-    symmetry : str
-        Xmipp point-group name; directions cover its asymmetric unit.
-    grid : PolarGrid
-        Polar sampling of the fine level (band ``grid.max_freq`` cycles/px).
-    mask : ndarray of shape (N, N), float32
-        Soft circular mask applied to references and images.
-    """
-
-    box: int
-    angular_step: float
-    coarse_step: float
-    symmetry: str
-    grid: PolarGrid
-    mask: NDArray[np.float32]
-    fine: _Level
-    coarse: _Level
-    coarse_rings: int
-    coarse_m: int
-    neighbours: NDArray[np.int64]  # (n_coarse, n_nb) fine indices, padded by repetition
-    close: NDArray[np.bool_]  # (n_coarse, n_coarse) directions within coarse_step
-
-    @property
-    def angles(self) -> NDArray[np.float64]:
-        """Fine gallery orientations ``(rot, tilt, 0)``, shape (n_ref, 3), degrees."""
-        return self.fine.angles
-
-    @classmethod
-    def build(
-        cls,
-        projector_or_volume,
-        *,
-        angular_step: float = 5.0,
-        symmetry: str = "c1",
-        max_freq: float | None = None,
-        mask_radius: float | None = None,
-        coarse_step: float | None = None,
-        coarse_freq: float | None = None,
-    ) -> Gallery:
-        """Project a map at the gallery directions and precompute its polar transforms.
-
-        Parameters
-        ----------
-        projector_or_volume : FourierProjector or array_like of shape (N, N, N)
-            Anything with ``box`` and ``project(angles) -> (n, N, N)``
-            (:class:`xmipp_qc.core.projection.FourierProjector`), or a volume
-            ``[z, y, x]`` (projected with a pad-2 trilinear FourierProjector).
-        angular_step : float
-            Fine direction sampling in degrees (> 0).
-        symmetry : str
-            Xmipp point group, e.g. ``"c1"``, ``"d2"``.
-        max_freq : float, optional
-            Band of the comparison in cycles/px (default 0.25, Xmipp's cut-off).
-        mask_radius : float, optional
-            Particle radius in px, at most ``N / 2`` (default); references are
-            masked by a disk of this radius with a 3 px cosine edge inside it, so
-            that their support is rotation invariant.
-        coarse_step : float, optional
-            Direction sampling of the coarse search in degrees (default
-            ``2 * angular_step``); ``<= angular_step`` searches the fine
-            directions exhaustively at the coarse band.
-        coarse_freq : float, optional
-            Band of the coarse search in cycles/px (default ``max_freq / 2``).
-
-        Returns
-        -------
-        Gallery
-        """
-        proj = _as_projector(projector_or_volume)
-        box = int(proj.box)
-        if not angular_step > 0:
-            raise ValueError(f"angular_step must be positive, got {angular_step}")
-        max_freq = 0.25 if max_freq is None else float(max_freq)
-        radius = box / 2 if mask_radius is None else float(mask_radius)
-        if not 4 < radius <= box / 2:
-            raise ValueError(f"mask_radius must be in (4, N/2] px, got {radius}")
-        coarse_step = 2.0 * angular_step if coarse_step is None else float(coarse_step)
-        coarse_freq = max_freq / 2 if coarse_freq is None else float(coarse_freq)
-        if not 1.0 / box <= coarse_freq <= max_freq:
-            raise ValueError(f"coarse_freq must be in [1/N, max_freq], got {coarse_freq}")
-        grid = PolarGrid.create(box, max_freq, radius, box / math.sqrt(2))
-        mask = soft_disk(box, radius)
-        fine_angles = np.asarray(sample_directions(angular_step, symmetry), dtype=np.float64)
-        fine = cls._level(proj, fine_angles, grid, mask, grid.n_rings, grid.n_m)
-        n_rc = int(math.floor(coarse_freq * box + 1e-9))
-        n_mc = min(grid.n_m, int(math.ceil(2 * np.pi * coarse_freq * grid.radius_px)) + 2)
-        if coarse_step <= angular_step:
-            coarse_step = float(angular_step)
-            coarse = _Level.create(fine.angles, fine.coeffs[:n_mc, :n_rc].copy(), fine.power[:n_rc])
-        else:
-            c_angles = np.asarray(sample_directions(coarse_step, symmetry), dtype=np.float64)
-            coarse = cls._level(proj, c_angles, grid, mask, n_rc, n_mc)
-        nb, close = _neighbourhoods(coarse.angles, fine.angles, symmetry, coarse_step)
-        return cls(box, float(angular_step), coarse_step, symmetry, grid, mask, fine, coarse,
-                   n_rc, n_mc, nb, close)  # fmt: skip
-
-    @staticmethod
-    def _level(proj, angles: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int):
-        angles = np.column_stack([angles[:, :2], np.zeros(len(angles))])
-        coeffs, power = [], []
-        for i in range(0, len(angles), 256):
-            c, p = _prepare_refs(_project_all(proj, angles[i : i + 256]), grid, mask, n_rings, n_m)
-            coeffs.append(c)
-            power.append(p)
-        return _Level.create(angles, np.concatenate(coeffs, axis=2), np.concatenate(power, axis=1))
-
-
-def _neighbourhoods(coarse: NDArray, fine: NDArray, symmetry: str, radius_deg: float) -> tuple:
-    """Return the fine neighbours and the mutual closeness of coarse directions.
-
-    Neighbours: fine directions within ``radius_deg`` of each coarse one, over
-    the directions of all orientations equivalent under the symmetry
-    (:func:`xmipp_qc.core.geometry.equivalent_orientations`), padded by
-    repetition to (n_coarse, n_nb); closeness: (n_coarse, n_coarse) bool.
-    """
-    d_fine, d_coarse = euler_to_matrix(fine)[:, 2, :], euler_to_matrix(coarse)[:, 2, :]
-    cos_r = math.cos(math.radians(radius_deg) * 1.0001)
-    near = np.empty((len(coarse), len(fine)), dtype=bool)
-    close = np.empty((len(coarse), len(coarse)), dtype=bool)
-    for i, a in enumerate(coarse):
-        copies = equivalent_orientations(a, symmetry)[:, 2, :]  # (k, 3) unit vectors
-        cos_f = (d_fine @ copies.T).max(axis=1)
-        near[i] = cos_f >= cos_r
-        near[i, np.argmax(cos_f)] = True
-        close[i] = (d_coarse @ copies.T).max(axis=1) >= cos_r
-    nb = np.empty((len(coarse), near.sum(axis=1).max()), dtype=np.int64)
-    for i, row in enumerate(near):
-        idx = np.flatnonzero(row)
-        nb[i] = np.concatenate([idx, np.full(nb.shape[1] - len(idx), idx[0])])
-    return nb, close
-
 
 @dataclass(frozen=True)
 class MatchResult:
@@ -302,7 +99,7 @@ class MatchResult:
 
 def _prepare_images(images: NDArray, ctf, gallery: Gallery, mask: NDArray) -> _Images:
     grid = gallery.grid
-    half = grid.sample(_masked(images, mask))
+    half = grid.sample(apply_mask(images, mask))
     w = grid.weights
     norm2 = 2 * np.einsum("k,nkt->n", w, (np.abs(half) ** 2).astype(np.float64))
     ctf2 = None
@@ -313,7 +110,7 @@ def _prepare_images(images: NDArray, ctf, gallery: Gallery, mask: NDArray) -> _I
     return _Images(half, norm2, ctf2)
 
 
-def _ref_norm(img: _Images, level: _Level, idx: NDArray | None, n_rings: int) -> NDArray:
+def _ref_norm(img: _Images, level: Level, idx: NDArray | None, n_rings: int) -> NDArray:
     """``||CTF P||`` per (image, reference): (n, n_ref) or the shape of ``idx``."""
     if img.ctf2 is None:
         tot = level.power.sum(axis=0)
@@ -527,6 +324,19 @@ def match_images(
     -------
     MatchResult
     """
+    imgs, h, max_shift, radius = _check_inputs(images, gallery, max_shift_px, mask_radius, ctf)
+    if chunk_size < 1 or n_candidates < 1:
+        raise ValueError("chunk_size and n_candidates must be >= 1")
+    parts = []
+    for a in range(0, len(imgs), chunk_size):
+        b = min(len(imgs), a + chunk_size)
+        hc = h[a:b] if h is not None and h.ndim == 3 else h
+        parts.append(_match_chunk(imgs[a:b], hc, gallery, radius, max_shift, n_candidates))
+    return MatchResult(*(np.concatenate(p) for p in zip(*parts)))
+
+
+def _check_inputs(images, gallery: Gallery, max_shift_px, mask_radius, ctf) -> tuple:
+    """Return validated ``(images (n, N, N), ctf or None, max_shift, mask radius)``."""
     imgs = np.asarray(images)
     imgs = imgs[None] if imgs.ndim == 2 else imgs
     box = gallery.box
@@ -537,20 +347,13 @@ def match_images(
     max_shift = 0.1 * box if max_shift_px is None else float(max_shift_px)
     if not 0 <= max_shift < box / 2:
         raise ValueError(f"max_shift_px must be in [0, N/2), got {max_shift_px}")
-    if chunk_size < 1 or n_candidates < 1:
-        raise ValueError("chunk_size and n_candidates must be >= 1")
     radius = gallery.grid.radius_px if mask_radius is None else float(mask_radius)
     if not radius > 4:
         raise ValueError(f"mask_radius must exceed 4 px, got {mask_radius}")
     h = None if ctf is None else np.asarray(ctf)
     if h is not None and h.ndim == 3 and len(h) != len(imgs):
         raise ValueError(f"ctf has {len(h)} filters for {len(imgs)} images")
-    parts = []
-    for a in range(0, len(imgs), chunk_size):
-        b = min(len(imgs), a + chunk_size)
-        hc = h[a:b] if h is not None and h.ndim == 3 else h
-        parts.append(_match_chunk(imgs[a:b], hc, gallery, radius, max_shift, n_candidates))
-    return MatchResult(*(np.concatenate(p) for p in zip(*parts)))
+    return imgs, h, max_shift, radius
 
 
 def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, radius: float, max_shift: float,

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["PolarGrid", "rotational_correlation", "soft_disk"]
+__all__ = ["PolarGrid", "apply_mask", "rotational_correlation", "soft_disk"]
 
 
 def soft_disk(box: int, radius: float, width: float = 3.0,
@@ -62,6 +62,26 @@ def soft_disk(box: int, radius: float, width: float = 3.0,
         r = np.hypot(g[None, None, :] - c[:, 0, None, None], g[None, :, None] - c[:, 1, None, None])
     t = np.clip((radius - r) / max(width, 1e-6), 0.0, 1.0)
     return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
+
+
+def apply_mask(images: ArrayLike, mask: ArrayLike) -> NDArray[np.float32]:
+    """Subtract the mask-weighted mean of each image, then multiply by the mask.
+
+    Parameters
+    ----------
+    images : array_like of shape (n, N, N)
+        Real images.
+    mask : array_like of shape (N, N) or (n, N, N)
+        Weights in [0, 1] (e.g. :func:`soft_disk`), one for all or one per image.
+
+    Returns
+    -------
+    ndarray of shape (n, N, N), float32
+    """
+    imgs = np.asarray(images, dtype=np.float32)
+    m = np.broadcast_to(np.asarray(mask, dtype=np.float32), imgs.shape)
+    mean = np.einsum("nyx,nyx->n", imgs, m) / np.maximum(m.sum(axis=(1, 2)), 1e-12)
+    return (imgs - mean[:, None, None]) * m
 
 
 @dataclass(frozen=True)
