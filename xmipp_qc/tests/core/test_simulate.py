@@ -65,7 +65,6 @@ def test_phantom_is_chiral_and_fits_the_box():
 
 
 def test_symmetric_phantom_is_invariant():
-    pytest.importorskip("xmipp_qc.core.symmetry")
     from xmipp_qc.core.symmetry import symmetry_matrices
 
     blobs = phantom_blobs(48, seed=2, n_blobs=5, symmetry="d2")
