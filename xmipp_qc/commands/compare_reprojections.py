@@ -71,16 +71,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class _Grid:
-    """Working box and sampling; per input (box, pixel) the Fourier-cropped box."""
+    """Working box and sampling (:func:`xmipp_qc.core.pipeline.common_sampling`)."""
 
     box: int
     pixel_a: float
 
     def cropped(self, box: int, pixel_a: float) -> int:
-        return max(2, int(round(box * pixel_a / self.pixel_a)))
+        """Box of an input of this box and pixel size after Fourier resizing."""
+        from xmipp_qc.core.resample import resized_box
+
+        return resized_box(box, pixel_a, self.pixel_a)[0]
 
     def exact_pixel(self, box: int, pixel_a: float) -> float:
-        return box * pixel_a / self.cropped(box, pixel_a)
+        """Exact pixel size of that input on the working grid (converts its shifts)."""
+        from xmipp_qc.core.resample import resized_box
+
+        _, exact = resized_box(box, pixel_a, self.pixel_a)
+        return self.pixel_a if abs(exact - self.pixel_a) <= 1e-9 * self.pixel_a else exact
+
+    def fit(self, data: np.ndarray, pixel_a: float, ndim: int) -> np.ndarray:
+        """Images (ndim 2) or a map (ndim 3) on the working grid."""
+        from xmipp_qc.core.pipeline import to_working_grid
+
+        return to_working_grid(data, pixel_a, self.box, self.pixel_a, ndim=ndim)[0]
 
 
 def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
@@ -92,28 +105,6 @@ def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
     coarsest = max([px for _, px in keys] + list(map_pixels))
     box, px = common_sampling(ref_box, ref_px, ref_box, coarsest, downsample=downsample)
     return _Grid(box, px)
-
-
-def _fit_box(arr: np.ndarray, box: int, ndim: int) -> np.ndarray:
-    """Centre-crop or zero-pad the last ``ndim`` axes to ``box`` keeping index N//2 at box//2."""
-    n = arr.shape[-1]
-    if n == box:
-        return arr
-    out = np.zeros(arr.shape[:-ndim] + (box,) * ndim, dtype=arr.dtype)
-    lo = min(n, box)
-    src = tuple(slice(n // 2 - lo // 2, n // 2 - lo // 2 + lo) for _ in range(ndim))
-    dst = tuple(slice(box // 2 - lo // 2, box // 2 - lo // 2 + lo) for _ in range(ndim))
-    out[(Ellipsis,) + dst] = arr[(Ellipsis,) + src]
-    return out
-
-
-def _resize(arr: np.ndarray, new_box: int) -> np.ndarray:
-    """Fourier crop/pad images or a volume to ``new_box`` (xmipp_qc.core.resample)."""
-    if arr.shape[-1] == new_box:
-        return arr
-    from xmipp_qc.core import resample
-
-    return np.asarray(resample.fourier_resize(arr, new_box), dtype=np.float32)
 
 
 def _load_maps(args, particles):
@@ -130,10 +121,6 @@ def _load_maps(args, particles):
                   file=sys.stderr)
         maps.append((path, vol, float(px)))
     return maps
-
-
-def _prepare_map(vol: np.ndarray, px: float, grid: _Grid) -> np.ndarray:
-    return _fit_box(_resize(vol, grid.cropped(vol.shape[0], px)), grid.box, 3)
 
 
 def _options(args, grid: _Grid):
@@ -168,7 +155,7 @@ def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
     for s in np.unique(stacks):
         sel = np.flatnonzero(stacks == s)
         images[sel] = read_images(s, particles.items[rows[sel]])
-    return _fit_box(_resize(images, grid.cropped(box, px)), grid.box, 2)
+    return grid.fit(images, px, 2)
 
 
 def _chunk_inputs(particles, rows, grid: _Grid, args) -> dict:
@@ -282,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
     maps = _load_maps(args, particles)
     grid = _working_grid(particles, [px for _, _, px in maps], not args.no_downsample)
     options = _options(args, grid)
-    models = [MapModel(_prepare_map(vol, px, grid), options) for _, vol, px in maps]
+    models = [MapModel(grid.fit(vol, px, 3), options) for _, vol, px in maps]
     writers = [{s: StackWriter(os.path.join(args.out, f"vol{k + 1}_{s}.mrcs"), particles.n,
                                grid.box, grid.pixel_a)
                 for s in ("reprojections", "residuals", "aligned")} for k in range(len(maps))]

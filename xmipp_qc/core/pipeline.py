@@ -52,6 +52,7 @@ __all__ = [
     "rank",
     "shifts_to_input",
     "shifts_to_work",
+    "to_working_grid",
 ]
 
 #: Scores that may rank maps, and whether a higher value is better. Set-relative
@@ -290,6 +291,55 @@ def common_sampling(image_box: int, image_pixel_a: float, volume_box: int,
     return work_box, float(image_pixel_a * image_box / work_box)
 
 
+def to_working_grid(data: ArrayLike, pixel_a: float, work_box: int, work_pixel_a: float, *,
+                    ndim: int) -> tuple[NDArray[np.float32], float]:
+    """Bring images or a map to the working grid of :func:`common_sampling`.
+
+    Fourier cropping/padding (:func:`xmipp_qc.core.resample.fourier_resize`,
+    values preserved, origin ``N // 2`` -> ``M // 2``) to the box ``M`` nearest
+    to the working sampling, then centred zero-padding or cropping to
+    ``work_box`` (origin kept at ``work_box // 2``).
+
+    Parameters
+    ----------
+    data : array_like, shape (n, N, N) or (N, N, N)
+        Image stack (``ndim=2``) or volume (``ndim=3``).
+    pixel_a : float
+        Its pixel size in Å/px.
+    work_box : int
+        Working box (px).
+    work_pixel_a : float
+        Working pixel size in Å/px.
+    ndim : {2, 3}
+        Images or volume (a stack of N images of N x N is ambiguous otherwise).
+
+    Returns
+    -------
+    data : ndarray of float32, shape (n, work_box, work_box) or (work_box,) * 3
+    pixel_a : float
+        Exact pixel size after the Fourier resize, ``pixel_a * N / M``: equal
+        to ``work_pixel_a`` when ``N * pixel_a / work_pixel_a`` is an integer
+        (always for the images that defined the working grid), else within
+        half a pixel of the box; use it to convert this input's shifts.
+    """
+    from xmipp_qc.core.resample import fourier_resize, resized_box
+
+    arr = np.asarray(data)
+    n = arr.shape[-1]
+    m, exact = resized_box(n, pixel_a, work_pixel_a)
+    if abs(exact - work_pixel_a) <= 1e-9 * work_pixel_a:
+        exact = float(work_pixel_a)
+    out = arr if m == n else fourier_resize(arr, m, ndim=ndim)
+    if m != work_box:
+        lo = min(m, work_box)
+        src = slice(m // 2 - lo // 2, m // 2 - lo // 2 + lo)
+        dst = slice(work_box // 2 - lo // 2, work_box // 2 - lo // 2 + lo)
+        fitted = np.zeros(out.shape[:-ndim] + (work_box,) * ndim, dtype=np.float32)
+        fitted[(Ellipsis,) + (dst,) * ndim] = out[(Ellipsis,) + (src,) * ndim]
+        out = fitted
+    return np.asarray(out, dtype=np.float32), float(exact)
+
+
 def shifts_to_input(shifts: ArrayLike, work_pixel_a: float,
                     input_pixel_a: float) -> NDArray[np.float64]:
     """Shifts (px) at the working sampling -> px of the input images (same physical shift)."""
@@ -394,14 +444,12 @@ def _filter(model: MapModel, stack: NDArray, ok: NDArray) -> NDArray:
     return out
 
 
-def _fourier_shift(images: NDArray, shifts: NDArray) -> NDArray[np.float32]:
-    """``out(r) = in(r - s)`` by exact (periodic) Fourier phases; NaN shifts -> 0."""
-    n = images.shape[-1]
+def _shift_back(images: NDArray, shifts: NDArray) -> NDArray[np.float32]:
+    """``out(r) = in(r - s)`` (:func:`xmipp_qc.core.transform.shift_images`); NaN -> 0."""
+    from xmipp_qc.core.transform import shift_images
+
     s = np.where(np.isfinite(shifts), shifts, 0.0)
-    ky, kx = np.fft.fftfreq(n)[None, :, None], np.fft.rfftfreq(n)[None, None, :]
-    phase = np.exp(-2j * np.pi * (kx * s[:, 0, None, None] + ky * s[:, 1, None, None]))
-    spec = np.fft.rfft2(np.nan_to_num(images)) * phase
-    return np.fft.irfft2(spec, s=(n, n)).astype(np.float32)
+    return np.asarray(shift_images(np.nan_to_num(images), s), dtype=np.float32)
 
 
 def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
@@ -463,8 +511,8 @@ def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
     """
     o = model.options
     good = ok & np.isfinite(r.angles).all(axis=1)
-    centred = _fourier_shift(proj, r.shifts)
-    aligned = _fourier_shift(x, r.shifts)
+    centred = _shift_back(proj, r.shifts)
+    aligned = _shift_back(x, r.shifts)
     a = np.nan_to_num(r.summary.scores["grayA"])[:, None, None]
     b = np.nan_to_num(r.summary.scores["grayB"])[:, None, None]
     m = disc_mask(model.box, o.mask_radius)

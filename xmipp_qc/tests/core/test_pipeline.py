@@ -16,6 +16,7 @@ from xmipp_qc.core.pipeline import (
     rank,
     shifts_to_input,
     shifts_to_work,
+    to_working_grid,
 )
 
 ACQ = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1}
@@ -64,6 +65,42 @@ def test_common_sampling_rejects_bad_input():
         common_sampling(64.5, 1.0, 64, 1.0)
     with pytest.raises(ValueError, match="< 2 px"):
         common_sampling(4, 1.0, 4, 1.0, target_a=3.0)
+
+
+def _gauss(box, sigma, center=(0.0, 0.0, 0.0), ndim=2):
+    g = np.arange(box) - box // 2
+    axes = np.meshgrid(*([g] * ndim), indexing="ij")  # (z,) y, x
+    r2 = sum((a - c) ** 2 for a, c in zip(axes[::-1], center))
+    return np.exp(-r2 / (2 * sigma**2))
+
+
+@pytest.mark.parametrize("box, px, work_box, work_px, cropped",
+                         [(64, 1.5, 32, 3.0, 32), (65, 1.5, 33, 65 * 1.5 / 33, 33),
+                          (48, 2.0, 40, 3.0, 32), (30, 4.0, 36, 3.0, 40)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_working_grid_images_known_answer(box, px, work_box, work_px, cropped, dtype):
+    # a Gaussian of 6 Å sigma centred at (4.5 Å, -3 Å): the same physical image on the new grid
+    sig, c = 6.0, (4.5, -3.0)
+    img = _gauss(box, sig / px, (c[0] / px, c[1] / px)).astype(dtype)
+    out, exact = to_working_grid(np.stack([img, 2 * img]), px, work_box, work_px, ndim=2)
+    assert out.shape == (2, work_box, work_box) and out.dtype == np.float32
+    assert exact == pytest.approx(box * px / cropped, rel=1e-12)
+    want = _gauss(work_box, sig / exact, (c[0] / exact, c[1] / exact))
+    np.testing.assert_allclose(out[0], want, atol=2e-3)  # values preserved, origin N//2
+    np.testing.assert_allclose(out[1], 2 * out[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("box", [32, 33])
+def test_to_working_grid_volume(box):
+    vol = _gauss(box, 2.5, (1.0, -2.0, 3.0), ndim=3)
+    out, exact = to_working_grid(vol, 1.0, 24, 2.0, ndim=3)
+    m = int(np.floor(box / 2 + 0.5))  # nearest box, halves up
+    assert out.shape == (24, 24, 24) and exact == pytest.approx(box / m)
+    want = _gauss(24, 2.5 / exact, (1.0 / exact, -2.0 / exact, 3.0 / exact), ndim=3)
+    np.testing.assert_allclose(out, want, atol=3e-3)
+    # a stack of N images of N x N is a stack with ndim=2, not a volume
+    stack, _ = to_working_grid(vol, 1.0, 24, 2.0, ndim=2)
+    assert stack.shape == (box, 24, 24)
 
 
 def test_shift_conversion_round_trip():
