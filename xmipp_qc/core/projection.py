@@ -25,6 +25,13 @@ Interpolation:
     ``prod_axes (4 + 2 cos(2 pi x / M)) / 6`` before the FFT. Grid-aligned
     samples therefore return the exact DFT values, as for ``linear``.
 
+Performance: the block of the spectrum that the slices can reach (all of it,
+or the sphere of radius ``max_freq``) is stored with neighbouring taps packed
+in rows (:func:`_pack_taps`, bounded by ``_TABLE_BYTES``), orientations are
+processed in cache-sized chunks with one vectorised gather each, the weighting
+runs on tap-major real views, the ``fftshift`` of the output is folded into a
+per-sample phase and the inverse FFT skips the columns beyond ``max_freq``.
+
 Unlike Xmipp's projector (reference study §3.2(c)), the band limit is opt-in
 (``max_freq``) rather than a fixed 0.25 cycles/px, and the full band keeps the
 corners of the 2D spectrum that fall inside the volume's Nyquist cube.
@@ -79,12 +86,17 @@ def _interp_linear(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) 
 def _interp_cubic(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
     """Tricubic B-spline interpolation; returns (2P,) real (re, im interleaved).
 
-    ``table`` rows pack the 4 x taps; ``rows`` (16,) are the (z, y) offsets;
+    ``table`` rows pack the 4 x taps and ``rows`` (16,) are the (z, y)
+    offsets, or ``table`` is (L, 1) and ``rows`` (64,) hold every offset;
     ``base`` (P,) the flat indices of the first tap; ``frac`` (3, P) the (z, y,
     x) fractions. The x contraction runs on the (zy, P, x) gather; y and z on
     tap-major contiguous arrays.
     """
-    g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4) complex
+    if table.shape[1] == 4:
+        g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4) complex
+    else:  # unpacked table: rows hold all 64 offsets, x fastest
+        idx = rows.reshape(16, 1, 4) + base[:, None]
+        g = np.take(table[:, 0], idx)
     w = _bspline_weights(np.repeat(frac, 2, axis=1))  # (4, 3, 2P): one per re and im
     wx = w[:, 2].reshape(4, -1, 2).transpose(1, 0, 2).reshape(-1, 8)  # (P, 8)
     g = g.view(frac.dtype)
@@ -118,10 +130,12 @@ def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDA
     """
     sz, sy, _ = strides
     axes = [np.arange(taps) * sz, np.arange(taps) * sy, np.arange(taps)]
-    k = 1
+    k = 0
     max_k = 3 if taps == 2 else 1
     while k < max_k and flat.nbytes * taps ** (k + 1) <= _TABLE_BYTES:
         k += 1
+    if k == 0:  # no room: unpacked, every tap is a row offset
+        return flat[:, None], sum(np.ix_(*axes)).ravel().astype(np.intp)
     packed = axes[3 - k :]
     rows = axes[: 3 - k]
     p_off = sum(np.ix_(*packed)).ravel() if k > 1 else packed[0]
@@ -129,13 +143,6 @@ def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDA
     ext = np.concatenate([flat, np.zeros(int(p_off.max()), flat.dtype)])
     table = np.stack([ext[o : o + flat.size] for o in p_off], axis=1)
     return table, np.asarray(r_off, dtype=np.intp)
-
-
-def _lerp_last(g: NDArray, t: NDArray) -> NDArray:
-    """Linear interpolation along the last axis (length 2) of (P, ..., 2) at t (P,)."""
-    t = t.reshape((-1,) + (1,) * (g.ndim - 2))
-    a = g[..., 0]
-    return a + (g[..., 1] - a) * t
 
 
 def _hermitian_block(spec: NDArray, m: int, fz: NDArray, fy: NDArray, fx: NDArray) -> NDArray:

@@ -201,3 +201,23 @@ def test_many_orientations_are_chunked_consistently():
     all_at_once = fp.project(angles)
     one_by_one = np.stack([fp.project(a)[0] for a in angles[::37]])
     np.testing.assert_allclose(all_at_once[::37], one_by_one, atol=1e-12)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic"])
+def test_packed_tables_of_any_size_give_the_same_projections(monkeypatch, interpolation):
+    """Every packing level of the interpolation table (memory budget) agrees."""
+    import xmipp_qc.core.projection as projection
+
+    vol = blobs_volume(phantom_blobs(24, seed=2), 24)
+    angles = random_angles(5, seed=3)
+    ref = FourierProjector(vol, interpolation=interpolation, dtype=np.float64)
+    want = ref.project(angles)
+    nbytes = ref._table.shape[0] * 16  # complex128 block
+    taps = 2 if interpolation == "linear" else 4
+    widths = set()
+    for budget in (0, nbytes * taps, nbytes * taps**2, nbytes * taps**3):
+        monkeypatch.setattr(projection, "_TABLE_BYTES", budget)
+        fp = FourierProjector(vol, interpolation=interpolation, dtype=np.float64)
+        widths.add(fp._table.shape[1])
+        np.testing.assert_allclose(fp.project(angles), want, atol=1e-12 * np.abs(want).max())
+    assert widths == ({1, 2, 4, 8} if taps == 2 else {1, 4})
