@@ -13,7 +13,12 @@ of :func:`xmipp_qc.core.ranking.rank_maps`, always oriented higher-is-better.
 Conventions of :mod:`xmipp_qc.core`: images ``(n, N, N)`` indexed ``[y, x]``,
 volumes ``[z, y, x]``, origin at ``N // 2``; Xmipp ZYZ Euler angles in degrees;
 Xmipp shifts in px at the WORKING sampling, an image with shift ``s`` being
-``I(r) = P(r + s)``. Use :func:`shifts_to_input` for shifts in input pixels.
+``I(r) = P(r + s)``. The working grid (:func:`common_sampling`,
+:func:`to_working_grid`, :func:`shifts_to_input`, :func:`shifts_to_work`) is
+in :mod:`xmipp_qc.core.working_grid`, re-exported here.
+
+Set scores and map ranking (:func:`finalize`, :func:`rank`) are in
+:mod:`xmipp_qc.core.compare_results`, re-exported here.
 
 Frames. Scores are computed in the frame of the experimental image (the
 reprojection is moved, never the noisy image). The stored images are in the
@@ -31,15 +36,22 @@ statistic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.compare_results import SCORE_DIRECTIONS, finalize, rank  # noqa: F401
 from xmipp_qc.core.ctf import ctf_image
 from xmipp_qc.core.projection import FourierProjector
 from xmipp_qc.core.residuals import ChunkSummary, lowpass, summarize_chunk
 from xmipp_qc.core.similarity import disc_mask
+from xmipp_qc.core.working_grid import (  # noqa: F401  (part of the pipeline API)
+    common_sampling,
+    shifts_to_input,
+    shifts_to_work,
+    to_working_grid,
+)
 
 __all__ = [
     "SCORE_DIRECTIONS",
@@ -54,17 +66,6 @@ __all__ = [
     "shifts_to_work",
     "to_working_grid",
 ]
-
-#: Scores that may rank maps, and whether a higher value is better. Set-relative
-#: scores (z-scores, ``outlierScore``) are not comparable across maps.
-SCORE_DIRECTIONS: dict[str, bool] = {
-    "cost": True,
-    "corrIdx": True,
-    "corrMask": True,
-    "corrWeight": True,
-    "imedValue": False,
-    "resStd": False,
-}
 
 _DEFAULT_WIDTH = 0.02  # cycles/px: Xmipp's raised-cosine edge
 
@@ -247,111 +248,6 @@ class ChunkResult:
             return cls(**{k: z[k] for k in cls._ARRAYS}, summary=summary, **images)
 
 
-def common_sampling(image_box: int, image_pixel_a: float, volume_box: int,
-                    volume_pixel_a: float, *, downsample: bool = True,
-                    target_a: float = 3.0) -> tuple[int, float]:
-    """Working box and sampling shared by the images and the map.
-
-    The sampling is the coarser of the two inputs and, with ``downsample``, at
-    least ``target_a``. The images are Fourier cropped to an integer box, so
-    the working pixel size is exactly ``image_pixel_a * image_box / work_box``
-    (never finer than the requested sampling); the map is then brought to it
-    (:func:`xmipp_qc.core.resample`) and cut or padded to ``work_box``.
-
-    Parameters
-    ----------
-    image_box, volume_box : int
-        Box sizes in px.
-    image_pixel_a, volume_pixel_a : float
-        Pixel sizes in Å/px.
-    downsample : bool
-        Enforce at least ``target_a`` Å/px.
-    target_a : float
-        Coarsest sampling needed, Å/px (Xmipp: 3 Å).
-
-    Returns
-    -------
-    work_box : int
-        Box of the images at the working sampling (px).
-    work_pixel_a : float
-        Working pixel size in Å/px.
-    """
-    for name, v in (("image_pixel_a", image_pixel_a), ("volume_pixel_a", volume_pixel_a),
-                    ("target_a", target_a)):
-        if not (np.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be positive, got {v}")
-    if int(image_box) != image_box or image_box < 2 or int(volume_box) != volume_box:
-        raise ValueError(f"boxes must be integers >= 2, got {image_box}, {volume_box}")
-    wanted = max(image_pixel_a, volume_pixel_a, target_a if downsample else 0.0)
-    if wanted <= image_pixel_a:
-        return int(image_box), float(image_pixel_a)
-    work_box = int(np.floor(image_box * image_pixel_a / wanted + 1e-9))
-    if work_box < 2:
-        raise ValueError(f"a {image_box} px box at {image_pixel_a} Å/px has < 2 px at {wanted} Å")
-    return work_box, float(image_pixel_a * image_box / work_box)
-
-
-def to_working_grid(data: ArrayLike, pixel_a: float, work_box: int, work_pixel_a: float, *,
-                    ndim: int) -> tuple[NDArray[np.float32], float]:
-    """Bring images or a map to the working grid of :func:`common_sampling`.
-
-    Fourier cropping/padding (:func:`xmipp_qc.core.resample.fourier_resize`,
-    values preserved, origin ``N // 2`` -> ``M // 2``) to the box ``M`` nearest
-    to the working sampling, then centred zero-padding or cropping to
-    ``work_box`` (origin kept at ``work_box // 2``).
-
-    Parameters
-    ----------
-    data : array_like, shape (n, N, N) or (N, N, N)
-        Image stack (``ndim=2``) or volume (``ndim=3``).
-    pixel_a : float
-        Its pixel size in Å/px.
-    work_box : int
-        Working box (px).
-    work_pixel_a : float
-        Working pixel size in Å/px.
-    ndim : {2, 3}
-        Images or volume (a stack of N images of N x N is ambiguous otherwise).
-
-    Returns
-    -------
-    data : ndarray of float32, shape (n, work_box, work_box) or (work_box,) * 3
-    pixel_a : float
-        Exact pixel size after the Fourier resize, ``pixel_a * N / M``: equal
-        to ``work_pixel_a`` when ``N * pixel_a / work_pixel_a`` is an integer
-        (always for the images that defined the working grid), else within
-        half a pixel of the box; use it to convert this input's shifts.
-    """
-    from xmipp_qc.core.resample import fourier_resize, resized_box
-
-    arr = np.asarray(data)
-    n = arr.shape[-1]
-    m, exact = resized_box(n, pixel_a, work_pixel_a)
-    if abs(exact - work_pixel_a) <= 1e-9 * work_pixel_a:
-        exact = float(work_pixel_a)
-    out = arr if m == n else fourier_resize(arr, m, ndim=ndim)
-    if m != work_box:
-        lo = min(m, work_box)
-        src = slice(m // 2 - lo // 2, m // 2 - lo // 2 + lo)
-        dst = slice(work_box // 2 - lo // 2, work_box // 2 - lo // 2 + lo)
-        fitted = np.zeros(out.shape[:-ndim] + (work_box,) * ndim, dtype=np.float32)
-        fitted[(Ellipsis,) + (dst,) * ndim] = out[(Ellipsis,) + (src,) * ndim]
-        out = fitted
-    return np.asarray(out, dtype=np.float32), float(exact)
-
-
-def shifts_to_input(shifts: ArrayLike, work_pixel_a: float,
-                    input_pixel_a: float) -> NDArray[np.float64]:
-    """Shifts (px) at the working sampling -> px of the input images (same physical shift)."""
-    return np.asarray(shifts, dtype=np.float64) * (work_pixel_a / input_pixel_a)
-
-
-def shifts_to_work(shifts: ArrayLike, work_pixel_a: float,
-                   input_pixel_a: float) -> NDArray[np.float64]:
-    """Shifts (px) of the input images -> px at the working sampling."""
-    return np.asarray(shifts, dtype=np.float64) * (input_pixel_a / work_pixel_a)
-
-
 def _usable(images: NDArray) -> NDArray[np.bool_]:
     """Images that matching and refinement can take: finite and not constant."""
     flat = images.reshape(len(images), -1)
@@ -521,100 +417,3 @@ def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
     return ChunkResult(r.ids, r.angles, r.shifts, r.matched, r.match_corr, r.match_margin,
                        r.summary, reproj.astype(np.float32), residuals.astype(np.float32),
                        aligned)
-
-
-def _same_scores(parts: list[ChunkSummary]) -> list[ChunkSummary]:
-    """Give every chunk the same score names (NaN where a chunk lacks one).
-
-    A chunk whose images all failed has no refinement scores.
-    """
-    names = list(dict.fromkeys(k for p in parts for k in p.scores))
-    return [p if list(p.scores) == names else
-            ChunkSummary({k: p.scores.get(k, np.full(p.n, np.nan)) for k in names},
-                         p.covariances, p.reasons) for p in parts]
-
-
-def finalize(results: Sequence[ChunkResult], **set_options: Any) -> dict[str, NDArray]:
-    """Set statistics of all chunks of one map, from their summaries alone.
-
-    Parameters
-    ----------
-    results : sequence of ChunkResult
-        Every chunk of the set (images not needed).
-    **set_options
-        Keyword arguments of :func:`xmipp_qc.core.outliers.set_statistics`
-        (``components``, ``threshold``).
-
-    Returns
-    -------
-    dict of str to ndarray of shape (n,) (or (n, 3), (n, 2))
-        In the results' order: ``ids``, ``angles``, ``shifts``, ``matched``,
-        ``match_corr``, ``match_margin``; every summary score; the set scores
-        (``zScoreResMean``, ``zScoreResVar``: absolute z, Xmipp's names;
-        ``zResMean``, ``zResStd``: signed; ``resCovDivergence``: raw JBLD;
-        ``zScoreResCov``: its robust z, one-sided (higher is worse, not an
-        absolute value); ``zScoreGray``; ``outlierScore``); ``isOutlier``;
-        ``reason`` (why flagged or failed, "" otherwise).
-    """
-    if not results:
-        raise ValueError("finalize needs at least one chunk result")
-    from xmipp_qc.core.outliers import set_statistics
-
-    summary = ChunkSummary.concatenate(_same_scores([r.summary for r in results]))
-    stats = set_statistics(summary, **set_options)
-    out: dict[str, NDArray] = {k: np.concatenate([getattr(r, k) for r in results])
-                               for k in ChunkResult._ARRAYS}
-    out.update(summary.scores)
-    out.update(stats.scores)
-    out["isOutlier"] = stats.is_outlier
-    out["reason"] = stats.reasons
-    return out
-
-
-def rank(results_per_map: Mapping[Any, Mapping[str, NDArray]], *, score: str = "cost",
-         **rank_options: Any) -> dict[str, Any]:
-    """Rank maps by one per-image score over the images they share (paired).
-
-    Parameters
-    ----------
-    results_per_map : mapping of map key to :func:`finalize` output
-        Images are paired by ``ids``; an image missing or failed for a map is
-        left out of every map's statistics (counted in ``n_excluded``).
-    score : str
-        A key of :data:`SCORE_DIRECTIONS`; default ``cost`` (the masked
-        correlation of image and gray-fitted reprojection, higher is better).
-        Lower-is-better scores are negated, so the first map is always best.
-    **rank_options
-        ``n_boot``, ``confidence``, ``seed`` of :func:`~xmipp_qc.core.ranking.rank_maps`.
-
-    Returns
-    -------
-    dict
-        JSON-ready table: ``score``, ``higher_is_better``, ``maps`` (a list,
-        best first, of ``map``, ``rank``, ``mean``, ``median``,
-        ``fraction_best``), ``best``, ``runner_up``, ``difference``,
-        ``ci_low``, ``ci_high``, ``confidence``, ``significant``,
-        ``n_images``, ``n_excluded``.
-    """
-    from xmipp_qc.core.ranking import rank_maps
-
-    if score not in SCORE_DIRECTIONS:
-        raise ValueError(f"cannot rank by {score!r}; choose from {sorted(SCORE_DIRECTIONS)}")
-    keys = list(results_per_map)
-    if not keys:
-        raise ValueError("no maps to rank")
-    all_ids = np.unique(np.concatenate([np.asarray(results_per_map[k]["ids"]) for k in keys]))
-    matrix = np.full((len(all_ids), len(keys)), np.nan)
-    for j, k in enumerate(keys):
-        res = results_per_map[k]
-        matrix[np.searchsorted(all_ids, np.asarray(res["ids"])), j] = res[score]
-    r = rank_maps(matrix, higher_is_better=SCORE_DIRECTIONS[score], **rank_options)
-    sign = 1.0 if SCORE_DIRECTIONS[score] else -1.0
-    maps = [{"map": keys[j], "rank": pos + 1, "mean": sign * float(r.mean[j]),
-             "median": sign * float(r.median[j]), "fraction_best": float(r.fraction_best[j])}
-            for pos, j in enumerate(r.order)]
-    return {"score": score, "higher_is_better": SCORE_DIRECTIONS[score], "maps": maps,
-            "best": keys[r.best], "runner_up": keys[r.runner_up] if r.runner_up >= 0 else None,
-            "difference": r.difference, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "confidence": r.confidence, "significant": r.significant,
-            "n_images": r.n_images, "n_excluded": r.n_excluded}
