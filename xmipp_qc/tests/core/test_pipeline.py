@@ -307,3 +307,20 @@ def test_matching_path_finds_angles():
     err = np.degrees(np.arccos(np.clip(cos, -1, 1)))
     assert np.median(err) < 3.0
     assert np.isfinite(r.match_corr[ok]).all() and r.summary.scores["cost"][ok].min() > 0.5
+
+
+def test_optimize_gray_only_changes_the_stored_reprojection():
+    box = 32
+    blobs = sim.phantom_blobs(box, seed=6)
+    ps = sim.simulate_particles(blobs, 10, box=box, snr=2.0, seed=6)
+    images = 3.0 * ps.images + 7.0  # arbitrary intensity scale and offset
+    vol = sim.blobs_volume(blobs, box)
+    kw = {"ids": np.arange(10), "angles": ps.angles, "shifts": ps.shifts}
+    plain = process_chunk(MapModel(vol, CompareOptions(3.0)), images, **kw)
+    gray = process_chunk(MapModel(vol, CompareOptions(3.0, optimize_gray=True)), images, **kw)
+    for k in ("cost", "resStd", "imedValue", "grayA"):
+        np.testing.assert_allclose(gray.summary.scores[k], plain.summary.scores[k], rtol=1e-6)
+    a, b = plain.summary.scores["grayA"], plain.summary.scores["grayB"]
+    np.testing.assert_allclose(gray.reprojections, a[:, None, None] * plain.reprojections
+                               + b[:, None, None], rtol=1e-5, atol=1e-4)
+    assert np.all(b > 5.0)  # the fit found the offset of 7
