@@ -137,11 +137,16 @@ def _quote(v: str) -> str:
 
 
 def write_star(path: str, blocks: Mapping[str, StarBlock]) -> None:
-    """Write blocks as a RELION 3.1-style STAR file (written to a temporary, then renamed)."""
+    """Write blocks as a STAR file (to a temporary, then renamed).
+
+    The ``# version 30001`` line is written only when there is an ``optics``
+    block, so that a RELION 3.0 table stays a 3.0 table.
+    """
     tmp = f"{path}.part"
+    version = "\n# version 30001\n" if "optics" in blocks else ""  # RELION 3.1+ files only
     with open(tmp, "w") as fh:
         for b in blocks.values():
-            fh.write(f"\n# version 30001\n\ndata_{b.name}\n\n")
+            fh.write(f"{version}\ndata_{b.name}\n\n")
             if not b.is_loop:
                 for c, v in zip(b.columns, b.rows[0]):
                     fh.write(f"_{c} {_quote(v)}\n")

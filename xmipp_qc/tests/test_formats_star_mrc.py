@@ -178,6 +178,31 @@ def test_write_back_relion31_angstrom_origins(tmp_path):
     assert q.block.text("rlnImageOriginalName") == p.block.text("rlnImageOriginalName")
 
 
+def test_key_value_blocks_and_quotes_round_trip(tmp_path):
+    from xmipp_qc.formats.star import write_star
+
+    text = ("# version 30001\n\ndata_general\n\n_rlnCurrentIteration 25\n"
+            "_rlnComment 'two words'\n\ndata_optics\nloop_\n_rlnOpticsGroup #1\n"
+            "_rlnOpticsGroupName #2\n1 \"group one\"\n")
+    (tmp_path / "a.star").write_text(text)
+    blocks = read_star(str(tmp_path / "a.star"))
+    assert not blocks["general"].is_loop
+    assert blocks["general"].text("rlnCurrentIteration") == ["25"]
+    assert blocks["general"].text("rlnComment") == ["two words"]
+    assert blocks["optics"].text("rlnOpticsGroupName") == ["group one"]
+    write_star(str(tmp_path / "b.star"), blocks)
+    again = read_star(str(tmp_path / "b.star"))
+    assert {k: (b.columns, b.rows, b.is_loop) for k, b in again.items()} == \
+        {k: (b.columns, b.rows, b.is_loop) for k, b in blocks.items()}
+    assert (tmp_path / "b.star").read_text().count("# version 30001") == 2
+
+
+def test_relion30_file_stays_30(star30, tmp_path):
+    p = read_particles(str(star30))
+    write_particles(str(tmp_path / "o.star"), p, {"xmippQcCost": np.zeros(2)})
+    assert "version 30001" not in (tmp_path / "o.star").read_text()
+
+
 def test_origin_conversion_odd_even():
     o = np.array([[3.0, -2.0], [3.0, -2.0]])
     np.testing.assert_allclose(origins_to_shifts(o, np.array([65, 64]), True), [[2, -3], [3, -2]])
