@@ -37,7 +37,8 @@ def c1_setup():
 
 
 @pytest.mark.parametrize("box", [63, 64])
-def test_exact_recovery_at_gallery_orientations(box):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_recovery_at_gallery_orientations(box, dtype):
     blobs = phantom_blobs(box, seed=2)
     gallery = Gallery.build(BlobProjector(blobs, box), angular_step=10.0)
     rng = np.random.default_rng(box)
@@ -47,7 +48,7 @@ def test_exact_recovery_at_gallery_orientations(box):
     radius = np.sqrt(rng.uniform(0, 1, 24)) * 0.1 * box
     phi = rng.uniform(0, 2 * np.pi, 24)
     shifts = np.column_stack([radius * np.cos(phi), radius * np.sin(phi)])
-    images = project_blobs(blobs, angles, shifts, box=box).astype(np.float32)
+    images = project_blobs(blobs, angles, shifts, box=box).astype(dtype)
     res = match_images(images, gallery)
     assert isinstance(res, MatchResult)
     assert res.angles.shape == (24, 3) and res.shifts.shape == (24, 2)
@@ -81,6 +82,22 @@ def test_accuracy_c1_snr1(c1_setup):
     assert np.median(shift_err) < 1.0
     assert np.all(np.hypot(*res.shifts.T) <= 6.4 + 1e-9)
     assert np.nanmedian(res.margin) > 0
+
+
+def test_odd_integer_shifts(c1_setup):
+    """Xmipp's 2 px shift grid misses odd shifts; the hexagonal grid + refinement does not."""
+    blobs, gallery = c1_setup
+    rng = np.random.default_rng(11)
+    n = 40
+    tilt = np.degrees(np.arccos(rng.uniform(-1, 1, n)))
+    angles = np.column_stack([rng.uniform(-180, 180, n), tilt, rng.uniform(0, 360, n)])
+    shifts = rng.choice([-5.0, -3.0, -1.0, 1.0, 3.0], size=(n, 2))
+    shifts *= np.minimum(1.0, 6.0 / np.hypot(*shifts.T))[:, None]
+    clean = project_blobs(blobs, angles, shifts, box=64)
+    images = clean + rng.normal(size=clean.shape) * clean.std()  # SNR 1
+    res = match_images(images, gallery)
+    assert np.mean(rotation_error(res.angles, angles) <= 7.5) >= 0.95
+    assert np.median(np.hypot(*(res.shifts - shifts).T)) < 0.5
 
 
 def test_accuracy_d2_snr1():
