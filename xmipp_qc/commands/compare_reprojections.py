@@ -154,7 +154,10 @@ def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
     images = np.empty((len(rows), box, box), dtype=np.float32)
     for s in np.unique(stacks):
         sel = np.flatnonzero(stacks == s)
-        images[sel] = read_images(s, particles.items[rows[sel]])
+        block = read_images(s, particles.items[rows[sel]])
+        if block.shape[1:] != (box, box):
+            raise ValueError(f"{s} holds {block.shape[2]} px images, the STAR says {box} px")
+        images[sel] = block
     return grid.fit(images, px, 2)
 
 
