@@ -29,42 +29,40 @@ __all__ = ["Gallery"]
 class Level:
     """References of one search level.
 
-    ``angles`` (n_ref, 3) degrees; ``coeffs`` (n_m, n_rings, n_ref) complex64
-    holding ``w_k conj(b_m(k))``; ``power`` (n_rings, n_ref) float32 holding
-    ``w_k sum_theta |F(k, theta)|^2``; ``by_ref`` the coefficients as
-    (n_ref, n_m, n_rings) for gathering.
+    Attributes
+    ----------
+    angles : ndarray of shape (n_ref, 3)
+        Orientations ``(rot, tilt, 0)`` in degrees.
+    coeffs : ndarray of shape (n_ref, n_m, n_rings), complex64
+        ``w_k b_m(k)``: ring weight times angular Fourier coefficient ``m`` of
+        ring ``k`` (:meth:`xmipp_qc.core.polar.PolarGrid.ring_coefficients`).
+    power : ndarray of shape (n_rings, n_ref), float32
+        ``w_k sum_theta |F(k, theta)|^2`` over full rings.
     """
 
     angles: NDArray[np.float64]
     coeffs: NDArray[np.complex64]
     power: NDArray[np.float32]
-    by_ref: NDArray[np.complex64]
-    coeffs_plain: NDArray[np.complex64]
-
-    @classmethod
-    def create(cls, angles: NDArray, coeffs: NDArray, power: NDArray) -> Level:
-        """Level from its arrays (``by_ref`` and ``coeffs_plain = conj(coeffs)`` derived)."""
-        coeffs = np.ascontiguousarray(coeffs)
-        by_ref = np.ascontiguousarray(coeffs.transpose(2, 0, 1))
-        return cls(angles, coeffs, power, by_ref, np.conj(coeffs))
 
 
 def _prepare_refs(proj: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int) -> tuple:
-    """Masked references -> (coeffs (n_m, n_rings, n), power (n_rings, n))."""
+    """Return (coeffs (n, n_m, n_rings), power (n_rings, n)) of masked references."""
     half = grid.sample(apply_mask(proj, mask))[:, :n_rings]
     w = grid.weights[:n_rings]
     power = (2 * w[None, :] * (np.abs(half) ** 2).sum(axis=-1)).astype(np.float32)
     coeffs = grid.ring_coefficients(half, n_m) * w[None, :, None]
-    return np.conj(coeffs).transpose(2, 1, 0), power.T
+    return np.ascontiguousarray(coeffs.transpose(0, 2, 1)), power.T
 
 
 def _project_all(projector, angles: NDArray, chunk: int = 256) -> NDArray[np.float32]:
+    """Projections (n, N, N) float32 computed in chunks."""
     out = [np.asarray(projector.project(angles[i : i + chunk]), dtype=np.float32)
            for i in range(0, len(angles), chunk)]  # fmt: skip
     return np.concatenate(out)
 
 
 def _as_projector(projector_or_volume):
+    """Return the argument if it is a projector, else a FourierProjector of the volume."""
     if hasattr(projector_or_volume, "project") and hasattr(projector_or_volume, "box"):
         return projector_or_volume
     vol = np.asarray(projector_or_volume)
@@ -90,9 +88,19 @@ class Gallery:
     symmetry : str
         Xmipp point-group name; directions cover its asymmetric unit.
     grid : PolarGrid
-        Polar sampling of the fine level (band ``grid.max_freq`` cycles/px).
+        Polar sampling of the fine level (band ``grid.max_freq`` cycles/px;
+        ``grid.radius_px`` is the mask radius).
     mask : ndarray of shape (N, N), float32
-        Soft circular mask applied to references and images.
+        Soft circular mask of the references (3 px cosine edge inside the radius).
+    fine, coarse : Level
+        Reference coefficients of the two search levels.
+    coarse_rings, coarse_m : int
+        Rings and angular coefficients of the coarse level.
+    neighbours : ndarray of int, shape (n_coarse, n_nb)
+        Fine directions within ``coarse_step`` of each coarse one (symmetry-aware),
+        padded by repetition.
+    close : ndarray of bool, shape (n_coarse, n_coarse)
+        Coarse directions within ``coarse_step`` of each other (symmetry-aware).
     """
 
     box: int
@@ -105,8 +113,8 @@ class Gallery:
     coarse: Level
     coarse_rings: int
     coarse_m: int
-    neighbours: NDArray[np.int64]  # (n_coarse, n_nb) fine indices, padded by repetition
-    close: NDArray[np.bool_]  # (n_coarse, n_coarse) directions within coarse_step
+    neighbours: NDArray[np.int64]
+    close: NDArray[np.bool_]
 
     @property
     def angles(self) -> NDArray[np.float64]:
@@ -166,7 +174,8 @@ class Gallery:
         n_mc = min(grid.n_m, int(math.ceil(2 * np.pi * coarse_freq * grid.radius_px)) + 2)
         if coarse_step <= angular_step:
             coarse_step = float(angular_step)
-            coarse = Level.create(fine.angles, fine.coeffs[:n_mc, :n_rc].copy(), fine.power[:n_rc])
+            coeffs = np.ascontiguousarray(fine.coeffs[:, :n_mc, :n_rc])
+            coarse = Level(fine.angles, coeffs, np.ascontiguousarray(fine.power[:n_rc]))
         else:
             c_angles = np.asarray(sample_directions(coarse_step, symmetry), dtype=np.float64)
             coarse = cls._level(proj, c_angles, grid, mask, n_rc, n_mc)
@@ -182,7 +191,7 @@ class Gallery:
             c, p = _prepare_refs(_project_all(proj, angles[i : i + 256]), grid, mask, n_rings, n_m)
             coeffs.append(c)
             power.append(p)
-        return Level.create(angles, np.concatenate(coeffs, axis=2), np.concatenate(power, axis=1))
+        return Level(angles, np.concatenate(coeffs), np.concatenate(power, axis=1))
 
 
 def _defaults(box: int, step: float, max_freq, mask_radius, coarse_step, coarse_freq) -> tuple:

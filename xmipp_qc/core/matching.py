@@ -24,15 +24,20 @@ Algorithm (polar Fourier representation of :mod:`xmipp_qc.core.polar`):
 4. The winner is polished: shift by quadratic fits on 3 x 3 grids of 0.5 and
    0.25 px, psi by a parabola through the correlation samples.
 
-Scores are Pearson correlations of the band-limited (``1/N .. max_freq``),
-masked image with the reference (DC excluded). With a CTF, the image is
-multiplied by its own CTF, which makes the numerator exactly
-``<I, CTF * P>``; the reference norm ``||CTF * P||`` uses the ring-averaged CTF^2
-(exact for non-astigmatic CTFs). Mirrors are not searched: with a gallery that
-covers the sphere modulo the (proper) symmetry group, a mirrored projection is
-a projection from the opposite direction, already in the search. Shifts
-found are kept and refined (Xmipp discards its 5D translation), and the
-zero-extended Fourier transform has no wrap-around.
+Search scores are correlations of the band-limited (``1/N .. max_freq``)
+image, masked by a disk of ``mask_radius + max_shift_px``, with the references
+(masked inside ``mask_radius <= N/2``, DC excluded), divided by the reference
+norm; the reported ``corr`` is the Pearson correlation inside the particle
+disk moved to the found shift. With a CTF, the image is multiplied by its own
+CTF, which makes the numerator exactly ``<I, CTF * P>`` (a matched filter;
+phase flipping or Wiener filtering would change the noise statistics); the
+norm ``||CTF * P||`` uses the ring-averaged CTF^2 (exact for non-astigmatic
+CTFs). Mirrors are not searched: the gallery covers the sphere modulo the
+symmetry group, and a mirrored projection is (up to an in-plane rotation) the
+projection from the opposite direction, so it is in the search already (an
+orientation found is always a proper rotation). Shifts found are kept and
+refined (Xmipp discards its 5D translation), and the Fourier transforms are of
+the zero-extended images (no wrap-around).
 
 The ``margin`` of an image is the best correlation minus the best correlation
 among evaluated orientations more than ``2 * angular_step`` away (full rotation,
@@ -59,6 +64,7 @@ _POLISH_PSI = 1440
 _UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)  # 3 x 3 grid
 _QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
 
+
 @dataclass(frozen=True)
 class _Images:
     """Prepared images: half-ring samples (CTF applied), norms, ring-mean CTF^2."""
@@ -66,6 +72,7 @@ class _Images:
     half: NDArray[np.complex64]  # (n, n_rings, n_theta // 2)
     norm2: NDArray[np.float64]  # (n,) weighted ||I||^2 in band
     ctf2: NDArray[np.float32] | None  # (n, n_rings) ring mean of CTF^2
+
 
 @dataclass(frozen=True)
 class MatchResult:
@@ -98,6 +105,7 @@ class MatchResult:
 
 
 def _prepare_images(images: NDArray, ctf, gallery: Gallery, mask: NDArray) -> _Images:
+    """Mask, transform to half rings and multiply by each image's CTF (if any)."""
     grid = gallery.grid
     half = grid.sample(apply_mask(images, mask))
     w = grid.weights
@@ -147,7 +155,8 @@ def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
     # covering radius 1 / (6 k_max): a phase error of at most pi / 3 at the band edge
     spacing = math.sqrt(3) / (6.0 * n_r / gallery.box)
     shifts = _shift_grid(max_shift, spacing) if max_shift > 0 else np.zeros((1, 2))
-    n, n_s, n_ref = len(img.half), len(shifts), lev.coeffs.shape[2]
+    n, n_s, n_ref = len(img.half), len(shifts), len(lev.coeffs)
+    refs = np.ascontiguousarray(lev.coeffs.transpose(1, 2, 0))  # (n_m, n_r, n_ref)
     n_psi = 2 * (n_m - 1)
     phases = grid.shift_phases(shifts, n_r)
     block = max(1, _BUDGET // (8 * n_m * n_s * n_ref))
@@ -159,7 +168,7 @@ def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
         rows = (b - a) * n_s
         g = grid.ring_coefficients(img.half[a:b, None, :n_r] * phases[None], n_m)
         g = np.conj(g).transpose(3, 0, 1, 2).reshape(n_m, rows, n_r)
-        np.matmul(g, lev.coeffs_plain, out=buf[:, :rows])  # conj of the cross-spectrum
+        np.matmul(g, refs, out=buf[:, :rows])  # conj of the cross-spectrum
         c = scipy.fft.irfft(buf[:, :rows], n=n_psi, axis=0, workers=-1)
         cm = c.max(axis=0).reshape(b - a, n_s, n_ref)
         ish = cm.argmax(axis=1)
@@ -201,8 +210,8 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
         shifts = centers[a:b, :, None, :] + offs  # (m, K, n_o, 2)
         centred = img.half[a:b, None] * grid.shift_phases(centers[a:b])  # (m, K, R, H)
         g = np.conj(grid.ring_coefficients(centred[:, :, None] * off_phase))
-        refs = lev.by_ref[nb[a:b]].transpose(0, 1, 3, 4, 2)  # (m, K, n_m, R, n_nb)
-        x = g.transpose(0, 1, 4, 2, 3) @ np.conj(refs)  # conj cross-spectrum (m, K, n_m, n_o, n_nb)
+        refs = lev.coeffs[nb[a:b]].transpose(0, 1, 3, 4, 2)  # (m, K, n_m, R, n_nb)
+        x = g.transpose(0, 1, 4, 2, 3) @ refs  # conj cross-spectrum (m, K, n_m, n_o, n_nb)
         c = scipy.fft.irfft(x, n=n_psi, axis=2, workers=-1)
         bad = np.hypot(shifts[..., 0], shifts[..., 1]) > max_shift + 1e-9
         c[np.broadcast_to(bad[:, :, None, :, None], c.shape)] = -np.inf
@@ -211,12 +220,11 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
         corr[a:b] = np.take_along_axis(c, best[:, :, None], axis=2)[:, :, 0]
         ipsi[a:b], ioff[a:b] = np.divmod(best, n_o)
     corr *= n_psi / grid.n_theta  # scale of rotational_correlation
-    corr /= _ref_norm(img, lev, nb, grid.n_rings) * np.sqrt(img.norm2)[:, None, None]
+    img_norm = np.sqrt(np.maximum(img.norm2, 1e-30))[:, None, None]
+    corr /= _ref_norm(img, lev, nb, grid.n_rings) * img_norm
     shifts = centers[:, :, None, :] + offs[ioff]
     return (corr.reshape(n, -1), nb.reshape(n, -1), ipsi.reshape(n, -1) * (360.0 / n_psi),
             shifts.reshape(n, -1, 2))  # fmt: skip
-
-
 
 
 def _quadratic_peak(values: NDArray) -> NDArray[np.float64]:
@@ -235,7 +243,7 @@ def _correlate_one(img: _Images, gallery: Gallery, ref: NDArray, shifts: NDArray
     """Correlation numerators c(psi) on ``_POLISH_PSI`` samples, shifts (n, s, 2) -> (n, s, psi)."""
     grid = gallery.grid
     g = grid.ring_coefficients(img.half[:, None] * grid.shift_phases(shifts))  # (n, s, R, m)
-    x = np.einsum("nskm,nmk->nsm", g, gallery.fine.by_ref[ref])
+    x = np.einsum("nskm,nmk->nsm", g, np.conj(gallery.fine.coeffs[ref]))
     return rotational_correlation(x, _POLISH_PSI, grid.n_theta, axis=-1)
 
 
