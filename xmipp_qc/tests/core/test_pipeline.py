@@ -324,3 +324,25 @@ def test_optimize_gray_only_changes_the_stored_reprojection():
     np.testing.assert_allclose(gray.reprojections, a[:, None, None] * plain.reprojections
                                + b[:, None, None], rtol=1e-5, atol=1e-4)
     assert np.all(b > 5.0)  # the fit found the offset of 7
+
+
+def test_matching_and_refinement_honour_the_ctf():
+    pytest.importorskip("xmipp_qc.core.sampling", reason="sampling.py (gallery) not landed yet")
+    from xmipp_qc.core.geometry import euler_to_matrix
+
+    box = 32
+    blobs = sim.phantom_blobs(box, seed=11)
+    ps = sim.simulate_particles(blobs, 24, box=box, snr=3.0, max_shift_px=1.0, seed=12,
+                                ctf=True, defocus_range_a=(15000.0, 25000.0))
+    vol = sim.blobs_volume(blobs, box)
+    errors = {}
+    for use_ctf in (False, True):
+        model = MapModel(vol, CompareOptions(3.0, angular_step=10.0, use_ctf=use_ctf))
+        r = process_chunk(model, ps.images, ids=np.arange(24), defocus=_defocus(ps),
+                          acquisition=ACQ, keep_images=False)
+        assert r.matched.all()
+        cos = (np.einsum("nij,nij->n", euler_to_matrix(r.angles),
+                         euler_to_matrix(ps.true_angles)) - 1) / 2
+        errors[use_ctf] = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    assert np.median(errors[True]) < 3.0 and (errors[True] < 10).mean() >= 0.9
+    assert np.median(errors[False]) > 10.0  # strong CTF: ignoring it loses the angles
