@@ -90,11 +90,12 @@ def makeInputs(project, workload, n, seed):
 
 
 def _protocolPid(prot):
+    """Pid of the python process running ``prot`` (not its shell wrapper)."""
     runDir = os.path.abspath(prot.getWorkingDir())
     for child in psutil.Process().children(recursive=True):
         try:
-            if "pw_protocol_run.py" in " ".join(child.cmdline()) and runDir in " ".join(
-                    child.cmdline()):
+            cmd = " ".join(child.cmdline())
+            if "pw_protocol_run.py" in cmd and runDir in cmd and "python" in child.name():
                 return child.pid
         except psutil.Error:
             continue
@@ -128,7 +129,7 @@ class RssSampler(threading.Thread):
 
 def runCompare(project, images, volume, workload):
     prot = project.newProtocol(XmippQcProtCompareReprojections, inputSet2D=images,
-                               inputSet3D=volume, doRanking=False, numberOfThreads=2,
+                               inputSet3D=volume, doRanking=False, numberOfThreads=3,
                                chunkSize=256)
     sampler = RssSampler(prot)
     t0 = time.time()

@@ -197,35 +197,30 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
     def convertStep(self):
         meta = imagesToArrays(self._iterInputImages(), ALIGN_PROJ if self._usesAssignment()
                               else ALIGN_NONE, withCtf=not self.ignoreCTF)
-        imgSet = self._imageSet()
         box, pixel = self._input2DDims()
-        volBox, volPixel = self._input3DDims()
         workBox, workPixel = pipeline.common_sampling(
-            box, pixel, volBox, volPixel, downsample=self.doDownSample.get(),
+            box, pixel, *self._input3DDims(), downsample=self.doDownSample.get(),
             target_a=NEW_SAMPLING_RATE)
-        given = {k: meta[k] for k in ("angles", "shifts") if meta[k] is not None}
-        defocus = {} if meta["defocus"] is None else {"defocus": meta["defocus"]}
-        np.savez(self._getExtraPath("input.npz"), ids=meta["ids"], **given, **defocus,
+        arrays = {k: meta[k] for k in ("angles", "shifts", "defocus") if meta[k] is not None}
+        np.savez(self._getExtraPath("input.npz"), ids=meta["ids"], **arrays,
                  sampling=np.array([box, pixel, workBox, workPixel]))
-        with open(self._getExtraPath("locations.json"), "w") as fh:
-            json.dump({"locations": meta["locations"], "acquisition": acquisitionToDict(imgSet),
-                       "outputs": {vid: outputName(vid) for vid, _ in self._iterCandidates()}},
-                      fh)
-        self._writeJson("outputs.json", {vid: outputName(vid) for vid, _ in
-                                         self._iterCandidates()})
+        self._writeJson("locations.json", {"locations": meta["locations"],
+                                           "acquisition": acquisitionToDict(self._imageSet())})
+        self._writeJson("outputs.json", {vid: outputName(vid)
+                                         for vid, _ in self._iterCandidates()})
 
     def downSampleStep(self):
-        inp = self._loadInput()
-        box, pixel, workBox, workPixel = inp["sampling"]
-        locations = self._loadLocations()["locations"]
-        fn = self._getExtraPath("images_work.mrcs")
-        writeStack(fn, np.zeros((max(len(locations), 1), int(workBox), int(workBox))), workPixel)
         import mrcfile
 
-        with mrcfile.mmap(fn, mode="r+") as mrc:
-            for start in range(0, len(locations), self.chunkSize.get()):
-                block = readImages(locations[start:start + self.chunkSize.get()])
+        _, pixel, workBox, workPixel = self._loadInput()["sampling"]
+        locations, size = self._loadLocations()["locations"], self.chunkSize.get()
+        shape = (max(len(locations), 1), int(workBox), int(workBox))
+        with mrcfile.new_mmap(self._getExtraPath("images_work.mrcs"), shape=shape, mrc_mode=2,
+                              overwrite=True) as mrc:
+            for start in range(0, len(locations), size):
+                block = readImages(locations[start:start + size])
                 mrc.data[start:start + len(block)] = self._toWorking(block, pixel, workBox)
+            mrc.voxel_size = float(workPixel)
         for vid, vol in self._iterCandidates():
             data = self._volumeToWorking(readVolume(vol), vol.getSamplingRate(), workPixel,
                                          int(workBox))
