@@ -140,8 +140,9 @@ class CompareOptions:
 class MapModel:
     """One candidate map, prepared once per process.
 
-    The reprojector is built at once; the local refiner and the matching
-    gallery are built on first use.
+    The reprojector, the local refiner and the matching gallery are built on
+    first use (each holds a padded spectrum of the map: with refinement on and
+    given angles only the refiner's is built).
 
     Parameters
     ----------
@@ -158,9 +159,17 @@ class MapModel:
         self.volume = vol
         self.options = options
         self.box = vol.shape[0]
-        self.projector = FourierProjector(vol, pad=2, interpolation=options.interpolation)
+        self._projector = None
         self._refiner = None
         self._gallery = None
+
+    @property
+    def projector(self) -> FourierProjector:
+        """Reprojector (pad 2, ``options.interpolation``), built lazily."""
+        if self._projector is None:
+            self._projector = FourierProjector(self.volume, pad=2,
+                                               interpolation=self.options.interpolation)
+        return self._projector
 
     @property
     def refiner(self):
