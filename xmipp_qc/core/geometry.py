@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
@@ -66,11 +68,16 @@ def matrix_to_euler(matrices: ArrayLike) -> NDArray[np.float64]:
     Returns
     -------
     ndarray of shape (3,) or (n, 3)
-        ``(rot, tilt, psi)`` in degrees with tilt in [0, 180].
+        ``(rot, tilt, psi)`` in degrees with tilt in [0, 180]. At tilt 0 or 180
+        only ``rot + psi`` (or ``rot - psi``) is defined; psi is then 0.
     """
     m = np.asarray(matrices, dtype=np.float64)
     mt = np.transpose(m.reshape(-1, 3, 3), (0, 2, 1))
-    ang = Rotation.from_matrix(mt).as_euler("ZYZ", degrees=True)
+    with warnings.catch_warnings():
+        # Gimbal lock (tilt 0 or 180) is expected, e.g. for the pole of a
+        # gallery: scipy then sets the third angle to 0, which is what we want.
+        warnings.filterwarnings("ignore", message="Gimbal lock", category=UserWarning)
+        ang = Rotation.from_matrix(mt).as_euler("ZYZ", degrees=True)
     return ang[0] if m.ndim == 2 else ang
 
 
