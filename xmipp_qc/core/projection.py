@@ -111,15 +111,6 @@ def _interp_cubic(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -
     return (h * wz).sum(axis=0)
 
 
-def _bspline_prefilter_factor(m: int) -> NDArray[np.float64]:
-    """Real-space factor of the periodic cubic B-spline filter ``[1, 4, 1] / 6``.
-
-    Returned for the ``ifftshift``-ed axis of length ``m`` (index 0 = origin).
-    """
-    x = np.arange(m)
-    return (4.0 + 2.0 * np.cos(2.0 * np.pi * x / m)) / 6.0
-
-
 def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDArray]:
     """Pack neighbouring taps of a flattened block into rows of one table.
 
@@ -145,30 +136,32 @@ def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDA
     return table, np.asarray(r_off, dtype=np.intp)
 
 
-def _hermitian_block(spec: NDArray, m: int, fz: NDArray, fy: NDArray, fx: NDArray) -> NDArray:
-    """Full 3D spectrum at integer frequency indices from an ``rfftn`` half.
+def _dft_block(
+    vol: NDArray, m: int, f_yz: NDArray, f_x: NDArray, cubic: bool, cdtype: type
+) -> NDArray:
+    """DFT of the map zero-padded to M, at integer frequency indices (separable).
 
-    Parameters
-    ----------
-    spec : ndarray of shape (M, M, M//2+1), complex
-        ``rfftn`` of the ifftshifted padded volume.
-    m : int
-        Padded box M.
-    fz, fy, fx : ndarray of int
-        Frequency indices (any integers; the spectrum is periodic with M).
+    ``B[fz, fy, fx] = sum_u V(u) exp(-2 pi i f.u / M)`` with ``u`` the voxel
+    coordinates about the origin ``N // 2``: the spectrum of the centred padded
+    map, computed only where needed by three matrix products (BLAS) instead of
+    a full ``M^3`` FFT. For ``cubic`` the map is first divided by the real-space
+    factor of the periodic B-spline prefilter (module docstring).
 
     Returns
     -------
-    ndarray of shape (len(fz), len(fy), len(fx)), complex
+    ndarray of shape (len(f_yz), len(f_yz), len(f_x)), ``cdtype``
     """
-    iz, iy, ix = fz % m, fy % m, fx % m
-    direct = ix <= m // 2
-    out = np.empty((iz.size, iy.size, ix.size), dtype=spec.dtype)
-    out[:, :, direct] = spec[np.ix_(iz, iy, ix[direct])]
-    mirror = ~direct
-    if mirror.any():
-        out[:, :, mirror] = np.conj(spec[np.ix_((-iz) % m, (-iy) % m, (m - ix[mirror]) % m)])
-    return out
+    n = vol.shape[0]
+    u = np.arange(n) - n // 2
+    v = vol.astype(cdtype)
+    if cubic:
+        b = (4.0 + 2.0 * np.cos(2.0 * np.pi * u / m)) / 6.0
+        v /= b[:, None, None] * b[None, :, None] * b[None, None, :]
+    e_x = np.exp(-2j * np.pi * np.outer(u, f_x) / m).astype(cdtype)  # (N, Fx)
+    e_yz = np.exp(-2j * np.pi * np.outer(f_yz, u) / m).astype(cdtype)  # (F, N)
+    t = (v.reshape(n * n, n) @ e_x).reshape(n, n, -1)  # (z, y, fx)
+    t = np.matmul(e_yz, t)  # (z, fy, fx)
+    return (e_yz @ t.reshape(n, -1)).reshape(f_yz.size, f_yz.size, f_x.size)
 
 
 def _make_hermitian(spec: NDArray) -> None:
@@ -242,27 +235,21 @@ class FourierProjector:
         self._build_samples(n)
 
     def _build_block(self, vol: NDArray, n: int, m: int) -> None:
-        """FFT the padded map once and keep the bordered half-space block it needs."""
-        padded = np.zeros((m, m, m), dtype=self.dtype)
-        o = m // 2 - n // 2
-        padded[o : o + n, o : o + n, o : o + n] = vol
-        padded = np.fft.ifftshift(padded)
-        if self.interpolation == "cubic":
-            f = _bspline_prefilter_factor(m).astype(self.dtype)
-            padded /= f[:, None, None] * f[None, :, None] * f[None, None, :]
-        spec = sfft.rfftn(padded, workers=_WORKERS)
-        del padded
+        """Spectrum of the padded map on the bordered half-space block the slices reach."""
         reach = m / 2 if self.max_freq is None else self.max_freq * m
         taps = _INTERPOLATIONS[self.interpolation]
         hi = int(np.ceil(reach)) + taps
-        self._lo = np.array([-hi, -hi, -taps // 2], dtype=np.float64)  # (z, y, x) origin
-        fyz = np.arange(-hi, hi + 1)
-        block = _hermitian_block(spec, m, fyz, fyz, np.arange(-(taps // 2), hi + 1))
-        del spec
-        self._strides = np.array([block.shape[1] * block.shape[2], block.shape[2], 1])
-        self._table, self._row_offsets = _pack_taps(
-            block.astype(self._cdtype).ravel(), taps, self._strides
+        self._lo = np.array([-hi, -hi, -(taps // 2)], dtype=np.float64)  # (z, y, x) origin
+        block = _dft_block(
+            vol,
+            m,
+            np.arange(-hi, hi + 1),
+            np.arange(-(taps // 2), hi + 1),
+            self.interpolation == "cubic",
+            self._cdtype,
         )
+        self._strides = np.array([block.shape[1] * block.shape[2], block.shape[2], 1])
+        self._table, self._row_offsets = _pack_taps(block.ravel(), taps, self._strides)
 
     def _build_samples(self, n: int) -> None:
         """Frequencies (cycles/px) of the rfft2 half-plane that are projected."""
