@@ -301,7 +301,7 @@ def match_images(
     max_shift_px: float | None = None,
     mask_radius: float | None = None,
     ctf: ArrayLike | None = None,
-    chunk_size: int = 256,
+    chunk_size: int = 128,
     n_candidates: int = 4,
 ) -> MatchResult:
     """Find the best gallery orientation, in-plane rotation and shift of each image.
