@@ -8,18 +8,21 @@ Scipion glue: streaming bookkeeping, persistence and outputs.
 
 Streaming design
     All the work happens in ``_stepsCheck``, which pyworkflow's executor calls
-    periodically (every ``SCIPION_STEPS_CHECK_SEC``, in practice every ~3 s).
-    Each call reads only the items that are new since the previous call (a set
-    of seen ids per input: ``getUniqueValues('id')`` then one query for the new
-    ids; nothing is reloaded or cloned twice), compares every movie whose two
-    alignments are now present, saves the batch and appends it to the outputs.
-    There is no step per movie: a Scipion step costs seconds (the parallel
-    executor sleeps 3 s when idle) while a comparison costs well under a
-    millisecond, so the batch is simply "everything that arrived since the last
+    periodically (every ``SCIPION_STEPS_CHECK_SEC``, in practice every ~3 s
+    because the executor sleeps 3 s when no step is runnable). Each call reads
+    only the items that are new since the previous call (per input, a set of
+    seen ids: one ``getUniqueValues('id')`` query of integers, then one query
+    that loads just the new items; nothing is reloaded or cloned twice),
+    compares every movie whose two alignments are now present, and saves and
+    outputs them in chunks of at most 250 movies, so the outputs also grow
+    while a large backlog is processed. There is no step per movie: a Scipion
+    step costs seconds with the parallel executor while a comparison costs
+    about a millisecond, so a batch is "everything that arrived since the last
     check". The only step is ``createOutputStep`` (``wait=True``), released when
     both inputs are closed and every reference movie is decided. The executor
     is serial (no threads parameter): deciding and outputting never race.
-    Bookkeeping is O(1) per movie (dicts and sets keyed by id).
+    Bookkeeping is O(1) per movie (dicts and sets keyed by id; a movie becomes
+    "ready" when its second alignment arrives, no scans of pending lists).
 Restart ("continue") design
     Each batch of decisions is written atomically (temporary file +
     ``os.replace``) to ``extra/decisions/batch_NNNNNN.json`` BEFORE any output
@@ -201,7 +204,9 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
         book = getattr(self, "_book", None) or self._restoreBook()
         if book.finished:
             return
-        self._readNewInputs(book)
+        start = time.perf_counter()
+        if self._readNewInputs(book):
+            self.info(f"Consensus check: new inputs read in {time.perf_counter() - start:.3f} s")
         while True:  # chunks, so that outputs grow during a large backlog too
             start = time.perf_counter()
             batch = self._decideBatch(book)
@@ -295,6 +300,7 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
             mics, book.closed["mic"] = self._fetchNew(book, "mic", emobj.SetOfMicrographs)
             for mic in mics:
                 book.micWaiting[_micKey(mic)] = mic
+        return len(refItems) + len(secItems)
 
     def _decideBatch(self, book):
         """Compare every movie with both alignments; missing ones once the secondary closed."""

@@ -206,6 +206,9 @@ class TestMovieConsensus(BaseTest):
         while not ref.isFinished():
             time.sleep(0.5)
             self.proj._updateProtocol(ref)
+        time.sleep(3.5)  # more than a check period: a survivor would have decided more
+        self.assertEqual(len(readDecisionRecords(prot._getExtraPath())), nBefore, "not killed")
+        self.assertTrue(0 < nBefore < 10, nBefore)
         prot = self.proj.getProtocol(prot.getObjId())
         prot.runMode.set(MODE_RESUME)
         self.proj.launchProtocol(prot, wait=True, force=True)
@@ -214,7 +217,6 @@ class TestMovieConsensus(BaseTest):
         got = self._decisions(prot)  # asserts no movie is output twice
         self.assertEqual(sorted(got), list(range(1, 11)))
         self.assertEqual(prot.outputMovies.getSize() + prot.outputMoviesDiscarded.getSize(), 10)
-        self.assertGreater(nBefore, 0)
         kinds = ["agree", "noise", "agree"]
         for movieId, (accepted, reason, _) in got.items():
             want = expectedDecision(kinds[(movieId - 1) % 3], movieId, seed=13)

@@ -79,8 +79,9 @@ class TestMovieConsensusViewer(BaseTest):
         viewer = self._viewer()
         viewer.movieId.set(2)
         (traj,) = self._handler(viewer, "displayTrajectory")
-        ax = traj.getFigure().axes[0]
-        self.assertIn("movie 2", ax.get_title())
+        fig = traj.getFigure()
+        ax = fig.axes[0]
+        self.assertIn("movie 2", fig.get_suptitle() + ax.get_title())
         self.assertEqual(len(ax.lines[0].get_xdata()), 12)
         (accepted,) = self._handler(viewer, "displayAccepted")
         (discarded,) = self._handler(viewer, "displayDiscarded")
