@@ -108,6 +108,7 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
     projection matching), locally refined, compared with its reprojection and
     scored; a combined outlier score flags the images the map does not explain.
     With several maps, they are ranked by how well they explain the images.
+    Scipion runs ``numberOfThreads - 1`` (map, chunk) steps at once (default 2).
     """
 
     _label = "compare reprojections"
@@ -171,7 +172,7 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                       condition="doRanking and doExtraction",
                       choices=["Particles", "Volume", "Both"], label="Extract",
                       help="Particles need 3D classes as input.")
-        form.addParallelSection(threads=2, mpi=0)
+        form.addParallelSection(threads=3, mpi=0)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
