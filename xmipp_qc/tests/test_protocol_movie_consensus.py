@@ -5,8 +5,11 @@ expected decision is recomputed here with compare_trajectories on the same
 simulated pair, so the tests pin the protocol's bookkeeping, not the maths.
 """
 
+import glob
+import json
 import os
 import signal
+import sqlite3
 import time
 from collections import Counter
 
@@ -223,6 +226,32 @@ class TestMovieConsensus(BaseTest):
             self.assertEqual((accepted, reason), (want.accepted, want.reason), movieId)
         records = readDecisionRecords(prot._getExtraPath())
         self.assertEqual([r["id"] for r in records], list(range(1, 11)))
+
+    def test_restore_rebuilds_the_done_set_from_decisions_and_outputs(self):
+        """The crash windows, made deterministic: a movie decided but not output, one undecided."""
+        ref, sec = self._pair(nMovies=6, seed=17, kinds="agree,noise")
+        self.launchProtocol(ref)
+        self.launchProtocol(sec)
+        prot = self._consensus(ref, sec)
+        self.launchProtocol(prot)
+        accepted = sorted(prot.outputMovies.getIdSet())
+        lost, undecided = accepted[0], accepted[-1]
+        for fn in (prot._getPath("movies.sqlite"),):
+            with sqlite3.connect(fn) as db:
+                db.execute("DELETE FROM Objects WHERE id IN (?, ?)", (lost, undecided))
+        (batch,) = glob.glob(prot._getExtraPath("decisions", "batch_*.json"))
+        with open(batch) as fh:
+            records = [r for r in json.load(fh) if r["id"] != undecided]
+        with open(batch, "w") as fh:
+            json.dump(records, fh)
+        book = prot._restoreBook()
+        prot._readNewInputs(book)
+        self.assertEqual([m.getObjId() for m, _ in book.toOutput], [lost])
+        self.assertEqual(book.toOutput[0][1]["reason"], "accepted")
+        self.assertEqual(set(book.refPending), {undecided})
+        self.assertEqual(book.ready, {undecided})
+        self.assertEqual(len(book.decided), 5)
+        self.assertEqual(sum(book.counts.values()), 5)
 
     def test_validate(self):
         ref, _ = self._pair(nMovies=2, seed=1)
