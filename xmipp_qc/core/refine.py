@@ -110,11 +110,6 @@ class RefineResult:
         }
 
 
-def _phys(n: int) -> NDArray[np.float64]:
-    """Physical coordinate (px) of each index in the ``ifftshift`` layout."""
-    return np.round(np.fft.fftfreq(n) * n)
-
-
 class LocalRefiner:
     """Local refinement of images against one map (build once, refine many chunks).
 
