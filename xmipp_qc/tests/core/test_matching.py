@@ -2,10 +2,14 @@
 
 Galleries are built from the exact analytic projections of blob phantoms
 (``project_blobs``), so the tests do not depend on the Fourier projector's
-interpolation error; one test builds a gallery from a voxel volume.
+interpolation error; one test builds a gallery from a voxel volume, and the
+real-data tests match RELION projections of a ribosome map (skipped without
+``../shared/data``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +177,35 @@ def test_bad_input_raises(c1_setup):
         match_images(np.zeros((2, 64, 64)), gallery, ctf=np.ones((3, 64, 33)))
     with pytest.raises(ValueError, match="angular_step"):
         Gallery.build(BlobProjector(phantom_blobs(32), 32), angular_step=0)
+
+
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "relion-projections-70S"
+
+
+@pytest.fixture(scope="module")
+def ribosome_gallery():
+    if not (DATA / "clean70SRibosome_vol_65p.mrc").exists():
+        pytest.skip(f"real data not found in {DATA}")
+    from xmipp_qc.formats.mrc import read_volume
+
+    volume, _ = read_volume(str(DATA / "clean70SRibosome_vol_65p.mrc"))
+    return Gallery.build(volume, angular_step=5.0)
+
+
+@pytest.mark.parametrize("name", ["rln_proj_65", "rln_proj_65_shifted"])
+def test_real_relion_projections_of_70s_ribosome(name, ribosome_gallery):
+    """RELION projections of a real map (odd box 65): angles and shifts from the STAR file.
+
+    RELION's odd-box output sits +1 px off an origin-at-N//2 projector, so the
+    Xmipp shift is ``rlnOrigin - 1`` px (pixel size 1 A in these files).
+    """
+    from xmipp_qc.formats.mrc import read_images
+
+    rows = [line.split()[:5] for line in (DATA / f"{name}.star").read_text().splitlines()
+            if ".mrcs" in line]  # fmt: skip
+    table = np.array(rows, dtype=float)
+    res = match_images(read_images(str(DATA / f"{name}.mrcs")), ribosome_gallery, max_shift_px=16)
+    assert rotation_error(res.angles, table[:, :3]).max() < 4.0  # 5 degree gallery
+    np.testing.assert_allclose(res.shifts, table[:, 3:5] - 1.0, atol=0.15)
+    assert res.corr.min() > 0.97
+    assert np.all(res.margin > 0.02)
