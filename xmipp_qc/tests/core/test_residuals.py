@@ -102,7 +102,8 @@ def test_summary_concatenate_extra_and_resolution():
     ])
     assert parts.n == 8
     for k in whole.scores:
-        np.testing.assert_allclose(parts.scores[k], whole.scores[k], rtol=1e-6, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(parts.scores[k], whole.scores[k], rtol=1e-6, atol=1e-12,
+                                   err_msg=k)
     np.testing.assert_array_equal(parts.scores["moved"], np.arange(8.0))
     np.testing.assert_allclose(parts.covariances, whole.covariances, rtol=1e-5)
     # the low-pass comparison removes most of the white noise: correlation rises
