@@ -193,8 +193,9 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
                  max_shift: float) -> tuple:  # fmt: skip
     """Refine candidates on their fine neighbours, 3 x 3 shifts of 1 px and all psi.
 
-    Psi is sampled every ``180 / (n_m - 1)`` degrees. Returns per evaluated
-    orientation (n, c): corr, fine index, psi (deg), shift (n, c, 2).
+    Psi is sampled every ``180 / (n_m - 1)`` degrees. Returns, per evaluated
+    direction (n, c): corr, fine index, psi (deg), shift (n, c, 2), and the corr
+    and psi of the best psi more than ``2 * angular_step`` from the first.
     """
     grid, lev = gallery.grid, gallery.fine
     offs = _UV if max_shift > 0 else np.zeros((1, 2))  # 3 x 3 grid of 1 px
@@ -202,8 +203,7 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
     n, k, n_nb = nb.shape
     n_o, n_psi = len(offs), 2 * (grid.n_m - 1)
     block = max(1, _BUDGET // (4 * k * n_psi * n_o * n_nb))
-    corr = np.empty((n, k, n_nb), np.float32)
-    ipsi, ioff = np.empty((n, k, n_nb), np.int64), np.empty((n, k, n_nb), np.int64)
+    out = np.empty((5, n, k, n_nb))  # corr, psi index, offset index, corr2, psi2 index
     off_phase = grid.shift_phases(offs)  # phases of centre + offset factorise
     for a in range(0, n, block):
         b = min(n, a + block)
@@ -215,16 +215,33 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
         c = scipy.fft.irfft(x, n=n_psi, axis=2, workers=-1)
         bad = np.hypot(shifts[..., 0], shifts[..., 1]) > max_shift + 1e-9
         c[np.broadcast_to(bad[:, :, None, :, None], c.shape)] = -np.inf
-        c = c.reshape(b - a, k, n_psi * n_o, n_nb)
-        best = c.argmax(axis=2)
-        corr[a:b] = np.take_along_axis(c, best[:, :, None], axis=2)[:, :, 0]
-        ipsi[a:b], ioff[a:b] = np.divmod(best, n_o)
-    corr *= n_psi / grid.n_theta  # scale of rotational_correlation
-    img_norm = np.sqrt(np.maximum(img.norm2, 1e-30))[:, None, None]
-    corr /= _ref_norm(img, lev, nb, grid.n_rings) * img_norm
-    shifts = centers[:, :, None, :] + offs[ioff]
-    return (corr.reshape(n, -1), nb.reshape(n, -1), ipsi.reshape(n, -1) * (360.0 / n_psi),
-            shifts.reshape(n, -1, 2))  # fmt: skip
+        out[:, a:b] = _two_psi_peaks(c, 2 * gallery.angular_step)
+    scale = (n_psi / grid.n_theta) / (_ref_norm(img, lev, nb, grid.n_rings)
+                                      * np.sqrt(np.maximum(img.norm2, 1e-30))[:, None, None])
+    shifts = centers[:, :, None, :] + offs[out[2].astype(np.int64)]
+    corr, corr2 = (out[0] * scale).reshape(n, -1), (out[3] * scale).reshape(n, -1)
+    psi, psi2 = (out[i].reshape(n, -1) * (360.0 / n_psi) for i in (1, 4))
+    return corr, nb.reshape(n, -1), psi, shifts.reshape(n, -1, 2), corr2, psi2
+
+
+def _two_psi_peaks(c: NDArray, min_sep_deg: float) -> NDArray:
+    """Best and distinct second psi of c (m, K, n_psi, n_o, n_nb) -> (5, m, K, n_nb).
+
+    Rows: best value, its psi index, its offset index, best value among psi more
+    than ``min_sep_deg`` away (-inf if none), that psi index.
+    """
+    n_psi = c.shape[2]
+    io = c.argmax(axis=3)
+    cs = np.take_along_axis(c, io[:, :, :, None], axis=3)[:, :, :, 0]  # (m, K, n_psi, n_nb)
+    ip = cs.argmax(axis=2)
+    best = np.take_along_axis(cs, ip[:, :, None], axis=2)[:, :, 0]
+    ioff = np.take_along_axis(io, ip[:, :, None], axis=2)[:, :, 0]
+    j = np.arange(n_psi)[None, None, :, None]
+    sep = np.abs((j - ip[:, :, None, :] + n_psi / 2) % n_psi - n_psi / 2) * (360.0 / n_psi)
+    cs = np.where(sep > min_sep_deg, cs, -np.inf)
+    ip2 = cs.argmax(axis=2)
+    second = np.take_along_axis(cs, ip2[:, :, None], axis=2)[:, :, 0]
+    return np.stack([best, ip, ioff, second, ip2])
 
 
 def _quadratic_peak(values: NDArray) -> NDArray[np.float64]:
@@ -372,12 +389,14 @@ def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, radius: float, max_shift:
     k = min(n_candidates, score.shape[1])
     cand = _pick_distinct(score, gallery.close, k)
     centers = np.take_along_axis(shift_c, cand[..., None], axis=1)
-    corr_f, ref_f, psi_f, shift_f = _fine_search(img, gallery, cand, centers, max_shift)
+    corr_f, ref_f, psi_f, shift_f, corr2, psi2 = _fine_search(img, gallery, cand, centers,
+                                                              max_shift)
     rows, best = np.arange(len(imgs)), corr_f.argmax(axis=1)
     ref = ref_f[rows, best]
     shift = _polish(img, gallery, ref, shift_f[rows, best], max_shift)
     psi, corr = _final_psi_corr(imgs, ctf, gallery, radius, ref, shift)
     angles = gallery.angles[ref].copy()
     angles[:, 2] = psi
-    margin = _margin(gallery, corr_f, ref_f, psi_f)
+    margin = _margin(gallery, np.concatenate([corr_f, corr2], axis=1),
+                     np.concatenate([ref_f, ref_f], axis=1), np.concatenate([psi_f, psi2], axis=1))
     return angles, shift, corr.astype(np.float64), margin, ref
