@@ -91,8 +91,9 @@ class PolarGrid:
     Use :meth:`create`. Ring ``j`` has radius ``radii[j] = (j + 1) / N``
     cycles/px; angular coefficients ``m = 0 .. n_m - 1`` are kept, with
     ``n_m - 1 >= 2 pi max_freq radius_px``: the angular band limit of an object
-    inside a disk of ``radius_px``; ``n_theta >= n_m + `` the band of the images,
-    so that the coefficients ``m < n_m`` of an image are exact.
+    inside a disk of ``radius_px``; ``n_theta >= n_m + 2 pi max_freq
+    image_radius_px``, so that the coefficients ``m < n_m`` of an image of that
+    support are not aliased.
 
     Attributes
     ----------
