@@ -126,6 +126,8 @@ class _Book:
         self.toOutput = []  # (movie, record) restored from disk, missing from the outputs
         self.micWanted = {}  # mic key -> movie id
         self.micWaiting = {}  # mic key -> Micrograph that arrived before its movie's decision
+        self.micReady = []  # (Micrograph, record) to append to the outputs
+        self.micDone = set()  # movie ids whose micrograph is output or in micReady
         self.counts = Counter()
         self.nBatches = 0
         self.finished = False
@@ -236,13 +238,13 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
             book.counts[record["reason"]] += 1
         book.nBatches = len(glob.glob(self._getExtraPath(DECISIONS_DIR, "batch_*.json")))
         book.inMovieOutput = self._outputIds(OUT_MOVIES) | self._outputIds(OUT_MOVIES_DISC)
-        inMics = self._outputIds(OUT_MICS) | self._outputIds(OUT_MICS_DISC)
+        inMics = book.micDone = self._outputIds(OUT_MICS) | self._outputIds(OUT_MICS_DISC)
         for movieId, record in list(book.records.items()):
-            if self._micSetFile() and movieId not in inMics:
+            if self._inputFiles["mic"] and movieId not in inMics:
                 book.micWanted[record["micKey"]] = movieId
             elif movieId in book.inMovieOutput:
                 del book.records[movieId]
-        book.closed["mic"] = self._micSetFile() is None
+        book.closed["mic"] = self._inputFiles["mic"] is None
         return book
 
     def _makeConsensusContext(self):
@@ -299,7 +301,7 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
         if self._inputFiles["mic"]:
             mics, book.closed["mic"] = self._fetchNew(book, "mic", emobj.SetOfMicrographs)
             for mic in mics:
-                book.micWaiting[_micKey(mic)] = mic
+                self._matchMic(book, _micKey(mic), mic=mic)
         return len(refItems) + len(secItems)
 
     def _decideBatch(self, book):
@@ -358,24 +360,38 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
 
     # --------------------------- outputs -------------------------------------
     def _appendOutputs(self, book, pairs):
-        if not pairs:
-            return
+        """Movies of ``pairs`` and every micrograph whose movie and file are both known."""
         self._appendItems(OUT_MOVIES, [(m, r) for m, r in pairs if r["accepted"]])
         self._appendItems(OUT_MOVIES_DISC, [(m, r) for m, r in pairs if not r["accepted"]])
-        ready = []
         for movie, record in pairs:
             book.inMovieOutput.add(movie.getObjId())
             if self._inputFiles["mic"]:
                 book.records[movie.getObjId()] = record
-                book.micWanted[record["micKey"]] = movie.getObjId()
-        for key in [k for k in book.micWanted if k in book.micWaiting]:
-            mic = book.micWaiting.pop(key)
-            mic.setObjId(book.micWanted.pop(key))
-            ready.append((mic, book.records.pop(mic.getObjId())))
+                self._matchMic(book, record["micKey"], movieId=movie.getObjId())
+        ready, book.micReady = book.micReady, []
         self._appendItems(OUT_MICS, [(m, r) for m, r in ready if r["accepted"]])
         self._appendItems(OUT_MICS_DISC, [(m, r) for m, r in ready if not r["accepted"]])
-        self.decisionCounts.set(json.dumps(dict(book.counts)))
-        self._store(self.decisionCounts)
+        if pairs:
+            self.decisionCounts.set(json.dumps(dict(book.counts)))
+            self._store(self.decisionCounts)
+
+    def _matchMic(self, book, key, movieId=None, mic=None):
+        """Pair a decided movie with its micrograph, whichever arrives second (O(1))."""
+        if movieId in book.micDone:
+            return
+        if movieId is not None:
+            mic = book.micWaiting.pop(key, None)
+            if mic is None:
+                book.micWanted[key] = movieId
+                return
+        else:
+            movieId = book.micWanted.pop(key, None)
+            if movieId is None:
+                book.micWaiting[key] = mic
+                return
+        mic.setObjId(movieId)
+        book.micDone.add(movieId)
+        book.micReady.append((mic, book.records.pop(movieId)))
 
     def _appendItems(self, outName, pairs, state=Set.STREAM_OPEN):
         if not pairs and state == Set.STREAM_OPEN:

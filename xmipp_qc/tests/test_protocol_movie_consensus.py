@@ -138,15 +138,21 @@ class TestMovieConsensus(BaseTest):
         self.assertIn(f"missing {counts['missing']}", summary)
 
     def test_missing_policy_accept(self):
-        ref, sec = self._pair(nMovies=3, seed=9, secKw={"dropMovies": "1"})
+        """Also: explicit micrographs (binned by 3) that lack movie 1's micrograph."""
+        ref, sec = self._pair(nMovies=3, seed=9, secKw={
+            "dropMovies": "1", "withMicrographs": True, "micBinning": 3.0})
         self.launchProtocol(ref)
         self.launchProtocol(sec)
-        prot = self._consensus(ref, sec, missingPolicy=1)
+        prot = self._consensus(ref, sec, missingPolicy=1, inputMicrographs=sec.outputMicrographs)
         self.launchProtocol(prot)
         got = self._decisions(prot)
         self.assertEqual(got[1][:2], (True, "missing"))
         self.assertEqual({i for i, v in got.items() if v[0]}, {1, 2, 3})
         self.assertEqual(prot.outputMoviesDiscarded.getSize(), 0)
+        self.assertEqual(set(prot.outputMicrographs.getIdSet()), {2, 3})
+        self.assertAlmostEqual(prot.outputMicrographs.getSamplingRate(), 3.0)
+        self.assertEqual(prot.outputMicrographsDiscarded.getSize(), 0)
+        self.assertTrue(prot.outputMicrographs.isStreamClosed())
 
     def test_streaming_outputs_grow_before_input_closes(self):
         """Both inputs stream (the secondary faster); pointers as the GUI makes them."""
