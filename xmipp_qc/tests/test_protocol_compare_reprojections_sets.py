@@ -1,6 +1,7 @@
 """Scipion project tests of XmippQcProtCompareReprojections: sets of maps (ranking,
 extraction), 3D classes, averages and 2D classes."""
 
+import glob
 import os
 
 import numpy as np
@@ -83,3 +84,20 @@ class TestCompareReprojectionsSets(CompareBase):
         rep = out[1].getRepresentative()
         self.assertTrue(rep.hasTransform())
         self.assertIsNotNone(out[1]._xmipp_cost.get())
+
+    def test_continue_reuses_the_saved_chunks(self):
+        syn = self.synthetic(nImages=40, boxSize=24, snr=2.0, decoys="mirrored", seed=25)
+        prot = self.compare(syn.outputParticles, syn.outputVolumes, chunkSize=20)
+        self.assertIsNone(readRanking(prot._getExtraPath()))
+        chunks = sorted(glob.glob(prot._getExtraPath("vol*", "chunk_*.npz")))
+        self.assertEqual(len(chunks), 4)
+        stamps = [os.stat(fn).st_mtime_ns for fn in chunks]
+        prot.doRanking.set(True)
+        prot.extractOption.set(EXTRACT_VOLUME)
+        self.launchProtocol(prot)  # continue: only the new ranking step runs
+        self.assertEqual([os.stat(fn).st_mtime_ns for fn in chunks], stamps)
+        steps = [s.funcName.get() for s in prot.loadSteps()]
+        self.assertEqual(steps.count("produceResiduals"), 4)
+        self.assertEqual(steps[-1], "computeRankingVolumes")
+        self.assertEqual(readRanking(prot._getExtraPath())["best"], 1)
+        self.assertEqual(os.path.basename(prot.bestVolume.getFileName()), "map_01.mrc")
