@@ -20,7 +20,8 @@ from numpy.typing import NDArray
 
 from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix
 from xmipp_qc.core.polar import PolarGrid, apply_mask, soft_disk
-from xmipp_qc.core.sampling import sample_directions
+from xmipp_qc.core.sampling import directions_to_angles, sample_directions
+from xmipp_qc.core.symmetry import symmetry_matrices
 
 __all__ = ["Gallery"]
 
@@ -168,7 +169,7 @@ class Gallery:
             box, angular_step, max_freq, mask_radius, coarse_step, coarse_freq)
         grid = PolarGrid.create(box, max_freq, radius, box / math.sqrt(2))
         mask = soft_disk(box, radius)
-        fine_angles = np.asarray(sample_directions(angular_step, symmetry), dtype=np.float64)
+        fine_angles = _directions(angular_step, symmetry)
         fine = cls._level(proj, fine_angles, grid, mask, grid.n_rings, grid.n_m)
         n_rc = int(math.floor(coarse_freq * box + 1e-9))
         n_mc = min(grid.n_m, int(math.ceil(2 * np.pi * coarse_freq * grid.radius_px)) + 2)
@@ -177,7 +178,7 @@ class Gallery:
             coeffs = np.ascontiguousarray(fine.coeffs[:, :n_mc, :n_rc])
             coarse = Level(fine.angles, coeffs, np.ascontiguousarray(fine.power[:n_rc]))
         else:
-            c_angles = np.asarray(sample_directions(coarse_step, symmetry), dtype=np.float64)
+            c_angles = _directions(coarse_step, symmetry)
             coarse = cls._level(proj, c_angles, grid, mask, n_rc, n_mc)
         nb, close = _neighbourhoods(coarse.angles, fine.angles, symmetry, coarse_step)
         return cls(box, float(angular_step), coarse_step, symmetry, grid, mask, fine, coarse,
@@ -192,6 +193,23 @@ class Gallery:
             coeffs.append(c)
             power.append(p)
         return Level(angles, np.concatenate(coeffs), np.concatenate(power, axis=1))
+
+
+def _directions(step: float, symmetry: str) -> NDArray[np.float64]:
+    """Return the gallery orientations ``(rot, tilt, 0)``, degrees, shape (n, 3).
+
+    Xmipp's asymmetric unit (:func:`xmipp_qc.core.sampling.sample_directions`);
+    for groups with improper elements (e.g. ``ci``, ``cs``, ``dnh``) Xmipp's
+    unit assumes a mirror search, so the antipodal directions are added
+    instead: a mirrored projection is the projection from the opposite side.
+    """
+    angles = np.asarray(sample_directions(step, symmetry), dtype=np.float64)
+    if np.linalg.det(symmetry_matrices(symmetry)).min() > 0:
+        return angles
+    d = euler_to_matrix(angles)[:, 2, :]
+    both = np.concatenate([d, -d])
+    _, keep = np.unique(np.round(both, 6), axis=0, return_index=True)
+    return directions_to_angles(both[np.sort(keep)])
 
 
 def _defaults(box: int, step: float, max_freq, mask_radius, coarse_step, coarse_freq) -> tuple:

@@ -117,6 +117,18 @@ def test_accuracy_d2_snr1():
     assert np.mean(naive <= 7.5) < 0.6
 
 
+@pytest.mark.parametrize("symmetry", ["cs", "ci"])
+def test_improper_groups_cover_both_hands_of_the_unit(symmetry):
+    """Xmipp's units of ci/cs are half spheres that assume a mirror search."""
+    blobs = phantom_blobs(64, seed=1, n_blobs=8, symmetry=symmetry)
+    gallery = Gallery.build(BlobProjector(blobs, 64), angular_step=5.0, symmetry=symmetry)
+    ps = simulate_particles(blobs, 40, box=64, snr=1.0, max_shift_px=6.4, seed=12)
+    res = match_images(ps.images, gallery)
+    err = rotation_error(res.angles, ps.true_angles, symmetry)
+    assert np.mean(err <= 7.5) >= 0.95
+    assert np.mean(gallery.angles[:, 1] > 90) > 0.3  # the antipodal half is in the gallery
+
+
 def test_ctf_is_honoured(c1_setup):
     blobs, gallery = c1_setup
     ps, res, err, _, ctf = _accuracy(blobs, gallery, "c1", n=100, seed=9, ctf=True)
