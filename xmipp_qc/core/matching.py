@@ -32,10 +32,11 @@ disk moved to the found shift. With a CTF, the image is multiplied by its own
 CTF, which makes the numerator exactly ``<I, CTF * P>`` (a matched filter;
 phase flipping or Wiener filtering would change the noise statistics); the
 norm ``||CTF * P||`` uses the ring-averaged CTF^2 (exact for non-astigmatic
-CTFs). Mirrors are not searched: the gallery covers the sphere modulo the
-symmetry group, and a mirrored projection is (up to an in-plane rotation) the
-projection from the opposite direction, so it is in the search already (an
-orientation found is always a proper rotation). Shifts found are kept and
+CTFs). Mirrors are not searched: a mirrored projection is (up to an in-plane
+rotation) the projection from the opposite direction, and the gallery covers
+the whole sphere modulo the symmetry group (for groups with improper elements,
+whose Xmipp units assume a mirror search, :class:`Gallery` adds the antipodal
+directions), so an orientation found is always a proper rotation. Shifts found are kept and
 refined (Xmipp discards its 5D translation), and the Fourier transforms are of
 the zero-extended images (no wrap-around).
 
