@@ -6,13 +6,15 @@ V(E.T @ [x, y, z]) dz`` and Xmipp shifts, an image with shift ``s`` being
 ``I(r) = P(r + s)``. Projections are line integrals in voxel units: the
 projection at angles ``(0, 0, 0)`` is ``volume.sum(axis=0)``.
 
-Method (central-slice theorem). The volume is zero-padded (centred) to
-``M = pad * N`` and Fourier transformed once; the 2D spectrum of a projection
-at frequency ``k = (kx, ky)`` (cycles/px) is the 3D spectrum at ``E.T @ (kx, ky,
-0)``, read at the padded-grid index ``k3 * M``. Only the Hermitian half-plane
-of the image (numpy ``rfft2`` layout) is sampled and only the half-space
-``k3x >= 0`` of the volume is stored (``F(-k) = conj F(k)`` for real maps).
-The spectrum is periodic with period 1 cycle/px, so the sampling grid wraps.
+Method (central-slice theorem). The spectrum of the volume zero-padded
+(centred) to ``M = pad * N`` is computed once, on the grid of spacing ``1/M``
+cycles/px and only where the slices can reach (a separable matrix DFT,
+:func:`_dft_block`); the 2D spectrum of a projection at frequency ``k = (kx,
+ky)`` (cycles/px) is the 3D spectrum at ``E.T @ (kx, ky, 0)``, read at the
+padded-grid index ``k3 * M``. Only the Hermitian half-plane of the image
+(numpy ``rfft2`` layout) is sampled and only the half-space ``k3x >= 0`` of
+the volume is stored (``F(-k) = conj F(k)`` for real maps). The spectrum is
+periodic with period 1 cycle/px, which the block's borders respect.
 
 Interpolation:
 
@@ -22,7 +24,7 @@ Interpolation:
     Cubic B-spline interpolation (64 taps). The B-spline prefilter along a
     periodic axis is a convolution, i.e. a product in real space, so it is
     applied exactly and for free by dividing the padded volume by
-    ``prod_axes (4 + 2 cos(2 pi x / M)) / 6`` before the FFT. Grid-aligned
+    ``prod_axes (4 + 2 cos(2 pi x / M)) / 6`` before the DFT. Grid-aligned
     samples therefore return the exact DFT values, as for ``linear``.
 
 Performance: the block of the spectrum that the slices can reach (all of it,
