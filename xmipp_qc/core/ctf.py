@@ -49,6 +49,17 @@ def electron_wavelength_a(voltage_kv: float) -> float:
     return float(12.2643247 / np.sqrt(v * (1.0 + 0.978466e-6 * v)))
 
 
+def _check_scalars(box: int, pixel_size_a: float, cs_mm: float, q0: float) -> None:
+    if int(box) != box or box < 2:
+        raise ValueError(f"box must be an integer >= 2, got {box}")
+    if not np.isfinite(pixel_size_a) or pixel_size_a <= 0:
+        raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
+    if not 0.0 <= q0 < 1.0:
+        raise ValueError(f"amplitude_contrast must be in [0, 1), got {q0}")
+    if not np.isfinite(cs_mm) or cs_mm < 0:
+        raise ValueError(f"cs_mm must be >= 0, got {cs_mm}")
+
+
 def _per_image(name: str, value: ArrayLike) -> NDArray[np.float64]:
     a = np.asarray(value, dtype=np.float64)
     if a.ndim > 1 or not np.all(np.isfinite(a)):
@@ -98,14 +109,7 @@ def ctf_image(
     parameter is an array; float64
         CTF values in [-1, 1], DC at index 0 (unshifted layout).
     """
-    if int(box) != box or box < 2:
-        raise ValueError(f"box must be an integer >= 2, got {box}")
-    if not np.isfinite(pixel_size_a) or pixel_size_a <= 0:
-        raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
-    if not 0.0 <= amplitude_contrast < 1.0:
-        raise ValueError(f"amplitude_contrast must be in [0, 1), got {amplitude_contrast}")
-    if not np.isfinite(cs_mm) or cs_mm < 0:
-        raise ValueError(f"cs_mm must be >= 0, got {cs_mm}")
+    _check_scalars(box, pixel_size_a, cs_mm, amplitude_contrast)
     du, dv, ang, phase = (
         _per_image(k, v)
         for k, v in (
