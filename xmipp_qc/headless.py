@@ -9,6 +9,7 @@ them once, at import time. The root ``conftest.py`` loads this file by path, and
 from __future__ import annotations
 
 import os
+import sys
 from typing import MutableMapping, Optional
 
 HOSTS_CONF = (
@@ -35,7 +36,11 @@ def prepare_environment(
     mapping
         ``environ``, with SCIPION_HOME, SCIPION_USER_DATA, SCIPION_HOSTS,
         SCIPION_DOMAIN=pwem, SCIPION_TEST_NOSYNC=1, SCIPION_NOTIFY=False,
-        SCIPION_STEPS_CHECK_SEC=1 and MPLBACKEND=Agg set, and DISPLAY removed.
+        SCIPION_STEPS_CHECK_SEC=1, MPLBACKEND=Agg and SCIPION_PYTHON set, and
+        DISPLAY removed. SCIPION_PYTHON is the running interpreter: Scipion
+        starts every protocol in a subprocess of ``$SCIPION_PYTHON`` (default:
+        whatever ``python3`` is first on PATH), which must be the environment
+        where pyworkflow and this plugin are installed.
     """
     env = os.environ if environ is None else environ
     env.setdefault("SCIPION_HOME", base)
@@ -45,6 +50,7 @@ def prepare_environment(
     env.setdefault("SCIPION_NOTIFY", "False")
     env.setdefault("SCIPION_STEPS_CHECK_SEC", "1")
     env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("SCIPION_PYTHON", sys.executable)
     env.pop("DISPLAY", None)
     hosts = env.get("SCIPION_HOSTS") or os.path.join(env["SCIPION_HOME"], "config", "hosts.conf")
     if not os.path.exists(hosts):
