@@ -5,6 +5,7 @@ import configparser
 import inspect
 import json
 import os
+import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -141,6 +142,12 @@ def test_harness_is_isolated_and_headless():
     assert os.environ["SCIPION_DOMAIN"] == "pwem"
     assert os.environ["SCIPION_TEST_NOSYNC"] == "1"
     assert "DISPLAY" not in os.environ
+    # Protocols run in subprocesses of $SCIPION_PYTHON: it must see pyworkflow and us.
+    probe = subprocess.run(
+        [os.environ["SCIPION_PYTHON"], "-c", "import pyworkflow, xmipp_qc.protocols"],
+        capture_output=True, text=True, check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
     import matplotlib
 
     assert matplotlib.get_backend().lower() == "agg"
