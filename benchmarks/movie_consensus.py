@@ -45,6 +45,7 @@ from pyworkflow import Config  # noqa: E402
 Config.setDomain("pwem")
 
 from pyworkflow.project import Manager  # noqa: E402
+from pyworkflow.protocol import getProtocolFromDb  # noqa: E402
 
 from xmipp_qc.core.simulate import simulate_trajectory_pair  # noqa: E402
 from xmipp_qc.core.trajectories import compare_trajectories  # noqa: E402
@@ -85,10 +86,19 @@ def make_inputs(project, nMovies, nFrames=40, streaming=False, batches=10, inter
     return ref, sec
 
 
+def _refreshed(project, prot):
+    """``prot`` updated from its run.db, or reloaded from it when pyworkflow's poll
+    marked a run that ended between two of its reads as failed ("not found running")."""
+    project._updateProtocol(prot)
+    if prot.isFailed() and "not found running" in (prot.getErrorMessage() or ""):
+        prot = getProtocolFromDb(project.path, prot.getDbPath(), prot.getObjId())
+    return prot
+
+
 def _waitFor(project, prot, condition, timeout=3600, poll=0.3):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        project._updateProtocol(prot)
+        prot = _refreshed(project, prot)
         if condition(prot) or prot.isFailed():
             return prot
         time.sleep(poll)
@@ -127,18 +137,17 @@ def run_consensus(project, ref, sec, protocolClass=XmippQcProtConsensusMovieAlig
     firstOutput = inputsClosed = None
     peak, pid = 0.0, None
     while True:
-        project._updateProtocol(prot)
+        prot = _refreshed(project, prot)
         pid = pid or _protocolPid(prot)
         if pid:
             peak = max(peak, _peakRss(pid))
         if firstOutput is None and os.path.exists(prot._getPath("movies.sqlite")):
             firstOutput = time.time() - t0
         if inputsClosed is None:
-            for p in (ref, sec):
-                project._updateProtocol(p)
+            ref, sec = (p if not p.isActive() else _refreshed(project, p) for p in (ref, sec))
             if ref.isFinished() and sec.isFinished():
                 inputsClosed = time.time() - t0
-        if prot.isFinished() or prot.isFailed():
+        if not prot.isActive():
             break
         time.sleep(0.2)
     wall = time.time() - t0
