@@ -392,9 +392,8 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                 setattr(item, f"_qc_{attr}", emobj.Float(_float(row[key])))
         item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
         item._qc_matched = emobj.Boolean(bool(row["matched"]))
-        failed = str(row["reason"]) if str(row["reason"]).startswith(("non-", "empty", "const")) \
-            else ""
-        item._qc_failureReason = emobj.String(failed)
+        failed = not np.isfinite(row["outlierScore"])  # could not be scored: reason says why
+        item._qc_failureReason = emobj.String(str(row["reason"]) if failed else "")
         self._setImagePointers(item, row)
         if np.all(np.isfinite(row["angles"])) and np.all(np.isfinite(row["shifts"])):
             item.setTransform(xmippToTransform(row["angles"], row["shifts"]))
