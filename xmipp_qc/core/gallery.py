@@ -25,6 +25,8 @@ from xmipp_qc.core.symmetry import symmetry_matrices
 
 __all__ = ["Gallery"]
 
+_CROWTHER = 2.0  # coarse band x coarse step (rad) x particle diameter (px)
+
 
 @dataclass(frozen=True)
 class Level:
@@ -157,7 +159,10 @@ class Gallery:
             ``2 * angular_step``); ``<= angular_step`` searches the fine
             directions exhaustively at the coarse band.
         coarse_freq : float, optional
-            Band of the coarse search in cycles/px (default ``max_freq / 2``).
+            Band of the coarse search in cycles/px; default
+            ``min(max_freq / 2, 2 / (coarse_step_rad * 2 mask_radius))``, twice the
+            resolution the coarse directions sample (Crowther), so that the
+            coarse search costs the same at any box size (0.125 at N = 64).
 
         Returns
         -------
@@ -221,7 +226,10 @@ def _defaults(box: int, step: float, max_freq, mask_radius, coarse_step, coarse_
     if not 4 < radius <= box / 2:
         raise ValueError(f"mask_radius must be in (4, N/2] px, got {radius}")
     coarse_step = 2.0 * step if coarse_step is None else float(coarse_step)
-    coarse_freq = max_freq / 2 if coarse_freq is None else float(coarse_freq)
+    if coarse_freq is None:  # Crowther: the coarse step resolves ~1.4 / (step * diameter)
+        crowther = _CROWTHER / (math.radians(coarse_step) * 2 * radius)
+        coarse_freq = max(min(max_freq / 2, crowther), min(max_freq, 2.0 / box))
+    coarse_freq = float(coarse_freq)
     if not 1.0 / box <= coarse_freq <= max_freq:
         raise ValueError(f"coarse_freq must be in [1/N, max_freq], got {coarse_freq}")
     return max_freq, radius, coarse_step, coarse_freq

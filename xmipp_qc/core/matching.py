@@ -19,8 +19,8 @@ Algorithm (polar Fourier representation of :mod:`xmipp_qc.core.polar`):
    angular frequency followed by an inverse FFT over ``m``.
 3. The best ``n_candidates`` mutually distinct directions (non-maximum
    suppression) are refined against every fine reference within
-   ``coarse_step`` of them (symmetry-aware), over a 3 x 3 grid of 1 px around
-   the coarse shift and psi at the angular Nyquist step.
+   ``coarse_step`` of them (symmetry-aware), over a 1 px grid of shifts that
+   covers the coarse shift's cell and psi at the angular Nyquist step.
 4. The winner is polished: shift by quadratic fits on 3 x 3 grids of 0.5 and
    0.25 px, psi by a parabola through the correlation samples.
 
@@ -145,6 +145,23 @@ def _shift_grid(radius: float, spacing: float) -> NDArray[np.float64]:
     return s[np.hypot(s[:, 0], s[:, 1]) <= radius + spacing / math.sqrt(3)]
 
 
+def _coarse_spacing(gallery: Gallery) -> float:
+    """Spacing (px) of the coarse shift lattice: covering radius ``1 / (6 k_max)``.
+
+    The largest phase error at the coarse band edge ``k_max`` is then ``pi / 3``.
+    """
+    return math.sqrt(3) / (6.0 * gallery.coarse_rings / gallery.box)
+
+
+def _fine_offsets(gallery: Gallery) -> NDArray[np.float64]:
+    """Square 1 px grid (px) covering the coarse lattice's cells, shape (o, 2)."""
+    reach = _coarse_spacing(gallery) / math.sqrt(3) + 0.5
+    m = int(math.floor(reach))
+    g = np.arange(-m, m + 1, dtype=np.float64)
+    offs = np.stack(np.meshgrid(g, g, indexing="xy"), axis=-1).reshape(-1, 2)
+    return offs[np.hypot(offs[:, 0], offs[:, 1]) <= reach]
+
+
 def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
     """Best score and shift of every coarse reference over shifts and psi: (n, c), (n, c, 2).
 
@@ -153,8 +170,7 @@ def _coarse_search(img: _Images, gallery: Gallery, max_shift: float) -> tuple:
     """
     grid, lev = gallery.grid, gallery.coarse
     n_r, n_m = gallery.coarse_rings, gallery.coarse_m
-    # covering radius 1 / (6 k_max): a phase error of at most pi / 3 at the band edge
-    spacing = math.sqrt(3) / (6.0 * n_r / gallery.box)
+    spacing = _coarse_spacing(gallery)
     shifts = _shift_grid(max_shift, spacing) if max_shift > 0 else np.zeros((1, 2))
     n, n_s, n_ref = len(img.half), len(shifts), len(lev.coeffs)
     refs = np.ascontiguousarray(lev.coeffs.transpose(1, 2, 0))  # (n_m, n_r, n_ref)
@@ -192,14 +208,14 @@ def _pick_distinct(score: NDArray, close: NDArray, k: int) -> NDArray[np.int64]:
 
 def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray,
                  max_shift: float) -> tuple:  # fmt: skip
-    """Refine candidates on their fine neighbours, 3 x 3 shifts of 1 px and all psi.
+    """Refine candidates on their fine neighbours, a 1 px grid of shifts and all psi.
 
     Psi is sampled every ``180 / (n_m - 1)`` degrees. Returns, per evaluated
     direction (n, c): corr, fine index, psi (deg), shift (n, c, 2), and the corr
     and psi of the best psi more than ``2 * angular_step`` from the first.
     """
     grid, lev = gallery.grid, gallery.fine
-    offs = _UV if max_shift > 0 else np.zeros((1, 2))  # 3 x 3 grid of 1 px
+    offs = _fine_offsets(gallery) if max_shift > 0 else np.zeros((1, 2))
     nb = gallery.neighbours[cand]  # (n, K, n_nb)
     n, k, n_nb = nb.shape
     n_o, n_psi = len(offs), 2 * (grid.n_m - 1)
