@@ -226,7 +226,7 @@ def _defaults(box: int, step: float, max_freq, mask_radius, coarse_step, coarse_
     if not 4 < radius <= box / 2:
         raise ValueError(f"mask_radius must be in (4, N/2] px, got {radius}")
     coarse_step = 2.0 * step if coarse_step is None else float(coarse_step)
-    if coarse_freq is None:  # Crowther: the coarse step resolves ~1.4 / (step * diameter)
+    if coarse_freq is None:  # Crowther: the coarse step resolves ~1 / (step * diameter)
         crowther = _CROWTHER / (math.radians(coarse_step) * 2 * radius)
         coarse_freq = max(min(max_freq / 2, crowther), min(max_freq, 2.0 / box))
     coarse_freq = float(coarse_freq)
