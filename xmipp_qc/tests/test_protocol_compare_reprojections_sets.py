@@ -63,7 +63,9 @@ class TestCompareReprojectionsSets(CompareBase):
     def test_averages_are_matched(self):
         syn = self.synthetic(imageKind=KIND_AVERAGES, nImages=60, boxSize=32, snr=3.0,
                              outlierFraction=0.05, outlierKinds="junk", seed=23)
-        prot = self.compare(syn.outputAverages, syn.outputVolume)
+        # two chunks matched concurrently: the gallery is built once, under a lock
+        prot = self.compare(syn.outputAverages, syn.outputVolume, numberOfThreads=3,
+                            chunkSize=30)
         (_, out), = self.outputs(prot).items()
         self.assertEqual(out.getClassName(), "SetOfAverages")
         self.assertEqual(sorted(out.getIdSet()), list(range(1, 61)))
