@@ -343,7 +343,8 @@ def match_images(
     Parameters
     ----------
     images : array_like of shape (n, N, N) or (N, N)
-        Images indexed ``[y, x]``, origin at ``N // 2``, same N as the gallery.
+        Images indexed ``[y, x]``, origin at ``N // 2``, same N as the gallery,
+        with the map's contrast (density positive, as Scipion's particles).
     gallery : Gallery
         From :meth:`Gallery.build`.
     max_shift_px : float, optional
