@@ -44,8 +44,8 @@ from numpy.typing import ArrayLike, NDArray
 from xmipp_qc.core.compare_results import SCORE_DIRECTIONS, finalize, rank  # noqa: F401
 from xmipp_qc.core.ctf import ctf_image
 from xmipp_qc.core.projection import FourierProjector
-from xmipp_qc.core.residuals import ChunkSummary, lowpass, summarize_chunk
-from xmipp_qc.core.similarity import disc_mask
+from xmipp_qc.core.residuals import ChunkSummary, summarize_chunk
+from xmipp_qc.core.transform import circular_mask, low_pass
 from xmipp_qc.core.working_grid import (  # noqa: F401  (part of the pipeline API)
     common_sampling,
     shifts_to_input,
@@ -345,7 +345,8 @@ def _filter(model: MapModel, stack: NDArray, ok: NDArray) -> NDArray:
     width = _DEFAULT_WIDTH if o.sigma is None else o.sigma / model.box
     out = stack.astype(np.float64, copy=True)
     if ok.any():
-        out[ok] = lowpass(stack[ok], o.resolution_a, o.pixel_size_a, width=width)
+        out[ok] = low_pass(stack[ok], o.resolution_a, o.pixel_size_a, edge_width=width,
+                           edge="above")
     return out
 
 
@@ -420,7 +421,7 @@ def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
     aligned = _shift_back(x, r.shifts)
     a = np.nan_to_num(r.summary.scores["grayA"])[:, None, None]
     b = np.nan_to_num(r.summary.scores["grayB"])[:, None, None]
-    m = disc_mask(model.box, o.mask_radius)
+    m = circular_mask(model.box, o.mask_radius, dtype=bool)
     residuals = ((_filter(model, aligned, good) - a * _filter(model, centred, good) - b) * m)
     reproj = a * centred + b if o.optimize_gray else centred
     return ChunkResult(r.ids, r.angles, r.shifts, r.matched, r.match_corr, r.match_margin,

@@ -42,7 +42,8 @@ from scipy.spatial.transform import Rotation
 
 from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
 from xmipp_qc.core.projection import FourierProjector
-from xmipp_qc.core.similarity import disc_mask, fit_gray
+from xmipp_qc.core.similarity import fit_gray
+from xmipp_qc.core.transform import circular_mask
 
 __all__ = ["LocalRefiner", "RefineResult", "refine_local"]
 
@@ -356,7 +357,7 @@ class LocalRefiner:
         new_ang = matrix_to_euler(mats).reshape(-1, 3)
         proj = self._full.project(new_ang, shifts=out_s, ctf=ctf)
         if gray:
-            a, b, _ = fit_gray(x, proj, disc_mask(self.box, mask_radius))
+            a, b, _ = fit_gray(x, proj, circular_mask(self.box, mask_radius, dtype=bool))
             a, b = np.nan_to_num(a, nan=0.0), np.nan_to_num(b, nan=0.0)
         else:
             a, b = np.ones(len(x)), np.zeros(len(x))

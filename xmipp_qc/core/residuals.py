@@ -24,50 +24,15 @@ from typing import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from xmipp_qc.core.similarity import disc_mask, fit_gray, similarity_scores
+from xmipp_qc.core.similarity import fit_gray, similarity_scores
+from xmipp_qc.core.transform import circular_mask, low_pass
 
 __all__ = [
     "ChunkSummary",
     "gray_residuals",
-    "lowpass",
     "residual_covariances",
     "summarize_chunk",
 ]
-
-
-def lowpass(images: ArrayLike, resolution_a: float, pixel_size_a: float,
-            width: float = 0.02) -> NDArray[np.float64]:
-    """Raised-cosine low-pass filter of an image stack.
-
-    Parameters
-    ----------
-    images : array_like, shape (n, N, N) or (N, N)
-    resolution_a : float
-        Cut-off resolution in Å; the pass band is ``|k| < pixel_size_a /
-        resolution_a`` cycles/px, followed by a cosine fall-off of ``width``
-        cycles/px (Xmipp's raised cosine).
-    pixel_size_a : float
-        Sampling in Å/px.
-    width : float
-        Transition width in cycles/px.
-
-    Returns
-    -------
-    ndarray, float64, same shape as ``images``
-    """
-    x = np.asarray(images, dtype=np.float64)
-    if resolution_a <= 0 or pixel_size_a <= 0 or width <= 0:
-        raise ValueError("resolution_a, pixel_size_a and width must be positive")
-    n_box = x.shape[-1]
-    if x.ndim not in (2, 3) or x.shape[-2] != n_box:
-        raise ValueError(f"images must be (n, N, N) or (N, N), got {x.shape}")
-    w1 = pixel_size_a / resolution_a
-    ky = np.fft.fftfreq(n_box)[:, None]
-    kx = np.fft.rfftfreq(n_box)[None, :]
-    k = np.sqrt(ky * ky + kx * kx)
-    filt = np.clip((k - w1) / width, 0.0, 1.0)
-    filt = 0.5 * (1.0 + np.cos(np.pi * filt))
-    return np.fft.irfft2(np.fft.rfft2(x) * filt, s=(n_box, n_box))
 
 
 def gray_residuals(images: ArrayLike, projections: ArrayLike,
@@ -91,7 +56,7 @@ def gray_residuals(images: ArrayLike, projections: ArrayLike,
     x = np.asarray(images, dtype=np.float64)
     p = np.asarray(projections, dtype=np.float64)
     x, p = (x[None], p[None]) if x.ndim == 2 else (x, p)
-    m = disc_mask(x.shape[-1]) if mask is None else np.asarray(mask, dtype=bool)
+    m = circular_mask(x.shape[-1], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     a, b, se = fit_gray(x, p, m)
     res = (x - a[:, None, None] * p - b[:, None, None]) * m
     return res, a, b, se
@@ -136,7 +101,7 @@ def residual_covariances(residuals: ArrayLike, mask: ArrayLike | None = None, *,
     if not 0 < shrinkage <= 1:
         raise ValueError(f"shrinkage must be in (0, 1], got {shrinkage}")
     n_box, h = r.shape[-1], patch // 2
-    m = disc_mask(n_box) if mask is None else np.asarray(mask, dtype=bool)
+    m = circular_mask(n_box, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     inner = np.zeros_like(m)
     inner[h:n_box - h, h:n_box - h] = True
     offs = [(dy, dx) for dy in range(-h, h + 1) for dx in range(-h, h + 1)]
@@ -266,14 +231,15 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
     p = np.asarray(projections, dtype=np.float64)
     if x.ndim != 3 or x.shape != p.shape or x.shape[1] != x.shape[2]:
         raise ValueError(f"images {x.shape} and projections {p.shape} must be equal (n, N, N)")
-    m = disc_mask(x.shape[-1], mask_radius)
+    m = circular_mask(x.shape[-1], mask_radius, dtype=bool)
     reasons = _invalid_reasons(x, p, m)
     ok = reasons == ""
     x = np.where(ok[:, None, None], x, 0.0)
     p = np.where(ok[:, None, None], p, 0.0)
     x[~ok, 0, 0] = p[~ok, 0, 0] = 1.0  # placeholders, scored then discarded
     if resolution_a is not None:
-        x, p = lowpass(x, resolution_a, pixel_size_a), lowpass(p, resolution_a, pixel_size_a)
+        x = low_pass(x, resolution_a, pixel_size_a, edge="above")
+        p = low_pass(p, resolution_a, pixel_size_a, edge="above")
     scores = similarity_scores(x, p, m)
     res, a, b, se = gray_residuals(x, p, m)
     scores.update(grayA=a, grayB=b, grayASE=se, resMean=_support_mean(res, p, m),

@@ -17,11 +17,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from xmipp_qc.core.transform import circular_mask
+
 __all__ = [
     "correlation_index",
     "correlation_masked",
     "correlation_weighted",
-    "disc_mask",
     "fit_gray",
     "imed_distance",
     "masked_correlation",
@@ -44,30 +45,6 @@ def _pair(images: ArrayLike, projections: ArrayLike) -> tuple[NDArray, NDArray]:
     if p.shape != a.shape:
         raise ValueError(f"projections shape {p.shape} differs from images shape {a.shape}")
     return a, p
-
-
-def disc_mask(box: int, radius: float | None = None) -> NDArray[np.bool_]:
-    """Binary disc about the box origin.
-
-    Parameters
-    ----------
-    box : int
-        Image size N (px).
-    radius : float, optional
-        Radius in px; default ``N // 2`` (Xmipp's ``Rmax = Xdim / 2``).
-
-    Returns
-    -------
-    ndarray of bool, shape (N, N)
-        True where ``(x - N//2)**2 + (y - N//2)**2 <= radius**2``.
-    """
-    if box < 2:
-        raise ValueError(f"box must be >= 2, got {box}")
-    r = box // 2 if radius is None else float(radius)
-    if r <= 0:
-        raise ValueError(f"mask radius must be positive, got {radius}")
-    c = np.arange(box) - box // 2
-    return (c[:, None] ** 2 + c[None, :] ** 2) <= r * r
 
 
 def _moments(x: NDArray, p: NDArray, mask: NDArray) -> tuple[NDArray, ...]:
@@ -109,14 +86,14 @@ def masked_correlation(images: ArrayLike, projections: ArrayLike,
     images, projections : array_like, shape (n, N, N) or (N, N)
         Aligned images and reprojections.
     mask : array_like of bool, shape (N, N), optional
-        Default :func:`disc_mask` of radius ``N // 2``.
+        Default: the disc of radius ``N // 2`` (:func:`~xmipp_qc.core.transform.circular_mask`).
 
     Returns
     -------
     ndarray, shape (n,)
     """
     a, p = _pair(images, projections)
-    m = disc_mask(a.shape[-1]) if mask is None else np.asarray(mask, dtype=bool)
+    m = circular_mask(a.shape[-1], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     return _pearson(a, p, m)
 
 
@@ -223,7 +200,7 @@ def imed_distance(images: ArrayLike, projections: ArrayLike) -> NDArray[np.float
     """
     a, p = _pair(images, projections)
     n_box = a.shape[-1]
-    disc = disc_mask(n_box)
+    disc = circular_mask(n_box, dtype=bool)
     d = p - a * disc
     k = np.exp(-0.5 * np.arange(-3, 4) ** 2)
     gd = ndimage.correlate1d(d, k, axis=1, mode="constant")
@@ -242,7 +219,7 @@ def fit_gray(images: ArrayLike, projections: ArrayLike,
     ----------
     images, projections : array_like, shape (n, N, N) or (N, N)
     mask : array_like of bool, shape (N, N), optional
-        Default :func:`disc_mask` of radius ``N // 2``.
+        Default: the disc of radius ``N // 2`` (:func:`~xmipp_qc.core.transform.circular_mask`).
 
     Returns
     -------
@@ -254,7 +231,7 @@ def fit_gray(images: ArrayLike, projections: ArrayLike,
         ``std_m(I - a P - b) / sqrt(sum_m (P - mean_m P)^2)``.
     """
     x, p = _pair(images, projections)
-    m = disc_mask(x.shape[-1]) if mask is None else np.asarray(mask, dtype=bool)
+    m = circular_mask(x.shape[-1], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     mx, mp, sxx, spp, sxp, cnt = _moments(x, p, m)
     ok = spp > 1e-12 * np.maximum(mp * mp, 1e-300)
     a = np.full(len(x), np.nan)

@@ -147,7 +147,7 @@ def mirror_x(images: ArrayLike) -> NDArray:
 
 
 def circular_mask(
-    box: int, radius: float, *, soft_edge: float = 0.0, dtype: type = np.float64
+    box: int, radius: Optional[float] = None, *, soft_edge: float = 0.0, dtype: type = np.float64
 ) -> NDArray:
     """Disc centred on pixel ``(N//2, N//2)``.
 
@@ -155,9 +155,9 @@ def circular_mask(
     ----------
     box : int
         Image size N in px.
-    radius : float
+    radius : float, optional
         Radius R in px; hard mask ``x**2 + y**2 <= R**2`` (inclusive, as Xmipp's
-        ``BinaryCircularMask``).
+        ``BinaryCircularMask``). Default ``N // 2`` (Xmipp's ``Rmax = Xdim / 2``).
     soft_edge : float
         Width w in px of a raised-cosine edge: 1 for r <= R,
         ``(1 + cos(pi (r - R) / w)) / 2`` for R < r < R + w, 0 beyond. 0 gives
@@ -169,6 +169,7 @@ def circular_mask(
     -------
     ndarray, shape (N, N)
     """
+    radius = int(box) // 2 if radius is None else radius
     if int(box) < 1 or radius < 0 or soft_edge < 0:
         raise ValueError(f"need box >= 1, radius >= 0, soft_edge >= 0; got {box}, {radius}, "
                          f"{soft_edge}")  # fmt: skip
@@ -239,7 +240,12 @@ def normalize_background(images: ArrayLike, radius: Optional[float] = None) -> N
 
 
 def low_pass(
-    images: ArrayLike, resolution_a: float, pixel_size_a: float, *, edge_width: float = 0.02
+    images: ArrayLike,
+    resolution_a: float,
+    pixel_size_a: float,
+    *,
+    edge_width: float = 0.02,
+    edge: str = "centred",
 ) -> NDArray:
     """Low-pass filter at a resolution, with a raised-cosine edge.
 
@@ -256,6 +262,11 @@ def low_pass(
         Width w of the edge in cycles/px: the gain is 1 below ``fc - w/2``,
         ``(1 + cos(pi (f - fc + w/2) / w)) / 2`` across the edge (0.5 at ``fc``)
         and 0 above ``fc + w/2``.
+    edge : {"centred", "above"}
+        ``"centred"`` as above; ``"above"`` is Xmipp's raised cosine: gain 1 up
+        to ``fc``, falling to 0 at ``fc + w``. With ``"above"`` a cut-off beyond
+        Nyquist is allowed and leaves the image (nearly) unchanged, as in Xmipp
+        (e.g. 3 Å at 3 Å/px); with ``"centred"`` it is an error.
 
     Returns
     -------
@@ -263,9 +274,13 @@ def low_pass(
     """
     if pixel_size_a <= 0 or resolution_a <= 0 or edge_width < 0:
         raise ValueError("pixel_size_a and resolution_a must be > 0 and edge_width >= 0")
+    if edge not in ("centred", "above"):
+        raise ValueError(f"edge must be 'centred' or 'above', got {edge!r}")
     fc = pixel_size_a / resolution_a
-    if fc > 0.5:
+    if fc > 0.5 and edge == "centred":
         raise ValueError(f"resolution {resolution_a} A is beyond Nyquist ({2 * pixel_size_a} A)")
+    if edge == "above":
+        fc += edge_width / 2
     stack, single = _as_stack(images)
     box = stack.shape[-1]
     f = np.hypot(sfft.fftfreq(box)[:, None], sfft.rfftfreq(box)[None, :])

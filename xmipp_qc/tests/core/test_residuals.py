@@ -8,10 +8,10 @@ import pytest
 from xmipp_qc.core.residuals import (
     ChunkSummary,
     gray_residuals,
-    lowpass,
     residual_covariances,
     summarize_chunk,
 )
+from xmipp_qc.core.transform import low_pass
 
 
 def _blobs(box: int, n: int, seed: int = 0) -> np.ndarray:
@@ -31,10 +31,14 @@ def test_lowpass_keeps_low_and_removes_high_frequency(box):
     y, x = np.mgrid[:box, :box]
     low = np.cos(2 * np.pi * 2 * x / box)  # 2/box cycles/px
     high = np.cos(2 * np.pi * 12 * y / box)  # ~0.38 cycles/px
-    out = lowpass(low + high, resolution_a=10.0, pixel_size_a=2.0)  # cut-off 0.2 cycles/px
+    # Xmipp's raised cosine: full pass up to 0.2 cycles/px, zero from 0.22 on.
+    out = low_pass(low + high, 10.0, 2.0, edge="above")
     np.testing.assert_allclose(out, low, atol=1e-10)
+    # A cut-off beyond Nyquist (Xmipp's default 3 A at 3 A/px) changes nothing.
+    np.testing.assert_allclose(low_pass(low + high, 3.0, 3.0, edge="above"), low + high,
+                               atol=1e-10)
     with pytest.raises(ValueError):
-        lowpass(low, resolution_a=0.0, pixel_size_a=1.0)
+        low_pass(low, resolution_a=0.0, pixel_size_a=1.0, edge="above")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -61,7 +65,7 @@ def test_covariance_white_vs_correlated_noise(box):
     np.testing.assert_allclose(np.diagonal(cw, axis1=1, axis2=2).mean(axis=1), 1.0, rtol=1e-5)
     off = cw - np.eye(d) * np.diagonal(cw, axis1=1, axis2=2)[:, None, :]
     assert np.abs(off).max() < 0.12
-    smooth = lowpass(white, resolution_a=8.0, pixel_size_a=1.0)
+    smooth = low_pass(white, 8.0, 1.0, edge="above")
     cs = residual_covariances(smooth)
     assert cs[:, 4, 5].min() > 0.5  # neighbours strongly correlated
     assert np.linalg.eigvalsh(cs.astype(np.float64)).min() >= 0.02 - 1e-6  # shrinkage floor

@@ -9,12 +9,12 @@ from xmipp_qc.core.similarity import (
     correlation_index,
     correlation_masked,
     correlation_weighted,
-    disc_mask,
     fit_gray,
     imed_distance,
     masked_correlation,
     similarity_scores,
 )
+from xmipp_qc.core.transform import circular_mask
 
 
 def _stack(box: int, n: int = 4, seed: int = 0, dtype=np.float64) -> np.ndarray:
@@ -28,12 +28,12 @@ def _stack(box: int, n: int = 4, seed: int = 0, dtype=np.float64) -> np.ndarray:
 
 
 @pytest.mark.parametrize("box", [31, 32])
-def test_disc_mask_radius_and_centre(box):
-    m = disc_mask(box)
+def test_default_mask_radius_and_centre(box):
+    m = circular_mask(box, dtype=bool)
     assert m[box // 2, box // 2] and m[box // 2, 0] and m[0, box // 2]
     assert not m[0, 0]
     assert m.sum() == pytest.approx(np.pi * (box // 2) ** 2, rel=0.05)
-    assert disc_mask(box, 3).sum() == 29  # lattice points with x^2 + y^2 <= 9
+    assert circular_mask(box, 3, dtype=bool).sum() == 29  # lattice points with x^2 + y^2 <= 9
 
 
 @pytest.mark.parametrize("box", [31, 32])
@@ -127,5 +127,3 @@ def test_similarity_scores_names_and_bad_shapes():
         masked_correlation(p, p[:1])
     with pytest.raises(ValueError, match="must be"):
         correlation_index(np.zeros((2, 3, 4)), np.zeros((2, 3, 4)))
-    with pytest.raises(ValueError):
-        disc_mask(1)
