@@ -150,51 +150,41 @@ def transformToXmipp(matrix, alignType):
     """Xmipp ``(angles (3,), shifts (2,), flip)`` of a Scipion 4x4 transform matrix.
 
     ``alignType`` is ``pwem.constants.ALIGN_PROJ`` or ``ALIGN_2D`` (ALIGN_2D
-    gives angles ``(0, 0, psi)``; a mirrored 2D transform gives ``flip=True``
-    with the mirror removed from the angles and x shift, as Xmipp reads it).
+    gives angles ``(0, 0, psi)``; a mirrored 2D transform gives ``flip=True``,
+    as Xmipp reads it). The conventions are those of :mod:`xmipp_qc.core.geometry`.
     """
     from pwem.constants import ALIGN_2D, ALIGN_PROJ
 
-    from xmipp_qc.core.geometry import matrix_to_euler
+    from xmipp_qc.core import geometry
 
     m = np.array(matrix, dtype=np.float64)
     if m.shape != (4, 4):
         raise ValueError(f"a Scipion transform is 4x4, got {m.shape}")
     if alignType == ALIGN_PROJ:
-        a = np.linalg.inv(m)
-        return matrix_to_euler(a[:3, :3]), -a[:2, 3], False
+        angles, shifts = geometry.transform_to_angles_shifts(m, inverse=True)
+        return angles, shifts, False
     if alignType != ALIGN_2D:
         raise ValueError(f"unsupported alignment type {alignType!r} for images")
-    flip = bool(np.linalg.det(m[:2, :2]) < 0)
-    if flip:
-        m[0, :4] *= -1.0
-    u, _, vt = np.linalg.svd(m[:2, :2])
-    r = u @ vt  # nearest proper rotation; E(0, 0, psi)[:2, :2] = [[c, s], [-s, c]]
-    psi = np.degrees(np.arctan2(r[0, 1], r[0, 0]))
-    return np.array([0.0, 0.0, psi]), m[:2, 3].copy(), flip
+    psi, shifts, flip = geometry.transform_to_alignment_2d(m)
+    return np.array([0.0, 0.0, psi]), shifts, flip
 
 
-def xmippToTransform(angles, shifts, alignType=None):
+def xmippToTransform(angles, shifts, alignType=None, flip=False):
     """Scipion ``Transform`` of Xmipp angles (degrees) and shifts (px); inverse of
     :func:`transformToXmipp` (``alignType`` ALIGN_PROJ by default, or ALIGN_2D,
-    which uses psi only)."""
+    which uses psi and ``flip``)."""
     from pwem.constants import ALIGN_2D, ALIGN_PROJ
 
-    from xmipp_qc.core.geometry import euler_to_matrix
+    from xmipp_qc.core import geometry
 
     alignType = ALIGN_PROJ if alignType is None else alignType
-    a = np.eye(4)
-    s = np.asarray(shifts, dtype=np.float64)
     if alignType == ALIGN_PROJ:
-        a[:3, :3] = euler_to_matrix(np.asarray(angles, dtype=np.float64))
-        a[:2, 3] = -s
-        a = np.linalg.inv(a)
+        m = geometry.angles_shifts_to_transform(angles, shifts, inverse=True)
     elif alignType == ALIGN_2D:
-        a[:3, :3] = euler_to_matrix([0.0, 0.0, float(angles[2])])
-        a[:2, 3] = s
+        m = geometry.alignment_2d_to_transform(float(angles[2]), shifts, flip)
     else:
         raise ValueError(f"unsupported alignment type {alignType!r} for images")
-    return emobj.Transform(matrix=a)
+    return emobj.Transform(matrix=m)
 
 
 def imageAlignment(item, alignType):

@@ -58,12 +58,17 @@ def test_2d_transform_psi_shift_and_flip():
     assert not flip
     np.testing.assert_allclose(a, [0.0, 0.0, 40.0], atol=1e-9)
     np.testing.assert_allclose(s, [3.0, -1.5])
+    # Xmipp's plugin (rowToAlignment) mirrors a 2D transform by negating the
+    # first two columns of row 0 only (x shift kept) and setting M[2, 2] = -1.
     mirrored = m.copy()
-    mirrored[0, :4] *= -1
+    mirrored[0, :2] *= -1
+    mirrored[2, 2] = -1
     a, s, flip = transformToXmipp(mirrored, ALIGN_2D)
     assert flip
     np.testing.assert_allclose(a, [0.0, 0.0, 40.0], atol=1e-9)
     np.testing.assert_allclose(s, [3.0, -1.5])
+    again = xmippToTransform([0.0, 0.0, 40.0], [3.0, -1.5], ALIGN_2D, flip=True).getMatrix()
+    np.testing.assert_allclose(again, mirrored, atol=1e-12)
 
 
 def test_bad_matrix_and_type_raise():
