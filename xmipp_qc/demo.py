@@ -57,7 +57,7 @@ def _where(project, prot):
 
 def demoCompareReprojections(project, seed):
     from xmipp_qc.protocols import XmippQcProtCompareReprojections, XmippQcProtSyntheticParticles
-    from xmipp_qc.protocols.protocol_compare_reprojections import readOutputsJson
+    from xmipp_qc.protocols.compare_reprojections_results import readOutputsJson
 
     print("\n== Compare reprojections: 300 particles (3% planted outliers of each of 6 kinds) "
           "against 3 candidate maps ==", flush=True)

@@ -47,52 +47,20 @@ from xmipp_qc.convert import (
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import parse_symmetry
+from xmipp_qc.core.working_grid import to_working_grid
+from xmipp_qc.protocols.compare_reprojections_results import (
+    QC_SCORES,
+    XMIPP_SCORES,
+    jsonDefault,
+    outputName,
+    rankingLines,
+    readOutputsJson,
+    readRanking,
+    readScores,
+)
 
 EXTRACT_PARTICLES, EXTRACT_VOLUME, EXTRACT_BOTH = 0, 1, 2
 NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
-OUTPUT_PREFIX = "reprojections_vol"
-#: Xmipp attribute <- finalize key (scores of xmipp_qc.core.pipeline.finalize).
-XMIPP_SCORES = {"cost": "cost", "corrIdx": "corrIdx", "corrMask": "corrMask",
-                "corrWeight": "corrWeight", "imedValue": "imedValue",
-                "continuousA": "grayA", "continuousB": "grayB",
-                "zScoreResMean": "zScoreResMean", "zScoreResVar": "zScoreResVar",
-                "zScoreResCov": "zScoreResCov"}
-#: New attributes (prefix _qc_) <- finalize key.
-QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": "zResStd",
-             "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
-             "matchCorr": "match_corr", "matchMargin": "match_margin",
-             "angleChange": "angleChange", "shiftChange": "shiftChange"}
-
-
-def outputName(volId):
-    """Name of the output of candidate map ``volId`` (Xmipp's)."""
-    return f"{OUTPUT_PREFIX}{volId}"
-
-
-def readOutputsJson(extraPath):
-    """``{volumeId (int): outputName}`` written by the protocol, {} if absent."""
-    fn = os.path.join(extraPath, "outputs.json")
-    if not os.path.exists(fn):
-        return {}
-    with open(fn) as fh:
-        return {int(k): v for k, v in json.load(fh).items()}
-
-
-def readScores(extraPath, volId):
-    """Saved set statistics of one map (:func:`xmipp_qc.core.pipeline.finalize`)."""
-    with np.load(os.path.join(extraPath, f"vol{volId}", "scores.npz")) as z:
-        return {k: z[k] for k in z.files}
-
-
-def readRanking(extraPath):
-    """The saved ranking table (dict) or None."""
-    fn = os.path.join(extraPath, "ranking.json")
-    if not os.path.exists(fn):
-        return None
-    with open(fn) as fh:
-        return json.load(fh)
-
-
 #: Outlier-score components when the angles come from projection matching: the
 #: refinement's gain and move (defaults of xmipp_qc.core.outliers) say little
 #: there, since matching already found the best orientation even for junk, so the
@@ -220,11 +188,12 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                               overwrite=True) as mrc:
             for start in range(0, len(locations), size):
                 block = readImages(locations[start:start + size])
-                mrc.data[start:start + len(block)] = self._toWorking(block, pixel, workBox)
+                mrc.data[start:start + len(block)] = to_working_grid(
+                    block, pixel, int(workBox), workPixel, ndim=2)[0]
             mrc.voxel_size = float(workPixel)
         for vid, vol in self._iterCandidates():
-            data = self._volumeToWorking(readVolume(vol), vol.getSamplingRate(), workPixel,
-                                         int(workBox))
+            data, _ = to_working_grid(readVolume(vol), vol.getSamplingRate(), int(workBox),
+                                      workPixel, ndim=3)
             writeStack(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
 
     def produceResiduals(self, volId, chunk):
@@ -317,33 +286,6 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
         with mrcfile.mmap(self._getExtraPath("images_work.mrcs"), mode="r") as mrc:
             data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
             return np.array(data[sl], dtype=np.float32)
-
-    @staticmethod
-    def _toWorking(block, pixel, workBox):
-        """Fourier-crop a stack to the working box; non-finite images stay NaN (flagged
-        later as failed, never dropped)."""
-        if block.shape[-1] == workBox:
-            return block
-        from xmipp_qc.core import resample
-
-        ok = np.isfinite(block).all(axis=(1, 2))
-        out = np.full((len(block), int(workBox), int(workBox)), np.nan, dtype=np.float32)
-        if ok.any():
-            out[ok] = resample.fourier_resize(block[ok], int(workBox), ndim=2)
-        return out
-
-    @staticmethod
-    def _volumeToWorking(volume, pixel, workPixel, workBox):
-        """The map Fourier-resized to the working sampling, then cut or zero-padded
-        about its origin (index N//2) to the working box."""
-        box = volume.shape[0]
-        newBox = int(round(box * pixel / workPixel))
-        if newBox != box:
-            from xmipp_qc.core import resample
-
-            volume = np.asarray(resample.fourier_resize(volume, newBox, ndim=3),
-                                dtype=np.float32)
-        return _fitBox(volume, int(workBox))
 
     # --------------------------- outputs -------------------------------------
     def _createOutputSet(self, volId, scores):
@@ -527,7 +469,7 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
 
     def _writeJson(self, name, data):
         with open(self._getExtraPath(name), "w") as fh:
-            json.dump(data, fh, indent=1, default=_jsonDefault)
+            json.dump(data, fh, indent=1, default=jsonDefault)
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
@@ -582,7 +524,7 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                              f"images flagged; median cost {np.nanmedian(s['cost']):.3f}")
         table = readRanking(self._getExtraPath())
         if table:
-            lines += _rankingLines(table)
+            lines += rankingLines(table)
         return lines or ["Not finished yet."]
 
     def _methods(self):
@@ -599,34 +541,6 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
 
 
-def _rankingLines(table):
-    lines = [f"Ranking by mean {table['score']} (higher is better):"]
-    for m in table["maps"]:
-        lines.append(f"  {m['rank']}. map {m['map']}: mean {m['mean']:.4f}, median "
-                     f"{m['median']:.4f}, best for {100 * m['fraction_best']:.0f}% of images")
-    lines.append(f"Lead of map {table['best']} over map {table['runner_up']}: "
-                 f"{table['difference']:.4f} ({100 * table['confidence']:.0f}% CI "
-                 f"{table['ci_low']:.4f} to {table['ci_high']:.4f})"
-                 + ("" if table["significant"] else ", not significant"))
-    return lines
-
-
-def _fitBox(arr, box):
-    """Cut or zero-pad every axis of ``arr`` to ``box`` keeping index N//2 at box//2."""
-    if all(n == box for n in arr.shape):
-        return arr
-    out = np.zeros((box,) * arr.ndim, dtype=arr.dtype)
-    src, dst = [], []
-    for n in arr.shape:
-        lo = max(0, n // 2 - box // 2)
-        dlo = max(0, box // 2 - n // 2)
-        size = min(n - lo, box - dlo)
-        src.append(slice(lo, lo + size))
-        dst.append(slice(dlo, dlo + size))
-    out[tuple(dst)] = arr[tuple(src)]
-    return out
-
-
 def _float(v):
     v = float(v)
     return v if math.isfinite(v) else None
@@ -635,11 +549,3 @@ def _float(v):
 def _setId(obj, objId):
     obj.setObjId(objId)
     return True
-
-
-def _jsonDefault(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(f"not JSON serialisable: {type(v)}")

@@ -23,7 +23,7 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtCompareReprojections,
     XmippQcProtSyntheticParticles,
 )
-from xmipp_qc.protocols.protocol_compare_reprojections import readOutputsJson  # noqa: E402
+from xmipp_qc.protocols.compare_reprojections_results import readOutputsJson  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 

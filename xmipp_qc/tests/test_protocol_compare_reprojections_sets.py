@@ -10,10 +10,10 @@ from pyworkflow import Config
 
 Config.setDomain("pwem")
 
+from xmipp_qc.protocols.compare_reprojections_results import readRanking  # noqa: E402
 from xmipp_qc.protocols.protocol_compare_reprojections import (  # noqa: E402
     EXTRACT_BOTH,
     EXTRACT_VOLUME,
-    readRanking,
 )
 from xmipp_qc.protocols.protocol_synthetic_particles import (  # noqa: E402
     KIND_AVERAGES,

@@ -15,7 +15,7 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtCompareReprojections,
     XmippQcProtSyntheticParticles,
 )
-from xmipp_qc.protocols.protocol_compare_reprojections import readScores  # noqa: E402
+from xmipp_qc.protocols.compare_reprojections_results import readScores  # noqa: E402
 from xmipp_qc.viewers import plots_reprojections as plots  # noqa: E402
 from xmipp_qc.viewers.viewer_compare_reprojections import (  # noqa: E402
     HISTOGRAM_SCORES,

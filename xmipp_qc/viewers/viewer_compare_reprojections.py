@@ -17,12 +17,12 @@ from pyworkflow.gui.plotter import Plotter
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
-from xmipp_qc.protocols.protocol_compare_reprojections import (
-    XmippQcProtCompareReprojections,
+from xmipp_qc.protocols.compare_reprojections_results import (
     readOutputsJson,
     readRanking,
     readScores,
 )
+from xmipp_qc.protocols.protocol_compare_reprojections import XmippQcProtCompareReprojections
 from xmipp_qc.viewers import plots_reprojections as plots
 
 IMAGE_COLUMNS = ("_xmipp_image._filename _xmipp_imageRef._filename "
