@@ -31,7 +31,7 @@ Performance: the block of the spectrum that the slices can reach (all of it,
 or the sphere of radius ``max_freq``) is stored with neighbouring taps packed
 in rows (:func:`_pack_taps`, bounded by ``_TABLE_BYTES``), orientations are
 processed in cache-sized chunks with one vectorised gather each, the weighting
-runs on tap-major real views, the ``fftshift`` of the output is folded into a
+runs on tap-major contiguous arrays, the ``fftshift`` of the output is folded into a
 per-sample phase and the inverse FFT skips the columns beyond ``max_freq``.
 
 Unlike Xmipp's projector (reference study §3.2(c)), the band limit is opt-in
@@ -70,47 +70,47 @@ def _bspline_weights(t: NDArray) -> NDArray:
 
 
 def _interp_linear(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
-    """Trilinear interpolation; returns (2P,) real (re, im interleaved).
+    """Trilinear interpolation at P points; returns (P,) complex.
 
     ``table`` rows pack x taps (and y, z taps when allowed, see
     :func:`_pack_taps`); ``base`` (P,) are flat indices of the lower corners
-    and ``frac`` (3, P) the (z, y, x) fractions.
+    and ``frac`` (3, P) the (z, y, x) fractions. The gathered corners are
+    transposed to tap-major so every lerp runs on long contiguous arrays.
     """
     idx = base[:, None] + rows if rows.size > 1 else base
-    g = np.take(table, idx, axis=0).reshape(base.size, -1)  # (P, 8) complex
-    g = np.ascontiguousarray(g.T).view(frac.dtype).reshape(2, 2, 2, -1)  # (z, y, x, 2P)
-    t = np.repeat(frac, 2, axis=1)  # one weight per re and im
+    g = np.take(table, idx, axis=0).reshape(base.size, -1)  # (P, 8)
+    g = np.ascontiguousarray(g.T).reshape(2, 2, 2, -1)  # (z, y, x, P)
+    t = frac.astype(table.dtype)  # complex weights: no casting inside the products
     g = g[:, :, 0] + (g[:, :, 1] - g[:, :, 0]) * t[2]
     g = g[:, 0] + (g[:, 1] - g[:, 0]) * t[1]
     return g[0] + (g[1] - g[0]) * t[0]
 
 
 def _interp_cubic(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
-    """Tricubic B-spline interpolation; returns (2P,) real (re, im interleaved).
+    """Tricubic B-spline interpolation at P points; returns (P,) complex.
 
     ``table`` rows pack the 4 x taps and ``rows`` (16,) are the (z, y)
     offsets, or ``table`` is (L, 1) and ``rows`` (64,) hold every offset;
     ``base`` (P,) the flat indices of the first tap; ``frac`` (3, P) the (z, y,
-    x) fractions. The x contraction runs on the (zy, P, x) gather; y and z on
-    tap-major contiguous arrays.
+    x) fractions. The x contraction runs on the (zy, P, x) gather, then y and z
+    on tap-major contiguous arrays.
     """
     if table.shape[1] == 4:
-        g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4) complex
+        g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4)
     else:  # unpacked table: rows hold all 64 offsets, x fastest
-        idx = rows.reshape(16, 1, 4) + base[:, None]
-        g = np.take(table[:, 0], idx)
-    w = _bspline_weights(np.repeat(frac, 2, axis=1))  # (4, 3, 2P): one per re and im
-    wx = w[:, 2].reshape(4, -1, 2).transpose(1, 0, 2).reshape(-1, 8)  # (P, 8)
-    g = g.view(frac.dtype)
-    g *= wx
-    g = g.view(table.dtype)
-    h = g[..., 0] + g[..., 1]
-    h += g[..., 2]
-    h += g[..., 3]  # (16, P) complex, tap-major
-    h = h.view(frac.dtype).reshape(4, 4, -1)  # (z, y, 2P)
-    h = (h * w[:, 1]).sum(axis=1)
-    wz = w[:, 0]
-    return (h * wz).sum(axis=0)
+        g = np.take(table[:, 0], rows.reshape(16, 1, 4) + base[:, None])
+    w = _bspline_weights(frac).astype(table.dtype)  # (4, 3, P) complex weights
+    h = g[..., 0] * w[0, 2]
+    for k in (1, 2, 3):
+        h += g[..., k] * w[k, 2]
+    h = h.reshape(4, 4, -1)  # (z, y, P)
+    hy = h[:, 0] * w[0, 1]
+    for k in (1, 2, 3):
+        hy += h[:, k] * w[k, 1]
+    out = hy[0] * w[0, 0]
+    for k in (1, 2, 3):
+        out += hy[k] * w[k, 0]
+    return out
 
 
 def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDArray]:
@@ -318,7 +318,7 @@ class FourierProjector:
         else:
             base -= self._strides[0] + self._strides[1] + 1
             out = _interp_cubic(self._table, self._row_offsets, base, frac)
-        return out.view(self._cdtype).reshape(shape)
+        return out.reshape(shape)
 
     def _spectra(
         self, mats: NDArray, shifts: NDArray | None, ctf: NDArray | None, centre: bool
@@ -422,9 +422,11 @@ class FourierProjector:
         n, nh = self.box, self.box // 2 + 1
         spec = self._spectra(mats, s, c, centre=True).reshape(-1, n, nh)
         cols = nh if self.max_freq is None else min(nh, int(np.ceil(self.max_freq * n)) + 1)
-        # columns beyond the cut-off are zero: inverse-transform y on the others only
-        half = sfft.ifft(spec[..., :cols], axis=-2, workers=_WORKERS, overwrite_x=True)
-        img = sfft.irfft(half, n=n, axis=-1, workers=_WORKERS, overwrite_x=True)
+        if cols == nh:
+            img = sfft.irfft2(spec, s=(n, n), workers=_WORKERS, overwrite_x=True)
+        else:  # columns beyond the cut-off are zero: inverse-transform y on the others only
+            spec[..., :cols] = sfft.ifft(spec[..., :cols], axis=-2, workers=_WORKERS)
+            img = sfft.irfft(spec, n=n, axis=-1, workers=_WORKERS, overwrite_x=True)
         return img.astype(self.dtype, copy=False)
 
 
