@@ -28,30 +28,16 @@ Usage::
 """
 
 import argparse
-import importlib.util
 import os
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
-# The environment must be ready before pyworkflow is imported (xmipp_qc imports it).
-_spec = importlib.util.spec_from_file_location(
-    "_xmipp_qc_headless", Path(__file__).resolve().parents[1] / "xmipp_qc" / "headless.py")
-_headless = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_headless)
-_headless.prepare_environment(tempfile.mkdtemp(prefix="xmipp-qc-bench-"))
-os.environ.setdefault("SCIPION_PYTHON", sys.executable)
-
+import headless_scipion  # noqa: F401  (first: a private headless Scipion)
 import psutil  # noqa: E402
-from pyworkflow import Config  # noqa: E402
-
-Config.setDomain("pwem")
-
 from pyworkflow.project import Manager  # noqa: E402
 
 from xmipp_qc.protocols import (  # noqa: E402
