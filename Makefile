@@ -1,24 +1,18 @@
-# The two commands of the README. Each creates ./.venv on first use, installs the
-# package with its test extras, and runs.
-PYTHON ?= python3
+# The two commands of the README. Each creates ./.venv on first use (with a
+# Python that has tkinter, which Scipion imports), installs the package with its
+# test extras, and runs. See scripts/ensure-venv.sh.
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.xmipp-qc-installed
 
 .PHONY: demo test install clean
 
-$(STAMP): setup.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+install:
+	VENV=$(VENV) bash scripts/ensure-venv.sh
 
-install: $(STAMP)
-
-demo: $(STAMP)
+demo: install
 	$(BIN)/xmipp-qc demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

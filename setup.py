@@ -18,7 +18,7 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
-    python_requires=">=3.9",
+    python_requires=">=3.9,<3.13",
     packages=find_packages(include=["xmipp_qc", "xmipp_qc.*"]),
     package_data={"xmipp_qc": ["protocols.conf"]},
     install_requires=[
@@ -26,7 +26,7 @@ setup(
         "scipion-em>=3.11",
         # Scipion pins numpy 1.26.1 and scipy <= 1.10; stay inside those.
         "numpy>=1.24,<2",
-        "scipy>=1.9,<1.11",
+        "scipy>=1.9",  # pwem pins it per Python (<=1.10.0 on 3.11)
         "matplotlib",
         "mrcfile",
         "emtable",
