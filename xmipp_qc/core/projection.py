@@ -1,4 +1,4 @@
-"""Fourier central-slice projector and an exact real-space reference projector.
+"""Fourier central-slice projector (and, re-exported, the real-space reference).
 
 Conventions are those of :mod:`xmipp_qc.core`: volumes ``[z, y, x]``, origin at
 voxel ``N // 2``, Xmipp ZYZ Euler angles with ``P(x, y) = integral of
@@ -9,14 +9,14 @@ projection at angles ``(0, 0, 0)`` is ``volume.sum(axis=0)``.
 Method (central-slice theorem). The spectrum of the volume zero-padded
 (centred) to ``M = pad * N`` is computed once, on the grid of spacing ``1/M``
 cycles/px and only where the slices can reach (a separable matrix DFT,
-:func:`_dft_block`); the 2D spectrum of a projection at frequency ``k = (kx,
+:func:`xmipp_qc.core.band_dft.dft_block`); the 2D spectrum of a projection at frequency ``k = (kx,
 ky)`` (cycles/px) is the 3D spectrum at ``E.T @ (kx, ky, 0)``, read at the
 padded-grid index ``k3 * M``. Only the Hermitian half-plane of the image
 (numpy ``rfft2`` layout) is sampled and only the half-space ``k3x >= 0`` of
 the volume is stored (``F(-k) = conj F(k)`` for real maps). The spectrum is
 periodic with period 1 cycle/px, which the block's borders respect.
 
-Interpolation:
+Interpolation (:mod:`xmipp_qc.core.interpolation`):
 
 ``linear``
     Trilinear interpolation of the complex spectrum (8 taps).
@@ -29,9 +29,13 @@ Interpolation:
 
 Performance: the block of the spectrum that the slices can reach (all of it,
 or the sphere of radius ``max_freq``) is stored with neighbouring taps packed
-in rows (:func:`_pack_taps`, bounded by ``_TABLE_BYTES``), orientations are
-processed in cache-sized chunks with one vectorised gather each, the weighting
-runs on tap-major contiguous arrays, the ``fftshift`` of the output is folded into a
+in rows (:func:`~xmipp_qc.core.interpolation.pack_taps`, bounded by
+``_TABLE_BYTES``), orientations are processed in cache-sized chunks with one
+vectorised gather each and the weighting runs on tap-major contiguous arrays.
+Images: for narrow bands (``max_freq <= _MATRIX_SYNTHESIS_MAX_FREQ``) each
+chunk's band of the spectrum goes to real space by two matrix products with
+the ``fftshift`` built in (:func:`xmipp_qc.core.band_dft.band_irfft2`, cheaper
+than FFTs for such bands); otherwise the ``fftshift`` is a
 per-sample phase and the inverse FFT skips the columns beyond ``max_freq``.
 
 Unlike Xmipp's projector (reference study §3.2(c)), the band limit is opt-in
@@ -41,143 +45,23 @@ corners of the 2D spectrum that fall inside the volume's Nyquist cube.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage
 
+from xmipp_qc.core.band_dft import band_irfft2, dft_block, make_hermitian, synthesis_matrices
 from xmipp_qc.core.geometry import euler_to_matrix
+from xmipp_qc.core.interpolation import TAPS, interp_cubic, interp_linear, pack_taps
+from xmipp_qc.core.projection_reference import project_real_space
 
 __all__ = ["FourierProjector", "project", "project_real_space"]
 
-_INTERPOLATIONS = {"linear": 2, "cubic": 4}  # taps per axis
 _CHUNK_SAMPLES = 1 << 18  # gathered taps per vectorised step (a few MB: cache-sized)
 _TABLE_BYTES = 1 << 30  # memory allowed for the packed interpolation table
 _WORKERS = 1  # FFT threads: the caller parallelises (one process per core)
-
-
-def _bspline_weights(t: NDArray) -> NDArray:
-    """Cubic B-spline weights (4, ...) of nodes ``floor-1 .. floor+2`` at fraction ``t``."""
-    t2 = t * t
-    u = 1 - t
-    w = np.empty((4,) + t.shape, dtype=t.dtype)
-    np.multiply(u * u, u * (1 / 6), out=w[0])
-    np.multiply(t2, t * (1 / 6), out=w[3])
-    np.multiply(t2, 0.5 * t - 1, out=w[1])
-    w[1] += 2 / 3
-    np.subtract(1 - w[0], w[1] + w[3], out=w[2])
-    return w
-
-
-def _interp_linear(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
-    """Trilinear interpolation at P points; returns (P,) complex.
-
-    ``table`` rows pack x taps (and y, z taps when allowed, see
-    :func:`_pack_taps`); ``base`` (P,) are flat indices of the lower corners
-    and ``frac`` (3, P) the (z, y, x) fractions. The gathered corners are
-    transposed to tap-major so every lerp runs on long contiguous arrays.
-    """
-    idx = base[:, None] + rows if rows.size > 1 else base
-    g = np.take(table, idx, axis=0).reshape(base.size, -1)  # (P, 8)
-    g = np.ascontiguousarray(g.T).reshape(2, 2, 2, -1)  # (z, y, x, P)
-    t = frac.astype(table.dtype)  # complex weights: no casting inside the products
-    g = g[:, :, 0] + (g[:, :, 1] - g[:, :, 0]) * t[2]
-    g = g[:, 0] + (g[:, 1] - g[:, 0]) * t[1]
-    return g[0] + (g[1] - g[0]) * t[0]
-
-
-def _interp_cubic(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) -> NDArray:
-    """Tricubic B-spline interpolation at P points; returns (P,) complex.
-
-    ``table`` rows pack the 4 x taps and ``rows`` (16,) are the (z, y)
-    offsets, or ``table`` is (L, 1) and ``rows`` (64,) hold every offset;
-    ``base`` (P,) the flat indices of the first tap; ``frac`` (3, P) the (z, y,
-    x) fractions. The x contraction runs on the (zy, P, x) gather, then y and z
-    on tap-major contiguous arrays.
-    """
-    if table.shape[1] == 4:
-        g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4)
-    else:  # unpacked table: rows hold all 64 offsets, x fastest
-        g = np.take(table[:, 0], rows.reshape(16, 1, 4) + base[:, None])
-    w = _bspline_weights(frac).astype(table.dtype)  # (4, 3, P) complex weights
-    h = g[..., 0] * w[0, 2]
-    for k in (1, 2, 3):
-        h += g[..., k] * w[k, 2]
-    h = h.reshape(4, 4, -1)  # (z, y, P)
-    hy = h[:, 0] * w[0, 1]
-    for k in (1, 2, 3):
-        hy += h[:, k] * w[k, 1]
-    out = hy[0] * w[0, 0]
-    for k in (1, 2, 3):
-        out += hy[k] * w[k, 0]
-    return out
-
-
-def _pack_taps(flat: NDArray, taps: int, strides: NDArray) -> tuple[NDArray, NDArray]:
-    """Pack neighbouring taps of a flattened block into rows of one table.
-
-    Row ``i`` of the table holds ``flat[i + o]`` for the packed offsets ``o``
-    (the innermost x taps, then y and z while ``_TABLE_BYTES`` allows; at most
-    x for cubic), so one ``take`` reads several taps. Returns the (L, K) table
-    and the offsets of the rows still needed per sample (z, y order).
-    """
-    sz, sy, _ = strides
-    axes = [np.arange(taps) * sz, np.arange(taps) * sy, np.arange(taps)]
-    k = 0
-    max_k = 3 if taps == 2 else 1
-    while k < max_k and flat.nbytes * taps ** (k + 1) <= _TABLE_BYTES:
-        k += 1
-    if k == 0:  # no room: unpacked, every tap is a row offset
-        return flat[:, None], sum(np.ix_(*axes)).ravel().astype(np.intp)
-    packed = axes[3 - k :]
-    rows = axes[: 3 - k]
-    p_off = sum(np.ix_(*packed)).ravel() if k > 1 else packed[0]
-    r_off = sum(np.ix_(*rows)).ravel() if len(rows) > 1 else (rows[0] if rows else np.zeros(1))
-    ext = np.concatenate([flat, np.zeros(int(p_off.max()), flat.dtype)])
-    table = np.stack([ext[o : o + flat.size] for o in p_off], axis=1)
-    return table, np.asarray(r_off, dtype=np.intp)
-
-
-def _dft_block(
-    vol: NDArray, m: int, f_yz: NDArray, f_x: NDArray, cubic: bool, cdtype: type
-) -> NDArray:
-    """DFT of the map zero-padded to M, at integer frequency indices (separable).
-
-    ``B[fz, fy, fx] = sum_u V(u) exp(-2 pi i f.u / M)`` with ``u`` the voxel
-    coordinates about the origin ``N // 2``: the spectrum of the centred padded
-    map, computed only where needed by three matrix products (BLAS) instead of
-    a full ``M^3`` FFT. For ``cubic`` the map is first divided by the real-space
-    factor of the periodic B-spline prefilter (module docstring).
-
-    Returns
-    -------
-    ndarray of shape (len(f_yz), len(f_yz), len(f_x)), ``cdtype``
-    """
-    n = vol.shape[0]
-    u = np.arange(n) - n // 2
-    v = vol.astype(cdtype)
-    if cubic:
-        b = (4.0 + 2.0 * np.cos(2.0 * np.pi * u / m)) / 6.0
-        v /= b[:, None, None] * b[None, :, None] * b[None, None, :]
-    e_x = np.exp(-2j * np.pi * np.outer(u, f_x) / m).astype(cdtype)  # (N, Fx)
-    e_yz = np.exp(-2j * np.pi * np.outer(f_yz, u) / m).astype(cdtype)  # (F, N)
-    t = (v.reshape(n * n, n) @ e_x).reshape(n, n, -1)  # (z, y, fx)
-    t = np.matmul(e_yz, t)  # (z, fy, fx)
-    return (e_yz @ t.reshape(n, -1)).reshape(f_yz.size, f_yz.size, f_x.size)
-
-
-def _make_hermitian(spec: NDArray) -> None:
-    """Enforce ``F(-ky) = conj F(ky)`` in place on the self-conjugate rfft columns.
-
-    Columns ``kx = 0`` and (even N) ``kx = 1/2`` of an (n, N, N//2+1) spectrum;
-    afterwards the spectrum is exactly ``rfft2`` of its ``irfft2``.
-    """
-    n = spec.shape[-2]
-    neg = (-np.arange(n)) % n
-    cols = [0, spec.shape[-1] - 1] if n % 2 == 0 else [0]
-    for c in cols:
-        col = spec[..., c]
-        spec[..., c] = 0.5 * (col + np.conj(col[..., neg]))
+_MATRIX_SYNTHESIS_MAX_FREQ = 0.25  # narrower bands: images by matrix products, not FFTs
 
 
 class FourierProjector:
@@ -233,8 +117,8 @@ class FourierProjector:
             raise ValueError("volume must be real and finite")
         if int(pad) != pad or pad < 1:
             raise ValueError(f"pad must be an integer >= 1, got {pad}")
-        if interpolation not in _INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}")
+        if interpolation not in TAPS:
+            raise ValueError(f"interpolation must be one of {sorted(TAPS)}")
         if max_freq is not None and not 0.0 < max_freq <= 0.5:
             raise ValueError(f"max_freq must be in (0, 0.5] cycles/px or None, got {max_freq}")
         self.dtype = np.dtype(dtype)
@@ -252,10 +136,10 @@ class FourierProjector:
     def _build_block(self, vol: NDArray, n: int, m: int) -> None:
         """Spectrum of the padded map on the bordered half-space block the slices reach."""
         reach = m / 2 if self.max_freq is None else self.max_freq * m
-        taps = _INTERPOLATIONS[self.interpolation]
+        taps = TAPS[self.interpolation]
         hi = int(np.ceil(reach)) + taps
         self._lo = np.array([-hi, -hi, -(taps // 2)], dtype=np.float64)  # (z, y, x) origin
-        block = _dft_block(
+        block = dft_block(
             vol,
             m,
             np.arange(-hi, hi + 1),
@@ -264,7 +148,9 @@ class FourierProjector:
             self._cdtype,
         )
         self._strides = np.array([block.shape[1] * block.shape[2], block.shape[2], 1])
-        self._table, self._row_offsets = _pack_taps(block.ravel(), taps, self._strides)
+        self._table, self._row_offsets = pack_taps(
+            block.ravel(), taps, self._strides, _TABLE_BYTES
+        )
 
     def _build_samples(self, n: int) -> None:
         """Frequencies (cycles/px) of the rfft2 half-plane that are projected."""
@@ -280,6 +166,14 @@ class FourierProjector:
         self._fy, self._fx = fy, fx
         # fftshift of the image (origin N//2 -> pixel N//2) as a phase on the samples
         self._centre = np.exp(-2j * np.pi * (n // 2) * self._kxy.sum(axis=0)).astype(self._cdtype)
+        self._synth = None
+        if self.max_freq is not None and self.max_freq <= _MATRIX_SYNTHESIS_MAX_FREQ:
+            iy = np.rint(ky.ravel()[self._sel] * n).astype(np.intp)  # signed ky index
+            ix = np.rint(kx.ravel()[self._sel] * n).astype(np.intp)
+            r, cols = int(np.abs(iy).max()), int(ix.max()) + 1
+            self._band = (2 * r + 1, cols)
+            self._band_index = (iy + r) * cols + ix  # samples in the (2r+1, cols) band
+            self._synth = synthesis_matrices(n, r, cols, wdt)
 
     def _slice_coords(self, mats: NDArray) -> tuple[NDArray, NDArray, NDArray | None]:
         """Block coordinates of the slice samples of a chunk of matrices.
@@ -314,20 +208,19 @@ class FourierProjector:
         cell = cell.astype(np.intp)
         base = cell[0] * self._strides[0] + cell[1] * self._strides[1] + cell[2]
         if self.interpolation == "linear":
-            out = _interp_linear(self._table, self._row_offsets, base, frac)
+            out = interp_linear(self._table, self._row_offsets, base, frac)
         else:
             base -= self._strides[0] + self._strides[1] + 1
-            out = _interp_cubic(self._table, self._row_offsets, base, frac)
+            out = interp_cubic(self._table, self._row_offsets, base, frac)
         return out.reshape(shape)
 
-    def _spectra(
-        self, mats: NDArray, shifts: NDArray | None, ctf: NDArray | None, centre: bool
-    ) -> NDArray:
-        """(n, N*(N//2+1)) spectra with shift phases, CTF and optional centring."""
+    def _values(
+        self, mats: NDArray, shifts: NDArray | None, ctf: NDArray | None
+    ) -> Iterator[tuple[slice, NDArray]]:
+        """Yield (slice of images, (c, S) complex samples) chunk by chunk, filters applied."""
         n_img = mats.shape[0]
-        out = np.zeros((n_img, self.box * (self.box // 2 + 1)), dtype=self._cdtype)
         n_s = self._sel.size
-        chunk = max(1, _CHUNK_SAMPLES // (n_s * _INTERPOLATIONS[self.interpolation] ** 3))
+        chunk = max(1, _CHUNK_SAMPLES // (n_s * TAPS[self.interpolation] ** 3))
         for start in range(0, n_img, chunk):
             sl = slice(start, min(start + chunk, n_img))
             coords, conj, valid = self._slice_coords(mats[sl])
@@ -339,10 +232,31 @@ class FourierProjector:
                 vals *= np.exp(2j * np.pi * (shifts[sl] @ self._kxy)).astype(self._cdtype)
             if ctf is not None:
                 vals *= ctf[sl] if ctf.shape[0] == n_img else ctf
+            yield sl, vals
+
+    def _spectra(
+        self, mats: NDArray, shifts: NDArray | None, ctf: NDArray | None, centre: bool
+    ) -> NDArray:
+        """(n, N*(N//2+1)) spectra with shift phases, CTF and optional centring."""
+        out = np.zeros((mats.shape[0], self.box * (self.box // 2 + 1)), dtype=self._cdtype)
+        for sl, vals in self._values(mats, shifts, ctf):
             if centre:
                 vals *= self._centre
             out[sl, self._sel] = vals
         return out
+
+    def _synthesise(self, mats: NDArray, shifts: NDArray | None, ctf: NDArray | None) -> NDArray:
+        """Band-limited images chunk by chunk: samples -> band -> two matrix products."""
+        img = np.empty((mats.shape[0], self.box, self.box), dtype=self.dtype)
+        e_y, m_x = self._synth
+        band = None
+        for sl, vals in self._values(mats, shifts, ctf):
+            k = vals.shape[0]
+            if band is None:  # zeros outside the disc stay zero: allocated once
+                band = np.zeros((k, self._band[0] * self._band[1]), dtype=self._cdtype)
+            band[:k, self._band_index] = vals
+            band_irfft2(band[:k].reshape(k, *self._band), e_y, m_x, img[sl])
+        return img
 
     def _matrices(self, angles: ArrayLike) -> NDArray:
         a = np.asarray(angles, dtype=np.float64)
@@ -399,7 +313,7 @@ class FourierProjector:
         mats = self._matrices(angles)
         s, c = self._filters(mats.shape[0], shifts, ctf)
         spec = self._spectra(mats, s, c, centre=False).reshape(-1, self.box, self.box // 2 + 1)
-        _make_hermitian(spec)
+        make_hermitian(spec)
         return spec
 
     def project(
@@ -419,6 +333,8 @@ class FourierProjector:
         """
         mats = self._matrices(angles)
         s, c = self._filters(mats.shape[0], shifts, ctf)
+        if self._synth is not None:  # narrow band: matrix products beat FFTs
+            return self._synthesise(mats, s, c)
         n, nh = self.box, self.box // 2 + 1
         spec = self._spectra(mats, s, c, centre=True).reshape(-1, n, nh)
         cols = nh if self.max_freq is None else min(nh, int(np.ceil(self.max_freq * n)) + 1)
@@ -462,46 +378,3 @@ def project(
         vol, pad=pad, interpolation=interpolation, max_freq=max_freq, dtype=dtype
     )
     return proj.project(angles, shifts=shifts, ctf=ctf)
-
-
-def project_real_space(volume: ArrayLike, angles: ArrayLike, *, order: int = 1) -> NDArray:
-    """Slow reference projector: sums of interpolated samples along each ray.
-
-    Samples ``V(E.T @ [x, y, z])`` at unit steps of z covering the box diagonal
-    (zero outside the box) and sums them; exact for ``E = I``.
-
-    Parameters
-    ----------
-    volume : array_like of shape (N, N, N)
-        Real map ``[z, y, x]``, origin at ``N // 2``.
-    angles : array_like of shape (n, 3) or (3,)
-        Xmipp Euler angles in degrees.
-    order : int
-        Spline order of :func:`scipy.ndimage.map_coordinates` (0 to 5).
-
-    Returns
-    -------
-    ndarray of shape (n, N, N), float64
-        Line integrals in voxel units, origin at ``N // 2``.
-    """
-    vol = np.asarray(volume, dtype=np.float64)
-    if vol.ndim != 3 or len(set(vol.shape)) != 1:
-        raise ValueError(f"volume must be a cubic 3D array, got shape {vol.shape}")
-    if order not in range(6):
-        raise ValueError(f"order must be 0..5, got {order}")
-    n = vol.shape[0]
-    mats = np.atleast_3d(euler_to_matrix(np.atleast_2d(angles))).reshape(-1, 3, 3)
-    coeffs = ndimage.spline_filter(vol, order, mode="grid-constant") if order > 1 else vol
-    g = np.arange(n, dtype=np.float64) - n // 2
-    half = int(np.ceil(n * np.sqrt(3) / 2)) + 1
-    zs = np.arange(-half, half + 1, dtype=np.float64)
-    yy, xx = np.meshgrid(g, g, indexing="ij")
-    out = np.zeros((mats.shape[0], n, n))
-    for i, e in enumerate(mats):
-        for z in zs:
-            pts = e.T @ np.stack([xx.ravel(), yy.ravel(), np.full(xx.size, z)])  # (x, y, z)
-            zyx = pts[::-1] + n // 2
-            out[i] += ndimage.map_coordinates(
-                coeffs, zyx, order=order, mode="grid-constant", prefilter=False
-            ).reshape(n, n)
-    return out

@@ -258,3 +258,24 @@ def test_linear_pad4_band_limited_is_as_accurate_as_cubic_pad1(phantom):
     e_lin2, _ = err(interpolation="linear", pad=2)
     assert c_fast >= 0.9999 and c_fast >= c_cubic - 1e-5
     assert e_fast <= 1.25 * e_cubic < e_lin2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "r", "cols"), [(16, 4, 5), (15, 4, 5), (16, 8, 9), (15, 7, 8)])
+def test_band_irfft2_equals_centred_irfft2(n, r, cols, dtype):
+    """Matrix synthesis of a band = fftshift(irfft2) of the zero-filled rfft2 layout."""
+    from xmipp_qc.core.band_dft import band_irfft2, synthesis_matrices
+
+    rng = np.random.default_rng(n + r)
+    cdtype = np.complex64 if dtype == np.float32 else np.complex128
+    shape = (3, 2 * r + 1, cols)
+    band = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    if 2 * r == n:  # ky = -n/2 and +n/2 are one rfft2 row: keep +n/2 only
+        band[:, 0] = 0.0
+    spec = np.zeros((3, n, n // 2 + 1), complex)
+    spec[:, np.arange(-r, r + 1) % n, :cols] = band  # duplicate row: the last (+n/2) wins
+    want = np.fft.fftshift(np.fft.irfft2(spec, s=(n, n)), axes=(-2, -1))
+    out = np.empty((3, n, n), dtype)
+    band_irfft2(band.astype(cdtype), *synthesis_matrices(n, r, cols, dtype), out)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, atol=tol * np.abs(want).max())
