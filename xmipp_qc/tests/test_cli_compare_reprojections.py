@@ -13,6 +13,7 @@ from xmipp_qc.core.geometry import euler_to_matrix
 from xmipp_qc.core.pipeline import CompareOptions, MapModel, finalize, process_chunk
 from xmipp_qc.formats.mrc import read_images, stack_shape, write_stack, write_volume
 from xmipp_qc.formats.star import read_particles
+from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
 BOX, N, PX = 40, 200, 3.0
 KINDS = ("junk", "mirrored_hand", "wrong_conformation")
@@ -155,12 +156,11 @@ def test_bad_input_is_reported(tmp_path, dataset, capsys):
 
 def test_relion_projections_end_to_end(tmp_path):
     """RELION's own projections (70S, box 65, 5 Å/px): the command keeps their alignment."""
-    from pathlib import Path
 
-    ribo = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "relion-projections-70S"
+    ribo = SHARED_DATA / "relion-projections-70S"
     star = ribo / "rln_proj_65_shifted.star"
     if not star.exists():
-        pytest.skip(f"RELION reference data not found at {ribo}")
+        missing_shared_data(ribo)
     out = tmp_path / "ribo"
     assert main(["compare-reprojections", "--images", str(star), "--volume",
                  str(ribo / "clean70SRibosome_vol_65p.mrc"), "--out", str(out),

@@ -13,8 +13,9 @@ import pytest
 from xmipp_qc.cli import build_parser, main
 from xmipp_qc.core.simulate import TRAJECTORY_KINDS, simulate_trajectory_pair
 from xmipp_qc.core.trajectories import REASONS, compare_trajectories
+from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
-LOGS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "motioncor2-logs"
+LOGS = SHARED_DATA / "motioncor2-logs"
 ACCEPTED = {"agree", "offset", "missing_frames"}
 
 
@@ -161,7 +162,7 @@ def test_real_motioncor2_versions(tmp_path):
     for version, run in (("1.5.0", "a"), ("1.6.4", "b")):
         src = LOGS / f"motioncor2_{version}_log.txt"
         if not src.exists():
-            pytest.skip(f"real MotionCor2 logs not available at {LOGS}")
+            missing_shared_data(LOGS)
         (tmp_path / run).mkdir()
         shutil.copy(src, tmp_path / run / "eer_movie.log")
     code, out = _run(tmp_path, "--plots", ref="a/*.log", sec="b/*.log")

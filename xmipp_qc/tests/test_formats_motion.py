@@ -17,14 +17,15 @@ from xmipp_qc.formats.motion import (
     read_trajectory,
     read_trajectory_csv,
 )
+from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
-LOGS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "motioncor2-logs"
+LOGS = SHARED_DATA / "motioncor2-logs"
 
 
 def _log(name: str) -> Path:
     path = LOGS / name
     if not path.exists():
-        pytest.skip(f"real MotionCor2 logs not available at {LOGS}")
+        missing_shared_data(LOGS)
     return path
 
 

@@ -24,15 +24,16 @@ from xmipp_qc.formats.star import (
     shifts_to_origins,
     write_particles,
 )
+from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 RIBO = DATA / "relion-projections-70S"
 POINT = DATA / "relion-ctf-pointmass"
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"RELION reference data not found at {path}")
+        missing_shared_data(path)
     return path
 
 

@@ -9,14 +9,13 @@ real-data tests match RELION projections of a ribosome map (skipped without
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from xmipp_qc.core.geometry import rotation_distance
 from xmipp_qc.core.matching import Gallery, MatchResult, match_images
 from xmipp_qc.core.simulate import phantom_blobs, project_blobs, simulate_particles
+from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
 
 class BlobProjector:
@@ -191,13 +190,13 @@ def test_bad_input_raises(c1_setup):
         Gallery.build(BlobProjector(phantom_blobs(32), 32), angular_step=0)
 
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "relion-projections-70S"
+DATA = SHARED_DATA / "relion-projections-70S"
 
 
 @pytest.fixture(scope="module")
 def ribosome_gallery():
     if not (DATA / "clean70SRibosome_vol_65p.mrc").exists():
-        pytest.skip(f"real data not found in {DATA}")
+        missing_shared_data(DATA)
     from xmipp_qc.formats.mrc import read_volume
 
     volume, _ = read_volume(str(DATA / "clean70SRibosome_vol_65p.mrc"))

@@ -32,8 +32,9 @@ import pytest
 
 from xmipp_qc.core.ctf import ctf_image
 from xmipp_qc.core.projection import FourierProjector
+from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
-DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 RIBO = DATA / "relion-projections-70S"
 POINT = DATA / "relion-ctf-pointmass"
 
@@ -49,7 +50,7 @@ def ncc(a, b):
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"RELION reference data not found at {path}")
+        missing_shared_data(path)
     return path
 
 
