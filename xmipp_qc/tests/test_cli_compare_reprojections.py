@@ -175,7 +175,6 @@ def test_relion_projections_end_to_end(tmp_path):
 
 
 def test_no_assignment_matches_angles(tmp_path):
-    pytest.importorskip("xmipp_qc.core.sampling", reason="matching gallery needs core.sampling")
     blobs = sim.phantom_blobs(32, seed=5)
     ps = sim.simulate_particles(blobs, 30, box=32, snr=5.0, pixel_size_a=PX, max_shift_px=1.0,
                                 seed=6)
@@ -198,7 +197,6 @@ def test_no_assignment_matches_angles(tmp_path):
                          [(True, False, 32, 3.0), (False, True, 32, 3.0), (False, False, 64, 1.5)])
 def test_images_are_brought_to_the_working_sampling(tmp_path, downsample, coarse_map, work_box,
                                                     work_px):
-    pytest.importorskip("xmipp_qc.core.resample", reason="Fourier cropping needs core.resample")
     box, px = 64, 1.5
     blobs = sim.phantom_blobs(box, seed=21)
     ps = sim.simulate_particles(blobs, 60, box=box, snr=1.0, pixel_size_a=px, max_shift_px=3.0,

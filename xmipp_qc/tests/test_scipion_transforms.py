@@ -9,8 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-
-pytest.importorskip("pwem")
 from pwem.convert.transformations import euler_from_matrix, euler_matrix  # noqa: E402
 from pwem.objects import Transform  # noqa: E402
 

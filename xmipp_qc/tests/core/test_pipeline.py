@@ -290,7 +290,6 @@ def test_resolution_and_sigma_change_the_comparison(planted):
 
 
 def test_matching_path_finds_angles():
-    pytest.importorskip("xmipp_qc.core.sampling", reason="sampling.py (gallery) not landed yet")
     box = 32
     blobs = sim.phantom_blobs(box, seed=11)
     ps = sim.simulate_particles(blobs, 16, box=box, snr=5.0, max_shift_px=1.5, seed=12)
@@ -327,7 +326,6 @@ def test_optimize_gray_only_changes_the_stored_reprojection():
 
 
 def test_matching_and_refinement_honour_the_ctf():
-    pytest.importorskip("xmipp_qc.core.sampling", reason="sampling.py (gallery) not landed yet")
     from xmipp_qc.core.geometry import euler_to_matrix
 
     box = 32

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import emtable
+import mrcfile
 import numpy as np
 import pytest
 
@@ -38,8 +40,6 @@ DATA = SHARED_DATA
 RIBO = DATA / "relion-projections-70S"
 POINT = DATA / "relion-ctf-pointmass"
 
-mrcfile = pytest.importorskip("mrcfile", reason="mrcfile is needed to read RELION's MRC files")
-emtable = pytest.importorskip("emtable", reason="emtable is needed to read RELION's STAR files")
 
 
 def ncc(a, b):
