@@ -100,24 +100,28 @@ def interp_cubic(table: NDArray, rows: NDArray, base: NDArray, frac: NDArray) ->
 
     Notes
     -----
-    The x contraction runs on the (zy, P, x) gather, then y and z on tap-major
-    contiguous arrays (84 complex multiply-adds per point, not 64 x 3).
+    Each axis is one contiguous multiply by broadcast complex weights followed
+    by three adds: x on the (zy, P, x) gather (in place), then y and z on
+    tap-major arrays (84 complex multiply-adds per point, not 64 x 3).
     """
     if table.shape[1] == 4:
         g = np.take(table, rows[:, None] + base, axis=0)  # (16, P, 4)
     else:  # unpacked table: rows hold all 64 offsets, x fastest
         g = np.take(table[:, 0], rows.reshape(16, 1, 4) + base[:, None])
-    w = bspline_weights(frac).astype(table.dtype)  # (4, 3, P) complex weights
-    h = g[..., 0] * w[0, 2]
-    for k in (1, 2, 3):
-        h += g[..., k] * w[k, 2]
+    w = bspline_weights(frac)  # (4, 3, P), cast to complex per axis below
+    g *= np.ascontiguousarray(w[:, 2].T).astype(table.dtype)  # x weights (P, 4)
+    h = g[..., 0] + g[..., 1]
+    h += g[..., 2]
+    h += g[..., 3]
     h = h.reshape(4, 4, -1)  # (z, y, P)
-    hy = h[:, 0] * w[0, 1]
-    for k in (1, 2, 3):
-        hy += h[:, k] * w[k, 1]
-    out = hy[0] * w[0, 0]
-    for k in (1, 2, 3):
-        out += hy[k] * w[k, 0]
+    h *= w[:, 1].astype(table.dtype)  # y weights broadcast over z
+    hy = h[:, 0] + h[:, 1]
+    hy += h[:, 2]
+    hy += h[:, 3]
+    hy *= w[:, 0].astype(table.dtype)
+    out = hy[0] + hy[1]
+    out += hy[2]
+    out += hy[3]
     return out
 
 
