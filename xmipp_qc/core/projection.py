@@ -139,6 +139,8 @@ class FourierProjector:
         taps = TAPS[self.interpolation]
         hi = int(np.ceil(reach)) + taps
         self._lo = np.array([-hi, -hi, -(taps // 2)], dtype=np.float64)  # (z, y, x) origin
+        # block coordinates are taken from the first tap (floor - taps/2 + 1) on
+        self._first = (self._lo + (taps // 2 - 1)).astype(self.dtype)[:, None, None]
         block = dft_block(
             vol,
             m,
@@ -178,7 +180,8 @@ class FourierProjector:
     def _slice_coords(self, mats: NDArray) -> tuple[NDArray, NDArray, NDArray | None]:
         """Block coordinates of the slice samples of a chunk of matrices.
 
-        Returns the (3, c, S) block coordinates in (z, y, x) order, the (c, S)
+        Returns the (3, c, S) block coordinates (z, y, x) relative to the first
+        tap of the interpolation (integer part: first tap), the (c, S)
         conjugation flags (samples read at ``-k3``) and the (c, S) validity mask
         (``None`` when every sample is inside the Nyquist cube).
         """
@@ -196,7 +199,7 @@ class FourierProjector:
                 valid = inside
                 k3 *= inside
         k3 = k3[::-1]  # (z, y, x)
-        k3 -= self._lo.astype(self.dtype)[:, None, None]
+        k3 -= self._first
         return k3, conj, valid
 
     def _gather(self, coords: NDArray) -> NDArray:
@@ -205,13 +208,11 @@ class FourierProjector:
         c = coords.reshape(3, -1)
         cell = np.floor(c)
         frac = c - cell
-        cell = cell.astype(np.intp)
-        base = cell[0] * self._strides[0] + cell[1] * self._strides[1] + cell[2]
-        if self.interpolation == "linear":
-            out = interp_linear(self._table, self._row_offsets, base, frac)
-        else:
-            base -= self._strides[0] + self._strides[1] + 1
-            out = interp_cubic(self._table, self._row_offsets, base, frac)
+        if self._table.shape[0] >= 1 << 24:  # float32 is exact on integers below 2**24
+            cell = cell.astype(np.float64)
+        base = (self._strides.astype(cell.dtype) @ cell).astype(np.intp)  # first taps
+        interp = interp_linear if self.interpolation == "linear" else interp_cubic
+        out = interp(self._table, self._row_offsets, base, frac)
         return out.reshape(shape)
 
     def _values(
