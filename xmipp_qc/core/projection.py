@@ -95,7 +95,7 @@ class FourierProjector:
     2 ~0.05 %. Interpolation error falls as ``1 / pad**2`` for linear and the
     set-up cost of a band-limited projector hardly grows with ``pad``, so for
     galleries ``interpolation="linear", pad=4, max_freq=0.25`` matches cubic
-    pad 1 (Xmipp's gallery setting) at 1.4 to 2.5 times its speed. Use cubic
+    pad 1 (Xmipp's gallery setting) at about 2 to 3 times its speed. Use cubic
     where smooth dependence on the angles matters (local refinement).
     The interpolation table of linear, pad 2, full band at box 128 takes
     ~575 MB (float32; ``_TABLE_BYTES`` caps it at the cost of speed).
