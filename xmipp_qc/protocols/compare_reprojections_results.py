@@ -1,18 +1,32 @@
-"""What *compare reprojections* saves in its extra folder, and how to read it back.
+"""What *compare reprojections* saves in its extra folder, and how it is read back.
 
-The protocol writes these files; its viewer, the demo and the tests read them, so
+The protocol writes these files in its ``extra/`` folder, one per finished step,
+so that "continue" reuses them; its viewer, the demo and the tests read them, so
 the names and formats live here, in one place:
 
-``outputs.json``          ``{volumeId: outputName}`` of the candidate maps;
-``vol<id>/scores.npz``    per-image set statistics of one map
-                          (:func:`xmipp_qc.core.pipeline.finalize`);
-``ranking.json``          the ranking table of the maps.
+``input.npz``              ids, given alignment (input px), defocus, sampling;
+``locations.json``         image locations of the input items;
+``images_work.mrcs``       the images at the working sampling (downSampleStep);
+``volume_<vid>.mrc``       each candidate map at the working sampling;
+``vol<vid>/chunk_<k>.npz`` one :class:`~xmipp_qc.core.pipeline.ChunkResult` per
+                           (map, chunk), with its image stacks beside it;
+``vol<vid>/scores.npz``    per-image set statistics of one map
+                           (:func:`xmipp_qc.core.pipeline.finalize`);
+``outputs.json``           ``{volumeId: outputName}`` of the candidate maps;
+``ranking.json``           the ranking table of the maps (computeRankingVolumes);
+``*.png``                  key plots;
+
+and how one image's saved scores become the attributes of its output item.
 """
 
 import json
+import math
 import os
 
 import numpy as np
+import pwem.objects as emobj
+
+from xmipp_qc.convert import xmippToTransform
 
 OUTPUT_PREFIX = "reprojections_vol"
 #: Xmipp attribute <- finalize key (scores of xmipp_qc.core.pipeline.finalize).
@@ -77,3 +91,50 @@ def jsonDefault(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
     raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def decorateItem(item, row, withResiduals=False):
+    """Attach the saved scores of one image to its output item (Xmipp and ``_qc_``
+    attributes, image pointers into the chunk stacks, the refined alignment)."""
+    if row is None:  # not in the working set: cannot happen for enabled items
+        item._appendItem = False
+        return
+    for attr, key in XMIPP_SCORES.items():
+        if key in row:
+            setattr(item, f"_xmipp_{attr}", emobj.Float(_float(row[key])))
+    item._xmipp_continuousX = emobj.Float(_float(row["shifts"][0]))
+    item._xmipp_continuousY = emobj.Float(_float(row["shifts"][1]))
+    for attr, key in QC_SCORES.items():
+        if key in row:
+            setattr(item, f"_qc_{attr}", emobj.Float(_float(row[key])))
+    item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
+    item._qc_matched = emobj.Boolean(bool(row["matched"]))
+    failed = not np.isfinite(row["outlierScore"])  # could not be scored: reason says why
+    item._qc_failureReason = emobj.String(str(row["reason"]) if failed else "")
+    _setImagePointers(item, row, withResiduals)
+    if np.all(np.isfinite(row["angles"])) and np.all(np.isfinite(row["shifts"])):
+        item.setTransform(xmippToTransform(row["angles"], row["shifts"]))
+    elif not item.hasTransform():
+        item.setTransform(emobj.Transform(matrix=np.eye(4)))
+
+
+def _setImagePointers(item, row, withResiduals):
+    names = {"_xmipp_image": "aligned", "_xmipp_imageRef": "reprojections"}
+    if withResiduals:
+        names.update(_xmipp_imageResidual="residuals", _xmipp_imageCovariance="covariances")
+    for attr, stack in names.items():
+        setattr(item, attr, emobj.Image(location=(row["index"], row["stack"](stack))))
+
+
+def decorateClass(cls, row, withResiduals=False):
+    """Decorate a 2D class: its representative, and the class with the same attributes."""
+    rep = cls.getRepresentative()
+    decorateItem(rep, row, withResiduals)
+    for attr in [a for a in vars(rep) if a.startswith(("_xmipp_", "_qc_"))]:
+        setattr(cls, attr, getattr(rep, attr))
+    cls.setRepresentative(rep)
+
+
+def _float(v):
+    v = float(v)
+    return v if math.isfinite(v) else None

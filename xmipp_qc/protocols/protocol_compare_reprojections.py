@@ -11,17 +11,8 @@ the refined angles and shifts are written into the output items' alignment (in
 the input pixel size), the ranking is always higher-is-better and downsampling
 is Fourier cropping.
 
-Files (all in ``extra/``, so that "continue" reuses every finished step):
-    ``input.npz``           ids, given alignment (input px), defocus, sampling;
-    ``locations.json``      image locations of the input items;
-    ``images_work.mrcs``    the images at the working sampling (downSampleStep);
-    ``volume_<vid>.mrc``    each candidate map at the working sampling;
-    ``vol<vid>/chunk_<k>.npz`` one :class:`~xmipp_qc.core.pipeline.ChunkResult`
-                            per (map, chunk), with its image stacks beside it;
-    ``vol<vid>/scores.npz`` the set statistics of a map (evaluateResiduals);
-    ``outputs.json``        ``{volumeId: outputName}`` for the viewer;
-    ``ranking.json``        the ranking table (computeRankingVolumes);
-    ``*.png``               key plots.
+The files it writes in ``extra/`` (one per finished step, so that "continue"
+reuses them) are listed in :mod:`.compare_reprojections_results`.
 """
 
 import json
@@ -42,15 +33,14 @@ from xmipp_qc.convert import (
     readImages,
     readVolume,
     writeStack,
-    xmippToTransform,
 )
 from xmipp_qc.core import pipeline
-from xmipp_qc.core.outliers import OUTLIER_COMPONENTS
+from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.protocols.compare_reprojections_results import (
-    QC_SCORES,
-    XMIPP_SCORES,
+    decorateClass,
+    decorateItem,
     jsonDefault,
     outputName,
     rankingLines,
@@ -61,12 +51,6 @@ from xmipp_qc.protocols.compare_reprojections_results import (
 
 EXTRACT_PARTICLES, EXTRACT_VOLUME, EXTRACT_BOTH = 0, 1, 2
 NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
-#: Outlier-score components when the angles come from projection matching: the
-#: refinement's gain and move (defaults of xmipp_qc.core.outliers) say little
-#: there, since matching already found the best orientation even for junk, so the
-#: residual-covariance divergence is added (on matched synthetic averages with
-#: junk: ROC AUC 0.44 with the defaults, 1.0 with it).
-MATCHED_COMPONENTS = {**OUTLIER_COMPONENTS, "zScoreResCov": +1}
 
 
 class XmippQcProtCompareReprojections(ProtAnalysis3D):
@@ -214,7 +198,7 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
 
     def evaluateResiduals(self, volId):
         results = [pipeline.ChunkResult.load(fn) for fn in self._chunkFiles(volId)]
-        components = MATCHED_COMPONENTS if self._needsMatching() else None
+        components = MATCHED_OUTLIER_COMPONENTS if self._needsMatching() else None
         scores = pipeline.finalize(results, components=components)
         np.savez(self._volPath(volId, "scores.npz"), **scores)
         self._savePlots(volId, scores)
@@ -291,18 +275,19 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
     def _createOutputSet(self, volId, scores):
         inSet = self.inputSet2D.get()
         rows = self._outputRows(volId, scores)
+        withResiduals = bool(self.doEvaluateResiduals)
         if isinstance(inSet, emobj.SetOfClasses2D):
             out = self._createSetOfClasses2D(inSet.getImagesPointer(), suffix=f"_vol{volId}")
-            out.appendFromClasses(inSet, updateClassCallback=lambda c: self._decorateClass(
-                c, rows.get(c.getObjId())))
+            out.appendFromClasses(inSet, updateClassCallback=lambda c: decorateClass(
+                c, rows.get(c.getObjId()), withResiduals))
             return out
         suffix = f"_vol{volId}"
         out = (self._createSetOfAverages(suffix) if isinstance(inSet, emobj.SetOfAverages)
                else self._createSetOfParticles(suffix))
         out.copyInfo(inSet)
         out.setAlignmentProj()
-        out.copyItems(inSet, updateItemCallback=lambda item, _: self._decorate(
-            item, rows.get(item.getObjId())))
+        out.copyItems(inSet, updateItemCallback=lambda item, _: decorateItem(
+            item, rows.get(item.getObjId()), withResiduals))
         return out
 
     def _outputRows(self, volId, scores):
@@ -319,42 +304,6 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                        index=index + 1)
             rows[int(itemId)] = row
         return rows
-
-    def _decorate(self, item, row):
-        if row is None:  # not in the working set: cannot happen for enabled items
-            item._appendItem = False
-            return
-        for attr, key in XMIPP_SCORES.items():
-            if key in row:
-                setattr(item, f"_xmipp_{attr}", emobj.Float(_float(row[key])))
-        item._xmipp_continuousX = emobj.Float(_float(row["shifts"][0]))
-        item._xmipp_continuousY = emobj.Float(_float(row["shifts"][1]))
-        for attr, key in QC_SCORES.items():
-            if key in row:
-                setattr(item, f"_qc_{attr}", emobj.Float(_float(row[key])))
-        item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
-        item._qc_matched = emobj.Boolean(bool(row["matched"]))
-        failed = not np.isfinite(row["outlierScore"])  # could not be scored: reason says why
-        item._qc_failureReason = emobj.String(str(row["reason"]) if failed else "")
-        self._setImagePointers(item, row)
-        if np.all(np.isfinite(row["angles"])) and np.all(np.isfinite(row["shifts"])):
-            item.setTransform(xmippToTransform(row["angles"], row["shifts"]))
-        elif not item.hasTransform():
-            item.setTransform(emobj.Transform(matrix=np.eye(4)))
-
-    def _setImagePointers(self, item, row):
-        names = {"_xmipp_image": "aligned", "_xmipp_imageRef": "reprojections"}
-        if self.doEvaluateResiduals:
-            names.update(_xmipp_imageResidual="residuals", _xmipp_imageCovariance="covariances")
-        for attr, stack in names.items():
-            setattr(item, attr, emobj.Image(location=(row["index"], row["stack"](stack))))
-
-    def _decorateClass(self, cls, row):
-        rep = cls.getRepresentative()
-        self._decorate(rep, row)
-        for attr in [a for a in vars(rep) if a.startswith(("_xmipp_", "_qc_"))]:
-            setattr(cls, attr, getattr(rep, attr))
-        cls.setRepresentative(rep)
 
     def _extractBest(self, bestId):
         option = self.extractOption.get()
@@ -539,11 +488,6 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
 
     def _citations(self):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
-
-
-def _float(v):
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def _setId(obj, objId):
