@@ -12,7 +12,10 @@ the input pixel size), the ranking is always higher-is-better and downsampling
 is Fourier cropping.
 
 The files it writes in ``extra/`` (one per finished step, so that "continue"
-reuses them) are listed in :mod:`.compare_reprojections_results`.
+reuses them) are listed in :mod:`.compare_reprojections_results`; the accessors of
+the form's inputs are in :mod:`.compare_reprojections_inputs`, the building of the
+output sets, the extraction of the best map and the plots in
+:mod:`.compare_reprojections_outputs`.
 """
 
 import json
@@ -38,9 +41,14 @@ from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
+from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
+from xmipp_qc.protocols.compare_reprojections_outputs import (
+    EXTRACT_BOTH,
+    EXTRACT_PARTICLES,
+    EXTRACT_VOLUME,
+    CompareReprojectionsOutputs,
+)
 from xmipp_qc.protocols.compare_reprojections_results import (
-    decorateClass,
-    decorateItem,
     jsonDefault,
     outputName,
     rankingLines,
@@ -49,11 +57,14 @@ from xmipp_qc.protocols.compare_reprojections_results import (
     readScores,
 )
 
-EXTRACT_PARTICLES, EXTRACT_VOLUME, EXTRACT_BOTH = 0, 1, 2
+__all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
+           "XmippQcProtCompareReprojections"]
+
 NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
 
 
-class XmippQcProtCompareReprojections(ProtAnalysis3D):
+class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
+                                      CompareReprojectionsOutputs, ProtAnalysis3D):
     """Compares images with the reprojections of one or more maps.
 
     Every image is aligned to each map (its own projection assignment, or
@@ -271,148 +282,7 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
             data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
             return np.array(data[sl], dtype=np.float32)
 
-    # --------------------------- outputs -------------------------------------
-    def _createOutputSet(self, volId, scores):
-        inSet = self.inputSet2D.get()
-        rows = self._outputRows(volId, scores)
-        withResiduals = bool(self.doEvaluateResiduals)
-        if isinstance(inSet, emobj.SetOfClasses2D):
-            out = self._createSetOfClasses2D(inSet.getImagesPointer(), suffix=f"_vol{volId}")
-            out.appendFromClasses(inSet, updateClassCallback=lambda c: decorateClass(
-                c, rows.get(c.getObjId()), withResiduals))
-            return out
-        suffix = f"_vol{volId}"
-        out = (self._createSetOfAverages(suffix) if isinstance(inSet, emobj.SetOfAverages)
-               else self._createSetOfParticles(suffix))
-        out.copyInfo(inSet)
-        out.setAlignmentProj()
-        out.copyItems(inSet, updateItemCallback=lambda item, _: decorateItem(
-            item, rows.get(item.getObjId()), withResiduals))
-        return out
-
-    def _outputRows(self, volId, scores):
-        """Per input id: finalize values plus the image locations of the chunk stacks."""
-        _, pixel, _, workPixel = self._loadInput()["sampling"]
-        shifts = pipeline.shifts_to_input(scores["shifts"], workPixel, pixel)
-        size = self.chunkSize.get()
-        rows = {}
-        for i, itemId in enumerate(scores["ids"]):
-            chunk, index = divmod(i, size)
-            row = {k: scores[k][i] for k in scores if scores[k].ndim == 1}
-            row.update(angles=scores["angles"][i], shifts=shifts[i],
-                       stack=lambda name, c=chunk: self._volPath(volId, f"{name}_{c:05d}.mrcs"),
-                       index=index + 1)
-            rows[int(itemId)] = row
-        return rows
-
-    def _extractBest(self, bestId):
-        option = self.extractOption.get()
-        best = dict(self._iterCandidates())[bestId]
-        if option in (EXTRACT_VOLUME, EXTRACT_BOTH):
-            vol = emobj.Volume(location=best.getFileName())
-            vol.setSamplingRate(best.getSamplingRate())
-            self._defineOutputs(bestVolume=vol)
-            self._defineSourceRelation(self.inputSet3D, vol)
-        if option in (EXTRACT_PARTICLES, EXTRACT_BOTH):
-            parts = self._createSetOfParticles("_bestVol")
-            cls = self.inputSet3D.get()[bestId]
-            parts.copyInfo(cls)
-            parts.copyItems(cls)
-            self._defineOutputs(particles_bestVol=parts)
-            self._defineSourceRelation(self.inputSet3D, parts)
-
-    # --------------------------- plots ---------------------------------------
-    def _savePlots(self, volId, scores):
-        """Outlier-score histogram (and the worst images when residuals are saved) as PNG."""
-        from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
-        from xmipp_qc.viewers import plots_reprojections as plots
-
-        fig = plots.plot_outlier_histogram(scores["outlierScore"], OUTLIER_THRESHOLD,
-                                           is_outlier=scores["isOutlier"])
-        fig.savefig(self._getExtraPath(f"outliers_vol{volId}.png"), dpi=80)
-        if self.doEvaluateResiduals:
-            worst = plots.worst_indices(scores["outlierScore"], 5)
-            stacks = [self._readSaved(volId, name, worst)
-                      for name in ("aligned", "reprojections", "residuals")]
-            labels = [f"id {scores['ids'][i]}: {scores['outlierScore'][i]:.1f}" for i in worst]
-            fig = plots.plot_report(scores["outlierScore"], OUTLIER_THRESHOLD, *stacks,
-                                    is_outlier=scores["isOutlier"], labels=labels,
-                                    title=outputName(volId))
-            fig.savefig(self._getExtraPath(f"report_vol{volId}.png"), dpi=80)
-
-    def _readSaved(self, volId, name, positions):
-        """Images of a saved chunk stack at set positions (0-based)."""
-        size = self.chunkSize.get()
-        return readImages([(int(p) % size + 1, self._volPath(volId, f"{name}_{int(p) // size:05d}"
-                                                                   ".mrcs")) for p in positions])
-
-    def _saveRankingPlot(self, table):
-        from xmipp_qc.viewers import plots_reprojections as plots
-
-        plots.plot_ranking(table).savefig(self._getExtraPath("ranking.png"), dpi=80)
-
-    # --------------------------- input helpers -------------------------------
-    def _imageSet(self):
-        inSet = self.inputSet2D.get()
-        return inSet.getImages() if isinstance(inSet, emobj.SetOfClasses2D) else inSet
-
-    def _iterInputImages(self):
-        inSet = self.inputSet2D.get()
-        if isinstance(inSet, emobj.SetOfClasses2D):
-            return (c.getRepresentative().clone() for c in inSet.iterItems()
-                    if c.isEnabled() and c.hasRepresentative()
-                    and _setId(c.getRepresentative(), c.getObjId()))
-        return (img.clone() for img in inSet.iterItems() if img.isEnabled())
-
-    def _input2DSize(self):
-        return self.inputSet2D.get().getSize()
-
-    def _input2DDims(self):
-        inSet = self.inputSet2D.get()
-        box = inSet.getDimensions()[0]
-        return int(box), float(inSet.getSamplingRate())
-
-    def _iterCandidates(self):
-        """``(volumeId, Volume)`` for every candidate map, in id order."""
-        inp = self.inputSet3D.get()
-        if isinstance(inp, emobj.Volume):
-            yield int(inp.getObjId() or 1), inp
-        elif isinstance(inp, emobj.SetOfClasses3D):
-            for cls in inp.iterItems():
-                if cls.isEnabled() and cls.hasRepresentative():
-                    rep = cls.getRepresentative().clone()
-                    if not rep.getSamplingRate():
-                        rep.setSamplingRate(cls.getSamplingRate() or inp.getSamplingRate())
-                    yield int(cls.getObjId()), rep
-        else:
-            for vol in inp.iterItems():
-                if vol.isEnabled():
-                    vol = vol.clone()
-                    if not vol.getSamplingRate():
-                        vol.setSamplingRate(inp.getSamplingRate())
-                    yield int(vol.getObjId()), vol
-
-    def _input3DDims(self):
-        _, vol = next(iter(self._iterCandidates()))
-        return int(vol.getDim()[0]), float(vol.getSamplingRate())
-
-    def _hasAssignment(self):
-        inSet = self.inputSet2D.get()
-        return (not isinstance(inSet, emobj.SetOfClasses2D)) and inSet.hasAlignmentProj()
-
-    def _usesAssignment(self):
-        return bool(self.useAssignment) and self._hasAssignment()
-
-    def _needsMatching(self):
-        return not self._usesAssignment()
-
-    def _loadInput(self):
-        return np.load(self._getExtraPath("input.npz"))
-
-    def _loadLocations(self):
-        with open(self._getExtraPath("locations.json")) as fh:
-            return json.load(fh)
-
+    # --------------------------- extra/ files --------------------------------
     def _volPath(self, volId, *names):
         return self._getExtraPath(f"vol{volId}", *names)
 
@@ -440,17 +310,6 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
                           "i1h-i4h).")
         if self.inputSet2D.get() is not None and inp3D is not None:
             errors += self._validateShapes()
-        return errors
-
-    def _validateShapes(self):
-        errors = []
-        dims = self._imageSet().getDimensions() if self._imageSet() is not None else None
-        if dims and dims[0] != dims[1]:
-            errors.append(f"The images must be square, got {dims[0]} x {dims[1]} px.")
-        for vid, vol in self._iterCandidates():
-            d = vol.getDim()
-            if d and len(set(d)) != 1:
-                errors.append(f"Map {vid} must be cubic, got {d}.")
         return errors
 
     def _warnings(self):
@@ -488,8 +347,3 @@ class XmippQcProtCompareReprojections(ProtAnalysis3D):
 
     def _citations(self):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
-
-
-def _setId(obj, objId):
-    obj.setObjId(objId)
-    return True
