@@ -4,7 +4,9 @@ The per-movie comparison is :func:`xmipp_qc.core.trajectories.compare_trajectori
 (frames matched by number, secondary shifts brought to reference px with the
 ratio of the two sets' pixel sizes, offsets removed, per-axis correlation gating,
 Euclidean RMSE / max error, scale, optional proper rotation). This module is the
-Scipion glue: streaming bookkeeping, persistence and outputs.
+Scipion glue: form, streaming checks and decisions; the saved decisions and the
+bookkeeping are in :mod:`~xmipp_qc.protocols.movie_consensus_records`, the
+growing output sets in :mod:`~xmipp_qc.protocols.streaming_outputs`.
 
 Streaming design
     All the work happens in ``_stepsCheck``, which pyworkflow's executor calls
@@ -24,12 +26,9 @@ Streaming design
     Bookkeeping is O(1) per movie (dicts and sets keyed by id; a movie becomes
     "ready" when its second alignment arrives, no scans of pending lists).
 Restart ("continue") design
-    Each batch of decisions is written atomically (temporary file +
-    ``os.replace``) to ``extra/decisions/batch_NNNNNN.json`` BEFORE any output
-    is touched. On continue the done-set is rebuilt from those files and from
-    the ids already present in the output sqlite files: decided movies missing
-    from an output are appended from their saved record, undecided ones are
-    compared again. A kill at any point thus gives no duplicates and no losses.
+    Each batch of decisions is saved BEFORE any output is touched; on continue
+    the state is rebuilt from the saved decisions and the ids already in the
+    outputs (``ConsensusBook.restore``): no duplicates and no losses.
 Matching
     Movies of the two inputs are paired by id (both motion-correction runs copy
     the ids of the imported movies). Micrographs come from the optional
@@ -39,19 +38,17 @@ Matching
     keep their own pixel size (binned micrographs stay binned).
 """
 
-import glob
 import json
 import os
 import sqlite3
 import time
 from collections import Counter
 
-import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtAlignMovies
-from pyworkflow.object import Set, String
+from pyworkflow.object import String
 from pyworkflow.protocol import Protocol
 
 from xmipp_qc.convert import (
@@ -67,73 +64,26 @@ from xmipp_qc.core.trajectories import (
     compare_trajectories,
     missing_comparison,
 )
+from xmipp_qc.protocols.movie_consensus_records import (
+    ConsensusBook,
+    decisionBatchFiles,
+    micKey,
+    readDecisionRecords,
+    trajectoryFigure,
+    writeDecisionBatch,
+)
+from xmipp_qc.protocols.streaming_outputs import StreamingOutputsMixin
 
 OUT_MOVIES, OUT_MICS = "outputMovies", "outputMicrographs"
 OUT_MOVIES_DISC, OUT_MICS_DISC = "outputMoviesDiscarded", "outputMicrographsDiscarded"
 SQLITE = {OUT_MOVIES: "movies.sqlite", OUT_MICS: "micrographs.sqlite",
           OUT_MOVIES_DISC: "moviesDiscarded.sqlite", OUT_MICS_DISC: "micrographsDiscarded.sqlite"}
 MISSING_DISCARD, MISSING_ACCEPT = 0, 1
-DECISIONS_DIR = "decisions"
 _ID_CHUNK = 500
 _BATCH_MAX = 250  # movies per decision file and output update
 
 
-def readDecisionRecords(extraPath):
-    """All saved decisions of a run (one dict per movie), sorted by movie id."""
-    records = {}
-    for fn in sorted(glob.glob(os.path.join(extraPath, DECISIONS_DIR, "batch_*.json"))):
-        with open(fn) as fh:
-            for record in json.load(fh):
-                records[record["id"]] = record
-    return [records[k] for k in sorted(records)]
-
-
-def trajectoryFigure(record, pixelSize=None, allowRotation=False):
-    """Figure of both trajectories of one saved decision (common frames, reference px).
-
-    Returns None when fewer than 2 frames are common (e.g. reason "missing").
-    """
-    from xmipp_qc.core.trajectories import match_frames
-    from xmipp_qc.viewers.plots_trajectories import plot_trajectory_pair
-
-    framesRef, framesSec = np.asarray(record["ref_frames"]), np.asarray(record["sec_frames"])
-    iRef, iSec = match_frames(framesRef, framesSec)
-    if iRef.size < 2:
-        return None
-    ref = np.asarray(record["ref_shifts"], dtype=float)[iRef]
-    sec = np.asarray(record["sec_shifts"], dtype=float)[iSec] * record.get("binning", 1.0)
-    return plot_trajectory_pair(framesRef[iRef], ref, sec, metrics=record,
-                                pixel_size_a=pixelSize, allow_rotation=allowRotation,
-                                name=f"movie {record['id']}")
-
-
-def _micKey(item):
-    return item.getMicName() or f"id:{item.getObjId()}"
-
-
-class _Book:
-    """In-memory state of one run, rebuilt from disk on continue."""
-
-    def __init__(self):
-        self.seen = {"ref": set(), "sec": set(), "mic": set()}
-        self.closed = {"ref": False, "sec": False, "mic": True}
-        self.refPending = {}  # id -> reference Movie, not decided yet
-        self.ready = set()  # ids in refPending whose secondary is known (or missing for good)
-        self.secShifts = {}  # id -> (frames, shifts) of the secondary, not decided yet
-        self.decided = set()
-        self.inMovieOutput = set()
-        self.records = {}  # id -> record, decided and still waiting for its micrograph
-        self.toOutput = []  # (movie, record) restored from disk, missing from the outputs
-        self.micWanted = {}  # mic key -> movie id
-        self.micWaiting = {}  # mic key -> Micrograph that arrived before its movie's decision
-        self.micReady = []  # (Micrograph, record) to append to the outputs
-        self.micDone = set()  # movie ids whose micrograph is output or in micReady
-        self.counts = Counter()
-        self.nBatches = 0
-        self.finished = False
-
-
-class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
+class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies):
     """Compares two alignments of the same movies and keeps the movies where they agree.
 
     Movies of the reference run go to the accepted or discarded outputs with
@@ -145,6 +95,7 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
     _possibleOutputs = {OUT_MOVIES: emobj.SetOfMovies, OUT_MICS: emobj.SetOfMicrographs,
                         OUT_MOVIES_DISC: emobj.SetOfMovies,
                         OUT_MICS_DISC: emobj.SetOfMicrographs}
+    _outputFiles = SQLITE
 
     def __init__(self, **kwargs):
         ProtAlignMovies.__init__(self, **kwargs)
@@ -221,7 +172,7 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
                           f"{time.perf_counter() - start:.3f} s ({len(book.decided)} in total)")
             if len(batch) < _BATCH_MAX:
                 break
-        if self._isComplete(book):
+        if book.isComplete():
             self._closeOutputs(book)
 
     def createOutputStep(self):
@@ -230,32 +181,24 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
 
     # --------------------------- bookkeeping ---------------------------------
     def _restoreBook(self):
-        book = self._book = _Book()
+        book = self._book = ConsensusBook()
         self._makeConsensusContext()
-        for record in readDecisionRecords(self._getExtraPath()):
-            book.decided.add(record["id"])
-            book.records[record["id"]] = record
-            book.counts[record["reason"]] += 1
-        book.nBatches = len(glob.glob(self._getExtraPath(DECISIONS_DIR, "batch_*.json")))
-        book.inMovieOutput = self._outputIds(OUT_MOVIES) | self._outputIds(OUT_MOVIES_DISC)
-        inMics = book.micDone = self._outputIds(OUT_MICS) | self._outputIds(OUT_MICS_DISC)
-        for movieId, record in list(book.records.items()):
-            if self._inputFiles["mic"] and movieId not in inMics:
-                book.micWanted[record["micKey"]] = movieId
-            elif movieId in book.inMovieOutput:
-                del book.records[movieId]
-        book.closed["mic"] = self._inputFiles["mic"] is None
+        book.restore(readDecisionRecords(self._getExtraPath()),
+                     self._outputIds(OUT_MOVIES) | self._outputIds(OUT_MOVIES_DISC),
+                     self._outputIds(OUT_MICS) | self._outputIds(OUT_MICS_DISC),
+                     withMics=bool(self._inputFiles["mic"]))
+        book.nBatches = len(decisionBatchFiles(self._getExtraPath()))
         return book
 
     def _makeConsensusContext(self):
-        ref, sec = self.inputMovies1.get(), self.inputMovies2.get()
+        ref, sec, mics = self.inputMovies1.get(), self.inputMovies2.get(), self._micSet()
         dose, preExposure = movieDoseInfo(ref)
         self._compareKwargs = {
             "binning": relativeBinning(ref, sec), "pixel_size_a": shiftPixelSize(ref) or None,
             "dose_per_frame": dose, "pre_exposure": preExposure,
             "early_dose": self.earlyDose.get(), "params": self._consensusParams()}
         self._inputFiles = {"ref": ref.getFileName(), "sec": sec.getFileName(),
-                            "mic": self._micSetFile()}
+                            "mic": mics.getFileName() if mics is not None else None}
 
     def _consensusParams(self):
         return ConsensusParams(
@@ -285,23 +228,15 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
     def _readNewInputs(self, book):
         refItems, book.closed["ref"] = self._fetchNew(book, "ref", emobj.SetOfMovies)
         for movie in refItems:
-            movieId = movie.getObjId()
-            if movieId not in book.decided:
-                book.refPending[movieId] = movie
-                if movieId in book.secShifts:
-                    book.ready.add(movieId)
-            elif movieId not in book.inMovieOutput:
-                book.toOutput.append((movie, book.records[movieId]))
+            book.addReference(movie)
         secItems, book.closed["sec"] = self._fetchNew(book, "sec", emobj.SetOfMovies)
         for movie in secItems:
             if movie.getObjId() not in book.decided:
-                book.secShifts[movie.getObjId()] = movieAlignmentToArrays(movie)
-                if movie.getObjId() in book.refPending:
-                    book.ready.add(movie.getObjId())
+                book.addSecondary(movie.getObjId(), movieAlignmentToArrays(movie))
         if self._inputFiles["mic"]:
             mics, book.closed["mic"] = self._fetchNew(book, "mic", emobj.SetOfMicrographs)
             for mic in mics:
-                self._matchMic(book, _micKey(mic), mic=mic)
+                book.matchMic(micKey(mic), mic=mic)
         return len(refItems) + len(secItems)
 
     def _decideBatch(self, book):
@@ -330,7 +265,7 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
                                           **self._compareKwargs)
             accepted = result.accepted
         record = result.as_dict()
-        record.update(id=movie.getObjId(), micKey=_micKey(movie), accepted=bool(accepted),
+        record.update(id=movie.getObjId(), micKey=micKey(movie), accepted=bool(accepted),
                       binning=self._compareKwargs["binning"],
                       ref_frames=framesRef.tolist(), ref_shifts=shiftsRef.tolist(),
                       sec_frames=framesSec.tolist(), sec_shifts=shiftsSec.tolist())
@@ -352,98 +287,44 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
     def _saveBatch(self, book, records):
         """Write the decisions atomically before any output is updated."""
         book.nBatches += 1
-        fn = self._getExtraPath(DECISIONS_DIR, f"batch_{book.nBatches:06d}.json")
-        os.makedirs(os.path.dirname(fn), exist_ok=True)
-        with open(fn + ".tmp", "w") as fh:
-            json.dump(records, fh)
-        os.replace(fn + ".tmp", fn)
+        writeDecisionBatch(self._getExtraPath(), book.nBatches, records)
 
     # --------------------------- outputs -------------------------------------
     def _appendOutputs(self, book, pairs):
         """Movies of ``pairs`` and every micrograph whose movie and file are both known."""
-        self._appendItems(OUT_MOVIES, [(m, r) for m, r in pairs if r["accepted"]])
-        self._appendItems(OUT_MOVIES_DISC, [(m, r) for m, r in pairs if not r["accepted"]])
+        self._appendDecided(OUT_MOVIES, OUT_MOVIES_DISC, pairs)
         for movie, record in pairs:
             book.inMovieOutput.add(movie.getObjId())
             if self._inputFiles["mic"]:
                 book.records[movie.getObjId()] = record
-                self._matchMic(book, record["micKey"], movieId=movie.getObjId())
+                book.matchMic(record["micKey"], movieId=movie.getObjId())
         ready, book.micReady = book.micReady, []
-        self._appendItems(OUT_MICS, [(m, r) for m, r in ready if r["accepted"]])
-        self._appendItems(OUT_MICS_DISC, [(m, r) for m, r in ready if not r["accepted"]])
+        self._appendDecided(OUT_MICS, OUT_MICS_DISC, ready)
         if pairs:
             self.decisionCounts.set(json.dumps(dict(book.counts)))
             self._store(self.decisionCounts)
 
-    def _matchMic(self, book, key, movieId=None, mic=None):
-        """Pair a decided movie with its micrograph, whichever arrives second (O(1))."""
-        if movieId in book.micDone:
-            return
-        if movieId is not None:
-            mic = book.micWaiting.pop(key, None)
-            if mic is None:
-                book.micWanted[key] = movieId
-                return
-        else:
-            movieId = book.micWanted.pop(key, None)
-            if movieId is None:
-                book.micWaiting[key] = mic
-                return
-        mic.setObjId(movieId)
-        book.micDone.add(movieId)
-        book.micReady.append((mic, book.records.pop(movieId)))
-
-    def _appendItems(self, outName, pairs, state=Set.STREAM_OPEN):
-        if not pairs and state == Set.STREAM_OPEN:
-            return
-        outSet, isNew = self._openOutput(outName), not self.hasAttribute(outName)
+    def _appendDecided(self, outAccepted, outDiscarded, pairs):
+        """Items of ``pairs`` (item, record) with their metrics, to the output of their fate."""
         for item, record in pairs:
             setAlignmentAttributes(item, record)
-            outSet.append(item)
-        self._updateOutputSet(outName, outSet, state)
-        if isNew:
-            self._defineTransformRelation(self.inputMovies1, outSet)
+        self._appendToOutput(outAccepted, [item for item, r in pairs if r["accepted"]])
+        self._appendToOutput(outDiscarded, [item for item, r in pairs if not r["accepted"]])
 
-    def _openOutput(self, outName):
-        fn = self._getPath(SQLITE[outName])
+    def _outputSource(self, outName):
         isMovies = outName in (OUT_MOVIES, OUT_MOVIES_DISC)
-        outSet = (emobj.SetOfMovies if isMovies else emobj.SetOfMicrographs)(filename=fn)
-        if os.path.exists(fn) and os.path.getsize(fn) > 0:
-            outSet.loadAllProperties()
-            outSet.enableAppend()
-        else:
-            source = self.inputMovies1.get() if isMovies else self._micSet()
-            outSet.copyInfo(source)
-            outSet.setStreamState(Set.STREAM_OPEN)
-        return outSet
+        return self.inputMovies1.get() if isMovies else self._micSet()
 
-    def _outputIds(self, outName):
-        fn = self._getPath(SQLITE[outName])
-        if not (os.path.exists(fn) and os.path.getsize(fn) > 0):
-            return set()
-        outSet = emobj.SetOfImages(filename=fn)
-        ids = set(outSet.getUniqueValues("id"))
-        outSet.close()
-        return ids
-
-    def _isComplete(self, book):
-        if not (book.closed["ref"] and book.closed["sec"]) or book.refPending:
-            return False
-        if book.micWanted and not book.closed["mic"]:
-            return False
-        if book.micWanted:
-            self.warning(f"{len(book.micWanted)} decided movies have no micrograph.")
-        return True
+    def _outputParent(self):
+        return self.inputMovies1
 
     def _closeOutputs(self, book):
+        if book.micWanted:
+            self.warning(f"{len(book.micWanted)} decided movies have no micrograph.")
         names = [OUT_MOVIES, OUT_MOVIES_DISC]
         names += [OUT_MICS, OUT_MICS_DISC] if self._inputFiles["mic"] else []
-        for outName in names:
-            self._appendItems(outName, [], state=Set.STREAM_CLOSED)
         book.finished = True
-        outputStep = self._getFirstJoinStep()
-        if outputStep is not None and outputStep.isWaiting():
-            outputStep.setStatus(pwcts.STATUS_NEW)
+        self._closeStreamingOutputs(names)
 
     # --------------------------- UTILS functions -----------------------------
     def _micSet(self):
@@ -458,10 +339,6 @@ class XmippQcProtConsensusMovieAlignment(ProtAlignMovies):
             if isinstance(mics, emobj.SetOfMicrographs):
                 return mics
         return None
-
-    def _micSetFile(self):
-        mics = self._micSet()
-        return mics.getFileName() if mics is not None else None
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
