@@ -205,8 +205,10 @@ class TestMovieConsensus(BaseTest):
         return seenWhileOpen, prot
 
     def test_kill_and_continue_no_duplicates_no_losses(self):
+        # 2 s per movie: the consensus must start and decide some movies well before
+        # the reference closes, even when a loaded machine starts it slowly
         ref, sec = self._pair(nMovies=10, seed=13, kinds="agree,noise,agree",
-                              refKw={"interval": 1.0, "moviesPerInterval": 1})
+                              refKw={"interval": 2.0, "moviesPerInterval": 1})
         self.launchProtocol(sec)
         self.proj.launchProtocol(ref, wait=False)
         self._waitOutput(ref, "outputMovies", sleepTime=1)
