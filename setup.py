@@ -28,6 +28,9 @@ setup(
         "numpy>=1.24,<2",
         "scipy>=1.9",  # pwem pins it per Python (<=1.10.0 on 3.11)
         "matplotlib",
+        # Caps numpy/scipy's OpenBLAS pools at run time (xmipp_qc/native_threads.py):
+        # Scipion's parallel steps are threads, and spinning pools cost 1.7x.
+        "threadpoolctl>=3.1",
         "mrcfile",
         "emtable",
         # scikit-image comes with scipion-em; 0.25 needs scipy>=1.11 and makes

@@ -12,6 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 from xmipp_qc import __version__
+from xmipp_qc.native_threads import limit_blas_threads
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = ("demo", "movie_consensus", "compare_reprojections")
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_blas_threads()
     return int(args.run(args) or 0)
 
 

@@ -41,6 +41,7 @@ from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
+from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
 from xmipp_qc.protocols.compare_reprojections_outputs import (
     EXTRACT_BOTH,
@@ -139,6 +140,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
+        limit_blas_threads()  # the parallel steps are the threads (see native_threads)
+        self.info(f"BLAS threads per step thread: {blas_threads()}")
         volIds = [vid for vid, _ in self._iterCandidates()]
         nChunks = max(1, math.ceil(self._input2DSize() / self.chunkSize.get()))
         convert = self._insertFunctionStep(self.convertStep, needsGPU=False)

@@ -64,6 +64,7 @@ from xmipp_qc.core.trajectories import (
     compare_trajectories,
     missing_comparison,
 )
+from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.movie_consensus_records import (
     ConsensusBook,
     decisionBatchFiles,
@@ -149,6 +150,8 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
+        limit_blas_threads()  # small products; spinning pools would steal the cores
+        self.info(f"BLAS threads: {blas_threads()}")
         self._insertFunctionStep(self.createOutputStep, prerequisites=[], wait=True,
                                  needsGPU=False)
 

@@ -19,7 +19,8 @@ import xmipp_qc.protocols
 import xmipp_qc.viewers
 
 PACKAGE = Path(xmipp_qc.__file__).parent
-FRAMEWORK = {"pyworkflow", "pwem", "xmippLib", "mrcfile", "emtable", "matplotlib", "tkinter"}
+FRAMEWORK = {"pyworkflow", "pwem", "xmippLib", "mrcfile", "emtable", "matplotlib", "tkinter",
+             "threadpoolctl"}
 
 
 def _exported(module, base):
@@ -151,3 +152,19 @@ def test_harness_is_isolated_and_headless():
     import matplotlib
 
     assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_limit_blas_threads_caps_every_blas_pool_in_a_fresh_process():
+    """numpy and scipy each bundle an OpenBLAS; both pools end at one thread."""
+    code = (
+        "import numpy, scipy.linalg\n"
+        "from xmipp_qc.native_threads import blas_threads, limit_blas_threads\n"
+        "print(blas_threads()); limit_blas_threads(); print(blas_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([os.sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    before, after = json.loads(out[0]), json.loads(out[1])
+    assert len(after) >= 2 and set(after) == {1}, (before, after)
+    assert max(before) == os.cpu_count() or os.cpu_count() == 1, before
