@@ -22,6 +22,7 @@ import json
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pwem.objects as emobj
@@ -72,7 +73,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
     projection matching), locally refined, compared with its reprojection and
     scored; a combined outlier score flags the images the map does not explain.
     With several maps, they are ranked by how well they explain the images.
-    Scipion runs ``numberOfThreads - 1`` (map, chunk) steps at once (default 2).
+    The steps run one after another; the step of each map runs its chunks
+    ``numberOfThreads - 1`` at a time (default 2) and skips the chunks already
+    saved (continue). Steps per chunk, run by Scipion's parallel executor,
+    left the cores idle: it sleeps 3 s whenever no new step can start.
     """
 
     _label = "compare reprojections"
@@ -80,8 +84,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     def __init__(self, **kwargs):
         ProtAnalysis3D.__init__(self, **kwargs)
-        self.stepsExecutionMode = pwcts.STEPS_PARALLEL
-        self._models = {}
+        self._models = {}  # serial steps: the threads are the chunk pool of produceResiduals
         self._modelLock = threading.Lock()
 
     # --------------------------- DEFINE param functions ----------------------
@@ -140,20 +143,20 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
-        limit_blas_threads()  # the parallel steps are the threads (see native_threads)
-        self.info(f"BLAS threads per step thread: {blas_threads()}")
+        limit_blas_threads()  # the chunk pool is the parallelism (see native_threads)
+        self.info(f"BLAS threads per chunk thread: {blas_threads()}")
         volIds = [vid for vid, _ in self._iterCandidates()]
         nChunks = max(1, math.ceil(self._input2DSize() / self.chunkSize.get()))
         convert = self._insertFunctionStep(self.convertStep, needsGPU=False)
         down = self._insertFunctionStep(self.downSampleStep, prerequisites=[convert],
                                         needsGPU=False)
-        evaluations = []
-        for vid in volIds:
-            chunks = [self._insertFunctionStep(self.produceResiduals, vid, k,
-                                               prerequisites=[down], needsGPU=False)
-                      for k in range(nChunks)]
+        evaluations, previous = [], down
+        for vid in volIds:  # one map after another, each with all the chunk threads
+            previous = self._insertFunctionStep(self.produceResiduals, vid, nChunks,
+                                                prerequisites=[previous], needsGPU=False)
             evaluations.append(self._insertFunctionStep(self.evaluateResiduals, vid,
-                                                        prerequisites=chunks, needsGPU=False))
+                                                        prerequisites=[previous],
+                                                        needsGPU=False))
         out = self._insertFunctionStep(self.createOutputStep, prerequisites=evaluations,
                                        needsGPU=False)
         if self.doRanking and len(volIds) > 1:
@@ -194,7 +197,15 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                                       workPixel, ndim=3)
             writeStack(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
 
-    def produceResiduals(self, volId, chunk):
+    def produceResiduals(self, volId, nChunks):
+        """All chunks of one map, ``numberOfThreads - 1`` at a time; saved chunks are kept."""
+        todo = [k for k in range(nChunks) if not os.path.exists(self._chunkPath(volId, k))]
+        workers = max(1, self.numberOfThreads.get() - 1)
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"map{volId}") as pool:
+            for _ in pool.map(lambda k: self._produceChunk(volId, k), todo):
+                pass  # re-raises a chunk's error here
+
+    def _produceChunk(self, volId, chunk):
         inp, sl = self._loadInput(), self._chunkSlice(chunk)
         if sl.start >= len(inp["ids"]):
             return
@@ -267,7 +278,12 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             stacks["covariances"] = result.summary.covariances
         for name, data in stacks.items():
             writeStack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
-        result.save(self._volPath(volId, f"chunk_{chunk:05d}.npz"), with_images=False)
+        partial = self._chunkPath(volId, chunk) + ".part"  # the .npz marks a finished chunk
+        result.save(partial, with_images=False)
+        os.replace(partial, self._chunkPath(volId, chunk))
+
+    def _chunkPath(self, volId, chunk):
+        return self._volPath(volId, f"chunk_{chunk:05d}.npz")
 
     def _chunkSlice(self, chunk):
         size = self.chunkSize.get()

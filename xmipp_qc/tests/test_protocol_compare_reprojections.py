@@ -116,8 +116,8 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertEqual(first._xmipp_image.getIndex(), 1)
         self.assertFalse(hasattr(first, "_xmipp_imageResidual"))
         self.assertEqual(prot._warnings(), [])
-        with open(prot.getStdoutLog()) as fh:  # parallel steps: no oversubscribed BLAS pools
-            self.assertIn("BLAS threads per step thread: [1, 1]", fh.read())
+        with open(prot.getStdoutLog()) as fh:  # chunk threads: no oversubscribed BLAS pools
+            self.assertIn("BLAS threads per chunk thread: [1, 1]", fh.read())
 
     def test_ctf_and_blank_images_are_kept_and_flagged(self):
         syn = self.synthetic(nImages=60, boxSize=32, snr=2.0, withCtf=True, outlierFraction=0.05,

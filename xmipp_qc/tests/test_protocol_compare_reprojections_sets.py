@@ -99,7 +99,16 @@ class TestCompareReprojectionsSets(CompareBase):
         self.launchProtocol(prot)  # continue: only the new ranking step runs
         self.assertEqual([os.stat(fn).st_mtime_ns for fn in chunks], stamps)
         steps = [s.funcName.get() for s in prot.loadSteps()]
-        self.assertEqual(steps.count("produceResiduals"), 4)
+        self.assertEqual(steps.count("produceResiduals"), 2)  # one per map, chunks inside
         self.assertEqual(steps[-1], "computeRankingVolumes")
         self.assertEqual(readRanking(prot._getExtraPath())["best"], 1)
         self.assertEqual(os.path.basename(prot.bestVolume.getFileName()), "map_01.mrc")
+        # a map's step interrupted after some chunks: a rerun makes only the missing one
+        os.remove(chunks[1])
+        volId = int(os.path.basename(os.path.dirname(chunks[1]))[len("vol"):])
+        prot.produceResiduals(volId, 2)
+        self.assertTrue(os.path.exists(chunks[1]))
+        kept = [0, 2, 3]
+        self.assertEqual([os.stat(chunks[i]).st_mtime_ns for i in kept],
+                         [stamps[i] for i in kept])
+        self.assertEqual(glob.glob(prot._getExtraPath("vol*", "*.part")), [])
