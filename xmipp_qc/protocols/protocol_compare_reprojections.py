@@ -129,7 +129,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                            "pixels (1/box cycles/px).")
         form.addParam("chunkSize", params.IntParam, default=256, validators=[params.Positive],
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Images per chunk",
-                      help="One step per (map, chunk); memory grows with it.")
+                      help="Images processed together by one thread; memory grows with it.")
         form.addSection(label="Ranking")
         form.addParam("doRanking", params.BooleanParam, default=True,
                       label="Rank the maps", help="Needs a set of maps or 3D classes.")
