@@ -200,25 +200,28 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
     def produceResiduals(self, volId, nChunks):
         """All chunks of one map, ``numberOfThreads - 1`` at a time; saved chunks are kept."""
         todo = [k for k in range(nChunks) if not os.path.exists(self._chunkPath(volId, k))]
+        with self._loadInput() as npz:  # read once, shared by the chunk threads
+            inp = dict(npz)
+        acquisition = self._loadLocations()["acquisition"]
         workers = max(1, self.numberOfThreads.get() - 1)
         with ThreadPoolExecutor(workers, thread_name_prefix=f"map{volId}") as pool:
-            for _ in pool.map(lambda k: self._produceChunk(volId, k), todo):
+            for _ in pool.map(lambda k: self._produceChunk(volId, k, inp, acquisition), todo):
                 pass  # re-raises a chunk's error here
 
-    def _produceChunk(self, volId, chunk):
-        inp, sl = self._loadInput(), self._chunkSlice(chunk)
+    def _produceChunk(self, volId, chunk, inp, acquisition):
+        sl = self._chunkSlice(chunk)
         if sl.start >= len(inp["ids"]):
             return
         images = self._workingImages(sl)
         _, pixel, _, workPixel = inp["sampling"]
-        given = "angles" in inp.files and not self._needsMatching()
+        given = "angles" in inp and not self._needsMatching()
         result = pipeline.process_chunk(
             self._getModel(volId), images, ids=inp["ids"][sl],
             angles=inp["angles"][sl] if given else None,
             shifts=pipeline.shifts_to_work(inp["shifts"][sl], workPixel, pixel)
             if given else None,
-            defocus=inp["defocus"][sl] if "defocus" in inp.files else None,
-            acquisition=self._loadLocations()["acquisition"])
+            defocus=inp["defocus"][sl] if "defocus" in inp else None,
+            acquisition=acquisition)
         self._saveChunk(volId, chunk, result, workPixel)
 
     def evaluateResiduals(self, volId):
