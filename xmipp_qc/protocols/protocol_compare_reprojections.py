@@ -84,7 +84,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     def __init__(self, **kwargs):
         ProtAnalysis3D.__init__(self, **kwargs)
-        self._models = {}  # serial steps: the threads are the chunk pool of produceResiduals
+        self._models = {}  # {volId: MapModel} of the map whose chunks are running
         self._modelLock = threading.Lock()
 
     # --------------------------- DEFINE param functions ----------------------
@@ -249,15 +249,14 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     # --------------------------- step helpers --------------------------------
     def _getModel(self, volId):
-        """MapModel of a map, built once per process (shared by the step threads)."""
+        """MapModel of the map being processed, built once (shared by the chunk threads)."""
         with self._modelLock:
             model = self._models.get(volId)
-            if model is None:
-                if len(self._models) >= max(1, self.numberOfThreads.get()):
-                    self._models.pop(next(iter(self._models)))
+            if model is None:  # maps come one after another: keep only the current one
                 vol = readVolume(emobj.Volume(location=self._getExtraPath(
                     f"volume_{volId}.mrc")))
-                model = self._models[volId] = pipeline.MapModel(vol, self._options())
+                self._models = {volId: pipeline.MapModel(vol, self._options())}
+                model = self._models[volId]
             if self._needsMatching():
                 model.gallery  # noqa: B018  (built under the lock, once)
             model.refiner  # noqa: B018
