@@ -13,8 +13,7 @@ demo: install
 	$(BIN)/xmipp-qc demo $(DEMO_ARGS)
 
 test: install
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	VENV=$(VENV) bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

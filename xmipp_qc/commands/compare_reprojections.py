@@ -231,7 +231,7 @@ def _write_star(particles, final: dict, grid: _Grid, prefix: str, out: str) -> s
 def _write_report(final: dict, prefix: str, out: str, title: str, threshold: float,
                   k: int) -> str:
     from xmipp_qc.formats.mrc import read_images
-    from xmipp_qc.viewers.plots_reprojections import plot_report, worst_indices
+    from xmipp_qc.plots.reprojections import plot_report, worst_indices
 
     worst = worst_indices(final["outlierScore"], k)
     stacks = [read_images(os.path.join(out, f"{prefix}_{s}.mrcs"), worst)
@@ -295,7 +295,7 @@ def _run(args: argparse.Namespace) -> int:
                                       grid.exact_pixel(vol.shape[0], px)))
     table = rank(finals, score=args.rank_score)
     if len(maps) > 1:
-        from xmipp_qc.viewers.plots_reprojections import plot_ranking
+        from xmipp_qc.plots.reprojections import plot_ranking
 
         plot_ranking(table).savefig(os.path.join(args.out, "ranking.png"), dpi=90)
     groups = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())))

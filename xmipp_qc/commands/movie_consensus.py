@@ -172,7 +172,7 @@ def _write_star(path: str, rows: list) -> None:
 
 def _plot_movie(path: str, name: str, result, ref, sec, pixel_size, args) -> None:
     from xmipp_qc.core.trajectories import match_frames
-    from xmipp_qc.viewers.plots_trajectories import plot_trajectory_pair
+    from xmipp_qc.plots.trajectories import plot_trajectory_pair
 
     i_ref, i_sec = match_frames(ref.frames, sec.frames)
     fig = plot_trajectory_pair(
@@ -183,7 +183,7 @@ def _plot_movie(path: str, name: str, result, ref, sec, pixel_size, args) -> Non
 
 
 def _plot_dataset(out: str, results: list, params) -> None:
-    from xmipp_qc.viewers import plots_trajectories as plots
+    from xmipp_qc.plots import trajectories as plots
 
     plots.plot_corr_vs_rmse(results, min_corr=params.min_corr,
                             max_rmse_px=params.max_rmse_px).savefig(

@@ -94,7 +94,7 @@ class CompareReprojectionsOutputs:
     def _savePlots(self, volId, scores):
         """Outlier-score histogram (and the worst images when residuals are saved) as PNG."""
         from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
-        from xmipp_qc.viewers import plots_reprojections as plots
+        from xmipp_qc.plots import reprojections as plots
 
         fig = plots.plot_outlier_histogram(scores["outlierScore"], OUTLIER_THRESHOLD,
                                            is_outlier=scores["isOutlier"])
@@ -116,6 +116,6 @@ class CompareReprojectionsOutputs:
                                                                    ".mrcs")) for p in positions])
 
     def _saveRankingPlot(self, table):
-        from xmipp_qc.viewers import plots_reprojections as plots
+        from xmipp_qc.plots import reprojections as plots
 
         plots.plot_ranking(table).savefig(self._getExtraPath("ranking.png"), dpi=80)

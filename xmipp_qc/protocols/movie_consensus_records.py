@@ -59,7 +59,7 @@ def trajectoryFigure(record, pixelSize=None, allowRotation=False):
     Returns None when fewer than 2 frames are common (e.g. reason "missing").
     """
     from xmipp_qc.core.trajectories import match_frames
-    from xmipp_qc.viewers.plots_trajectories import plot_trajectory_pair
+    from xmipp_qc.plots.trajectories import plot_trajectory_pair
 
     framesRef, framesSec = np.asarray(record["ref_frames"]), np.asarray(record["sec_frames"])
     iRef, iSec = match_frames(framesRef, framesSec)

@@ -1,4 +1,4 @@
-"""Pure plotting functions of compare reprojections (xmipp_qc.viewers.plots_reprojections)."""
+"""Pure plotting functions of compare reprojections (xmipp_qc.plots.reprojections)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from xmipp_qc.viewers.plots_reprojections import (
+from xmipp_qc.plots.reprojections import (
     plot_outlier_histogram,
     plot_ranking,
     plot_report,

@@ -1,4 +1,4 @@
-"""Consensus figures (xmipp_qc.viewers.plots_trajectories): data drawn, labels, PNG output."""
+"""Consensus figures (xmipp_qc.plots.trajectories): data drawn, labels, PNG output."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from xmipp_qc.core.simulate import TRAJECTORY_KINDS, simulate_trajectory_pair
 from xmipp_qc.core.trajectories import ConsensusParams, compare_trajectories, match_frames
-from xmipp_qc.viewers.plots_trajectories import (
+from xmipp_qc.plots.trajectories import (
     REF_COLOR,
     SEC_COLOR,
     plot_accumulated_motion,
@@ -47,7 +47,7 @@ def _lines_by_color(ax, color):
 
 
 def test_module_needs_no_pyworkflow():
-    import xmipp_qc.viewers.plots_trajectories as mod
+    import xmipp_qc.plots.trajectories as mod
 
     source = open(mod.__file__).read()
     assert "pyworkflow" not in source.replace("must not import pyworkflow", "")

@@ -11,12 +11,12 @@ Config.setDomain("pwem")
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD  # noqa: E402
+from xmipp_qc.plots import reprojections as plots  # noqa: E402
 from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtCompareReprojections,
     XmippQcProtSyntheticParticles,
 )
 from xmipp_qc.protocols.compare_reprojections_results import readScores  # noqa: E402
-from xmipp_qc.viewers import plots_reprojections as plots  # noqa: E402
 from xmipp_qc.viewers.viewer_compare_reprojections import (  # noqa: E402
     HISTOGRAM_SCORES,
     KEEP_INLIERS,

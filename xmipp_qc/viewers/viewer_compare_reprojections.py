@@ -2,7 +2,7 @@
 
 Computes nothing: the image table is the protocol's output set (image pointer
 and score columns), the figures are drawn by the pure functions of
-:mod:`xmipp_qc.viewers.plots_reprojections` from the saved ``extra/`` files,
+:mod:`xmipp_qc.plots.reprojections` from the saved ``extra/`` files,
 and subsets go through pwem's :class:`~pwem.protocols.ProtUserSubSet` with a
 selection file of item ids (the metadata-viewer path of that protocol).
 """
@@ -17,13 +17,13 @@ from pyworkflow.gui.plotter import Plotter
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
+from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
     readOutputsJson,
     readRanking,
     readScores,
 )
 from xmipp_qc.protocols.protocol_compare_reprojections import XmippQcProtCompareReprojections
-from xmipp_qc.viewers import plots_reprojections as plots
 
 IMAGE_COLUMNS = ("_xmipp_image._filename _xmipp_imageRef._filename "
                  "_xmipp_imageResidual._filename _xmipp_imageCovariance._filename")

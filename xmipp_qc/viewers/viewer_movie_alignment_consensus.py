@@ -2,7 +2,7 @@
 
 Computes nothing: tables come from the output sets (their ``_alignment_*``
 attributes) and figures from the saved per-batch decision files, drawn by the
-pure functions of :mod:`xmipp_qc.viewers.plots_trajectories`.
+pure functions of :mod:`xmipp_qc.plots.trajectories`.
 """
 
 import pyworkflow.protocol.params as params
@@ -11,6 +11,7 @@ from pwem.viewers.showj import MODE, MODE_MD, ORDER, RENDER, VISIBLE, ZOOM
 from pyworkflow.gui.plotter import Plotter
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
+from xmipp_qc.plots import trajectories as plots
 from xmipp_qc.protocols.protocol_movie_alignment_consensus import (
     OUT_MICS,
     OUT_MICS_DISC,
@@ -20,7 +21,6 @@ from xmipp_qc.protocols.protocol_movie_alignment_consensus import (
     readDecisionRecords,
     trajectoryFigure,
 )
-from xmipp_qc.viewers import plots_trajectories as plots
 
 #: Columns of the accepted/discarded tables (Xmipp's plus the new metrics).
 TABLE_COLUMNS = ("id _filename _micName plotCart._filename _alignment_reason "

@@ -38,7 +38,7 @@ _COLUMNS = ("aligned image", "reprojection", "residual")
 
 
 def worst_indices(scores: ArrayLike, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest finite scores, worst (highest) first."""
+    """Return the indices of the ``k`` highest finite scores, worst (highest) first."""
     s = np.asarray(scores, dtype=np.float64)
     idx = np.flatnonzero(np.isfinite(s))
     return idx[np.argsort(-s[idx], kind="stable")][: max(0, int(k))]
