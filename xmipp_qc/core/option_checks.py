@@ -50,13 +50,19 @@ def positive(label: str, value: Any, *, optional: bool = False) -> list[str]:
 
 
 def in_range(label: str, value: Any, low: float, high: float, *,
-             optional: bool = False) -> list[str]:
-    """Check a finite number in ``[low, high]`` (None allowed with ``optional``)."""
+             optional: bool = False, high_open: bool = False) -> list[str]:
+    """Check a finite number in ``[low, high]`` (``[low, high)`` with ``high_open``).
+
+    None is allowed with ``optional``.
+    """
     if value is None and optional:
         return []
     v = _number(value)
-    if v is None or not (math.isfinite(v) and low <= v <= high):
-        return [f"{label} must be in [{low:g}, {high:g}], got {value!r}"]
+    inside = v is not None and math.isfinite(v) and low <= v and (
+        v < high if high_open else v <= high)
+    if not inside:
+        span = f"[{low:g}, {high:g}{')' if high_open else ']'}".replace("inf]", "inf)")
+        return [f"{label} must be in {span}, got {value!r}"]
     return []
 
 
