@@ -88,6 +88,6 @@ def symmetry(label: str, value: Any) -> list[str]:
     try:
         parse_symmetry(value or "")
     except ValueError:
-        return [f"{label} {value!r} is not a symmetry group (Xmipp names: c1, cn, cnv, cnh, "
+        return [f"{label}: unknown symmetry group {value!r} (Xmipp names: c1, cn, cnv, cnh, "
                 "ci, cs, sn, dn, dnv, dnh, t, td, th, o, oh, i1-i4, i1h-i4h)"]
     return []
