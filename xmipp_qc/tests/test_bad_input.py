@@ -615,3 +615,66 @@ def test_console_run_prints_one_line_and_no_traceback(data, tmp_path):
     assert p.stderr.strip().splitlines() == [
         f"xmipp-qc {CR}: error: {tmp_path / 'empty.star'}: data_particles has a header but no "
         "rows (no particles)"]
+
+
+# ---------------------------------------------------------------- protocols: the same questions
+
+
+@pytest.mark.scipion
+class TestProtocolValidation:
+    """``_validate`` asks the command's questions (core/option_checks, core/input_checks)."""
+
+    @pytest.fixture(scope="class")
+    def project(self):
+        from pyworkflow import Config
+
+        Config.setDomain("pwem")
+        from pyworkflow.tests import BaseTest, setupTestProject
+
+        class _Host(BaseTest):
+            pass
+
+        setupTestProject(_Host)
+        return _Host
+
+    def _compare(self, host, volumeData=None, **kw):
+        from xmipp_qc.protocols import (
+            XmippQcProtCompareReprojections,
+            XmippQcProtSyntheticParticles,
+        )
+
+        syn = host.newProtocol(XmippQcProtSyntheticParticles, nImages=10, boxSize=16)
+        host.launchProtocol(syn)
+        if volumeData is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                write_volume(syn.outputVolume.getFileName(), volumeData, 4.0)
+        return host.newProtocol(XmippQcProtCompareReprojections, doRanking=False,
+                                inputSet2D=syn.outputParticles, inputSet3D=syn.outputVolume,
+                                **kw)
+
+    @pytest.mark.parametrize("data, words", [
+        (np.zeros((16,) * 3, np.float32), "map is constant (every voxel 0)"),
+        (np.full((16,) * 3, np.nan, np.float32), "map has 4096 non-finite voxels"),
+    ], ids=["constant-map", "nan-map"])
+    def test_compare_map_named(self, project, data, words):
+        errors = self._compare(project, data)._validate()
+        assert len(errors) == 1 and errors[0].startswith("Map "), errors
+        assert "map_01.mrc): " in errors[0] and words in errors[0], errors
+
+    def test_compare_thresholds(self, project):
+        prot = self._compare(project, resol=float("nan"), symmetryGroup="q7")
+        errors = prot._validate()
+        assert any("Comparison resolution (A) must be in [0, inf), got nan" in e
+                   for e in errors), errors
+        assert any("Symmetry group: unknown symmetry group 'q7'" in e for e in errors), errors
+
+    def test_movie_consensus_thresholds(self, project):
+        from xmipp_qc.protocols import XmippQcProtConsensusMovieAlignment
+
+        prot = project.newProtocol(XmippQcProtConsensusMovieAlignment, maxRmse=float("nan"),
+                                   earlyDose=-1.0, minConsCorrelation=0.5)
+        errors = prot._validate()
+        assert "Maximum RMSE (px) must be in [0, inf), got nan" in errors, errors
+        assert "Early motion dose (e/A^2) must be in [0, inf), got -1.0" in errors, errors
+        assert not any("correlation" in e for e in errors), errors
