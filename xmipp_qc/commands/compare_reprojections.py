@@ -42,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--images", required=True, help="Particle STAR file (RELION 3.0 or 3.1+).")
     a("--volume", required=True, action="append", help="Map (MRC); repeat to rank several.")
-    a("--out", required=True, help="Output folder (created).")
+    a("--out", required=True, help="Output folder: new, empty, or an earlier run's results "
+      "(replaced when this run succeeds; a failed run leaves it as it was).")
+    a("--overwrite", action="store_true",
+      help="Replace --out even if it holds files that are not compare-reprojections results.")
     a("--no-assignment", action="store_true",
       help="Ignore the STAR's angles: find them by projection matching.")
     a("--no-refine", action="store_true", help="Keep the given/matched alignment as is.")
@@ -97,6 +100,7 @@ class _Grid:
 
 
 def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
+    from xmipp_qc.core.input_checks import MIN_BOX
     from xmipp_qc.core.pipeline import common_sampling
 
     keys = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())),
@@ -104,15 +108,67 @@ def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
     ref_box, ref_px = keys[0]  # the largest physical box defines the working box
     coarsest = max([px for _, px in keys] + list(map_pixels))
     box, px = common_sampling(ref_box, ref_px, ref_box, coarsest, downsample=downsample)
+    if box < MIN_BOX:
+        raise ValueError(f"{particles.path}: images of {ref_box} px at {ref_px:g} Å/px give a "
+                         f"{box} px working box at {px:g} Å/px; need at least {MIN_BOX} px "
+                         "(try --no-downsample)")
     return _Grid(box, px)
 
 
+def _check_options(args) -> None:
+    """Every option value, before any work (ValueError listing the problems)."""
+    from xmipp_qc.core import option_checks as check
+    from xmipp_qc.core.compare_results import SCORE_DIRECTIONS
+
+    problems = (check.at_least("--chunk-size", args.chunk_size, 1)
+                + check.at_least("--worst", args.worst, 0)
+                + check.finite("--threshold", args.threshold)
+                + check.choice("--rank-score", args.rank_score, SCORE_DIRECTIONS)
+                + check.symmetry("--symmetry", args.symmetry)
+                + check.positive("--angular-sampling", args.angular_sampling))
+    for opt in ("max_shift", "max_angle", "mask_radius"):
+        problems += check.in_range(f"--{opt.replace('_', '-')}", getattr(args, opt), 0,
+                                   float("inf"), optional=True)
+    for opt in ("resol", "sigma", "pixel_size", "volume_pixel_size"):
+        problems += check.positive(f"--{opt.replace('_', '-')}", getattr(args, opt),
+                                   optional=True)
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _check_stacks(particles) -> None:
+    """Every stack readable, every row's item inside it, boxes as the STAR says."""
+    from xmipp_qc.formats.mrc import stack_shape
+
+    names = particles.block.text("rlnImageName")
+    stacks = np.array(particles.stacks, dtype=object)
+    for s in dict.fromkeys(particles.stacks):
+        rows = np.flatnonzero(stacks == s)
+        first = f"{particles.path} row {rows[0] + 1} ({names[rows[0]]})"
+        if not os.path.exists(s):
+            raise ValueError(f"{first}: image stack {s} does not exist")
+        n, ny, nx = stack_shape(s)
+        beyond = rows[particles.items[rows] >= n]
+        if beyond.size:
+            raise ValueError(f"{particles.path} row {beyond[0] + 1} ({names[beyond[0]]}): "
+                             f"item {particles.items[beyond[0]] + 1} is beyond the {n} "
+                             f"image(s) of {s}")
+        wrong = rows[particles.box[rows] != nx]
+        if wrong.size or ny != nx:
+            raise ValueError(f"{first}: {s} holds {ny} x {nx} px images, the STAR says "
+                             f"{particles.box[rows[0]]} px")
+
+
 def _load_maps(args, particles):
+    from xmipp_qc.core.input_checks import map_problem
     from xmipp_qc.formats.mrc import read_volume
 
     maps = []
     for path in args.volume:
         vol, px = read_volume(path)
+        problem = map_problem(vol)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
         if args.volume_pixel_size:
             px = args.volume_pixel_size
         elif px is None:
@@ -254,26 +310,41 @@ def _map_summary(k: int, path: str, final: dict, star: str, pixel: float) -> dic
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (ValueError, OSError) as exc:
-        print(f"xmipp-qc {NAME}: error: {exc}", file=sys.stderr)
-        return 2
+    """Run the command; bad input raises ValueError/OSError naming the culprit.
 
-
-def _run(args: argparse.Namespace) -> int:
-    from xmipp_qc.core.pipeline import MapModel, finalize, rank
-    from xmipp_qc.formats.mrc import StackWriter
+    Options, the output folder, the STAR file, the stacks and the maps are all
+    checked before any image is processed; results are written to a staging
+    folder swapped in as ``--out`` only when the run succeeds
+    (:class:`~xmipp_qc.commands.output_folder.OutputFolder`).
+    """
+    from xmipp_qc.commands.output_folder import OutputFolder
     from xmipp_qc.formats.star import read_particles
 
-    os.makedirs(args.out, exist_ok=True)
+    _check_options(args)
+    folder = OutputFolder(args.out, NAME, overwrite=args.overwrite)
     particles = read_particles(args.images, pixel_size_a=args.pixel_size,
                                relion_project=args.relion_project)
+    if args.use_ctf and particles.defocus is None:
+        raise ValueError(f"{args.images}: --use-ctf needs rlnDefocusU/V/Angle columns")
+    _check_stacks(particles)
     maps = _load_maps(args, particles)
     grid = _working_grid(particles, [px for _, _, px in maps], not args.no_downsample)
+    with folder as out:
+        summaries, table = _run(args, particles, maps, grid, out)
+    for m in summaries:
+        print(f"{m['key']} {m['path']}: {m['n_outliers']} outliers, {m['n_failed']} failed of "
+              f"{m['n_images']}, mean cost {m['mean_cost']:.3f}")
+    print(f"best map: {table['best']} (by {table['score']}); results in {args.out}")
+    return 0
+
+
+def _run(args: argparse.Namespace, particles, maps, grid: _Grid, out: str):
+    from xmipp_qc.core.pipeline import MapModel, finalize, rank
+    from xmipp_qc.formats.mrc import StackWriter
+
     options = _options(args, grid)
     models = [MapModel(grid.fit(vol, px, 3), options) for _, vol, px in maps]
-    writers = [{s: StackWriter(os.path.join(args.out, f"vol{k + 1}_{s}.mrcs"), particles.n,
+    writers = [{s: StackWriter(os.path.join(out, f"vol{k + 1}_{s}.mrcs"), particles.n,
                                grid.box, grid.pixel_a)
                 for s in ("reprojections", "residuals", "aligned")} for k in range(len(maps))]
     ok = False
@@ -286,9 +357,12 @@ def _run(args: argparse.Namespace) -> int:
                 w.close(keep=ok)
     finals, summaries = {}, []
     for k, ((path, vol, px), res) in enumerate(zip(maps, results), start=1):
-        final = _in_row_order(finalize(res, threshold=args.threshold), particles.n)
-        star = _write_star(particles, final, grid, f"vol{k}", args.out)
-        _write_report(final, f"vol{k}", args.out, os.path.basename(path), args.threshold,
+        try:
+            final = _in_row_order(finalize(res, threshold=args.threshold), particles.n)
+        except ValueError as exc:
+            raise ValueError(f"{args.images} against {path}: {exc}") from None
+        star = _write_star(particles, final, grid, f"vol{k}", out)
+        _write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
                       args.worst)
         finals[f"vol{k}"] = final
         summaries.append(_map_summary(k, path, final, star,
@@ -297,17 +371,13 @@ def _run(args: argparse.Namespace) -> int:
     if len(maps) > 1:
         from xmipp_qc.plots.reprojections import plot_ranking
 
-        plot_ranking(table).savefig(os.path.join(args.out, "ranking.png"), dpi=90)
+        plot_ranking(table).savefig(os.path.join(out, "ranking.png"), dpi=90)
     groups = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())))
     report = {"working_box": grid.box, "working_pixel_a": grid.pixel_a,
               "image_groups": [{"box": b, "pixel_a": p, "cropped_box": grid.cropped(b, p),
                                 "pixel_a_after_resampling": grid.exact_pixel(b, p)}
                                for b, p in groups],
               "options": asdict(options), "maps": summaries, "ranking": table}
-    with open(os.path.join(args.out, "ranking.json"), "w") as fh:
+    with open(os.path.join(out, "ranking.json"), "w") as fh:
         json.dump(report, fh, indent=2)
-    for m in summaries:
-        print(f"{m['key']} {m['path']}: {m['n_outliers']} outliers, {m['n_failed']} failed of "
-              f"{m['n_images']}, mean cost {m['mean_cost']:.3f}")
-    print(f"best map: {table['best']} (by {table['score']}); results in {args.out}")
-    return 0
+    return summaries, table

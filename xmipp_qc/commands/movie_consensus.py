@@ -28,6 +28,7 @@ import csv
 import glob
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import asdict, replace
 from typing import Optional
@@ -48,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'run1/*.star'. Its shifts, pixel size and dose are the reference.")
     parser.add_argument("--secondary", required=True, metavar="PATTERN",
                         help="Glob of the secondary run's trajectory files.")
-    parser.add_argument("--out", required=True, metavar="DIR", help="Output folder.")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="Output folder: new, empty, or an earlier run's results (replaced "
+                             "when this run succeeds; a failed run leaves it as it was).")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace --out even if it holds files that are not "
+                             "movie-consensus results.")
     parser.add_argument("--min-corr", type=float, default=0.75,
                         help="Minimum correlation per moving axis (-1: off; default %(default)s).")
     parser.add_argument("--min-range", type=float, default=3.0, metavar="PX",
@@ -77,6 +83,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Accumulated dose (e/Å²) ending early motion (default %(default)s).")
     parser.add_argument("--plots", action="store_true",
                         help="Write a PNG per movie and dataset plots.")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Every option value, before any work (ValueError listing the problems)."""
+    from xmipp_qc.core import option_checks as check
+
+    inf = float("inf")
+    problems = (check.in_range("--min-corr", args.min_corr, -1, 1)
+                + check.in_range("--min-range", args.min_range, 0, inf)
+                + check.in_range("--max-rmse", args.max_rmse, 0, inf)
+                + check.in_range("--scale-tolerance", args.scale_tolerance, 0, 1,
+                                 high_open=True)
+                + check.in_range("--max-rotation", args.max_rotation, 0, 180)
+                + check.positive("--binning", args.binning)
+                + check.positive("--pixel-size", args.pixel_size, optional=True)
+                + check.in_range("--dose-per-frame", args.dose_per_frame, 0, inf, optional=True)
+                + check.in_range("--early-dose", args.early_dose, 0, inf))
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _pairing_warnings(ref_files: dict, sec_files: dict, duplicates: list) -> list:
+    """Warnings about the pairing of the two runs' files (also in ``summary.json``)."""
+    warnings = []
+    for run, files, pattern in (("reference", ref_files, "--reference"),
+                                ("secondary", sec_files, "--secondary")):
+        if not files:
+            warnings.append(f"{pattern} matches no file: every movie is missing in the "
+                            f"{run} run")
+    if ref_files and sec_files and not set(ref_files) & set(sec_files):
+        warnings.append(
+            f"no movie name is in both runs (reference e.g. {min(ref_files)!r}, secondary "
+            f"e.g. {min(sec_files)!r}): every movie is 'missing'; names are the file names "
+            "without suffixes such as _shifts, .star, .log, -Patch-Full.log, .csv")
+    if duplicates:
+        d = duplicates[0]
+        warnings.append(f"{len(duplicates)} file(s) give a movie name already taken in their "
+                        f"run and were ignored, e.g. {d['ignored']} ({d['name']!r}, kept "
+                        f"{d['kept']})")
+    return warnings
 
 
 def _params(args: argparse.Namespace):
@@ -194,7 +240,8 @@ def _plot_dataset(out: str, results: list, params) -> None:
         os.path.join(out, "consensus_accumulated_motion.png"), dpi=90)
 
 
-def _summary(rows: list, params, args, unreadable: list, duplicates: list) -> dict:
+def _summary(rows: list, params, args, unreadable: list, duplicates: list,
+             warnings: list) -> dict:
     from xmipp_qc.core.trajectories import REASONS
 
     counts = Counter(row["reason"] for row in rows)
@@ -209,12 +256,13 @@ def _summary(rows: list, params, args, unreadable: list, duplicates: list) -> di
                    "dose_per_frame": args.dose_per_frame, "early_dose": args.early_dose},
         "unreadable": unreadable,
         "duplicates": duplicates,
+        "warnings": warnings,
     }
 
 
-def _run_movies(args, params, ref_files: dict, sec_files: dict, unreadable: list):
+def _run_movies(args, params, ref_files: dict, sec_files: dict, unreadable: list, out: str):
     rows, results = [], []
-    plot_dir = os.path.join(args.out, "plots")
+    plot_dir = os.path.join(out, "plots")
     for name in sorted(set(ref_files) | set(sec_files)):
         ref_file, sec_file = ref_files.get(name), sec_files.get(name)
         result, ref, sec, pixel_size = _compare_one(ref_file, sec_file, args, params,
@@ -229,31 +277,39 @@ def _run_movies(args, params, ref_files: dict, sec_files: dict, unreadable: list
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        params = _params(args)
-    except ValueError as exc:
-        print(f"xmipp-qc movie-consensus: error: {exc}")
-        return 2
-    if not (args.binning > 0):
-        print("xmipp-qc movie-consensus: error: --binning must be > 0")
-        return 2
+    """Run the command; bad options or no input raise ValueError naming the culprit.
+
+    Results go to a staging folder swapped in as ``--out`` only when the run
+    succeeds (:class:`~xmipp_qc.commands.output_folder.OutputFolder`); warnings
+    (nothing paired, duplicate names, unusable files) go to stderr and to
+    ``summary.json``.
+    """
+    from xmipp_qc.commands.output_folder import OutputFolder
+
+    _check_options(args)
+    params = _params(args)
+    folder = OutputFolder(args.out, NAME, overwrite=args.overwrite)
     duplicates: list = []
     unreadable: list = []
     ref_files = _collect(args.reference, duplicates)
     sec_files = _collect(args.secondary, duplicates)
     if not ref_files and not sec_files:
-        print(f"xmipp-qc movie-consensus: error: no file matches {args.reference!r} "
-              f"or {args.secondary!r}")
-        return 2
-    os.makedirs(args.out, exist_ok=True)
-    rows, results = _run_movies(args, params, ref_files, sec_files, unreadable)
-    _write_csv(os.path.join(args.out, "consensus.csv"), rows)
-    _write_star(os.path.join(args.out, "consensus.star"), rows)
-    if args.plots:
-        _plot_dataset(args.out, results, params)
-    summary = _summary(rows, params, args, unreadable, duplicates)
-    with open(os.path.join(args.out, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2, allow_nan=False)
+        raise ValueError(f"no file matches {args.reference!r} or {args.secondary!r}")
+    warnings = _pairing_warnings(ref_files, sec_files, duplicates)
+    with folder as out:
+        rows, results = _run_movies(args, params, ref_files, sec_files, unreadable, out)
+        if unreadable:
+            warnings.append(f"{len(unreadable)} file(s) could not be used (their movies are "
+                            f"'invalid'), e.g. {unreadable[0]['error']}")
+        _write_csv(os.path.join(out, "consensus.csv"), rows)
+        _write_star(os.path.join(out, "consensus.star"), rows)
+        if args.plots:
+            _plot_dataset(out, results, params)
+        summary = _summary(rows, params, args, unreadable, duplicates, warnings)
+        with open(os.path.join(out, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2, allow_nan=False)
+    for w in warnings:
+        print(f"xmipp-qc {NAME}: warning: {w}", file=sys.stderr)
     print(f"{summary['n_movies']} movies: {summary['n_accepted']} accepted, "
           f"{summary['n_discarded']} discarded "
           f"({', '.join(f'{k} {v}' for k, v in summary['counts'].items() if v)}); "

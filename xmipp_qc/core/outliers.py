@@ -8,6 +8,7 @@ images never enter a median, mean, standard deviation or centroid.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -17,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from xmipp_qc.core.residuals import ChunkSummary
 
 __all__ = [
+    "EXTREME_SCALE_FACTOR",
     "MATCHED_OUTLIER_COMPONENTS",
     "OUTLIER_COMPONENTS",
     "OUTLIER_THRESHOLD",
@@ -54,6 +56,12 @@ MATCHED_OUTLIER_COMPONENTS: dict[str, int] = {**OUTLIER_COMPONENTS, "zScoreResCo
 #: Default flag threshold on ``outlierScore`` (a robust z-score; 3.5 is the
 #: modified z-score cut of Iglewicz and Hoaglin).
 OUTLIER_THRESHOLD = 3.5
+
+#: An image whose std (``imageStd``) is more than this factor above or below the
+#: set's median is flagged "extreme image scale" and kept out of every set
+#: statistic: no real particle set varies a hundredfold in scale, while a
+#: damaged image (a stray multiplier, an unnormalised stack) does.
+EXTREME_SCALE_FACTOR = 100.0
 
 #: Floor of each oriented component z-score in the combination: good evidence on
 #: one component can offset bad evidence on another by at most this much.
@@ -181,9 +189,43 @@ class SetStatistics:
 
 
 def _classical_z(x: NDArray, ok: NDArray) -> NDArray:
-    """Signed z-score with the mean and std (ddof 0) of the valid entries."""
-    sd = x[ok].std()
-    return (x - x[ok].mean()) / (sd if sd > 0 else 1.0)
+    """Signed z-score with the mean and std (ddof 0) of the valid finite entries."""
+    sel = ok & np.isfinite(x)
+    if not sel.any():
+        return np.full(x.shape, np.nan)
+    sd = x[sel].std()
+    return (x - x[sel].mean()) / (sd if sd > 0 else 1.0)
+
+
+def _failure_note(reasons: NDArray[np.str_]) -> str:
+    """``"; failed: 48 x 'input shift of 833 px ...', 2 x '...'"`` (one example per kind)."""
+    kinds: dict[str, list] = {}
+    for r in reasons[reasons != ""]:
+        kinds.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", r), []).append(r)
+    if not kinds:
+        return ""
+    top = sorted(kinds.values(), key=len, reverse=True)[:3]
+    return "; failed: " + ", ".join(f"{len(v)} x {v[0]!r}" for v in top)
+
+
+def _set_reasons(summary: ChunkSummary) -> NDArray[np.str_]:
+    """Per-image reasons, plus those only the set reveals: extreme scale, broken covariance."""
+    reasons = np.asarray(summary.reasons, dtype=object).copy()
+    ok = reasons == ""
+    broken = ok & ~np.isfinite(summary.covariances.reshape(summary.n, -1)).all(axis=1)
+    reasons[broken] = "non-finite residual covariance"
+    std = summary.scores.get("imageStd")
+    good = ok & ~broken & (np.isfinite(std) & (std > 0) if std is not None else False)
+    if std is not None and good.sum() >= 3:
+        med = float(np.median(std[good]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = std / med
+        far = ok & ~broken & ~((ratio <= EXTREME_SCALE_FACTOR)
+                               & (ratio >= 1.0 / EXTREME_SCALE_FACTOR))
+        for i in np.flatnonzero(far):
+            reasons[i] = (f"extreme image scale: std {std[i]:.3g} is {ratio[i]:.3g} times "
+                          f"the set median {med:.3g}")
+    return reasons.astype(str)
 
 
 def _gray_z(a: NDArray, se: NDArray, ok: NDArray) -> NDArray[np.float64]:
@@ -207,9 +249,11 @@ def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | Non
                    threshold: float = OUTLIER_THRESHOLD) -> SetStatistics:
     """Pass 2: set statistics and outlier flags from the per-image summaries alone.
 
-    Invalid images (non-empty ``summary.reasons``) are excluded from every
-    median, mean, std and the centroid, get NaN scores and are flagged with
-    their reason.
+    Invalid images (non-empty ``summary.reasons``, a non-finite residual
+    covariance, or an ``imageStd`` more than :data:`EXTREME_SCALE_FACTOR` from
+    the set's median) are excluded from every median, mean, std and the
+    centroid, get NaN set scores and are flagged with their reason, so that no
+    single image can change the scores of the others.
 
     Parameters
     ----------
@@ -227,9 +271,13 @@ def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | Non
     -------
     SetStatistics
     """
-    ok = summary.valid
+    if not np.isfinite(threshold):
+        raise ValueError(f"the outlier threshold must be a finite number, got {threshold}")
+    set_reasons = _set_reasons(summary)
+    ok = set_reasons == ""
     if ok.sum() < 3:
-        raise ValueError(f"need at least 3 valid images for set statistics, got {ok.sum()}")
+        raise ValueError(f"need at least 3 valid images for set statistics, got {ok.sum()} "
+                         f"of {summary.n}{_failure_note(set_reasons)}")
     s = summary.scores
     out: dict[str, NDArray] = {}
     out["zResMean"] = _classical_z(s["resMean"], ok)
@@ -249,6 +297,6 @@ def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | Non
     for v in out.values():
         v[~ok] = np.nan
     flag = ~ok | (out["outlierScore"] > threshold)
-    reasons = np.where(ok, np.where(flag, "outlier score above threshold", ""), summary.reasons)
+    reasons = np.where(ok, np.where(flag, "outlier score above threshold", ""), set_reasons)
     return SetStatistics(scores=out, is_outlier=flag, reasons=reasons.astype(str),
                          centroid=centroid, threshold=float(threshold))

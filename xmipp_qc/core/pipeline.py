@@ -27,7 +27,9 @@ reprojection centred at ``N // 2`` and the residual
 ``aligned - (a P + b)`` inside the disc mask, ``a, b`` being the gray fit of
 the summary.
 
-Failed images (non-finite, empty or constant) are never dropped: they keep
+Failed images (non-finite, empty or constant; or given non-finite or absurd
+angles and shifts, :func:`xmipp_qc.core.input_checks.image_input_reasons`)
+are never dropped: they keep
 their given alignment (NaN when it had to be found by matching), get NaN
 scores and a reason in ``summary.reasons``, and are excluded from every set
 statistic.
@@ -43,6 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from xmipp_qc.core.compare_results import SCORE_DIRECTIONS, finalize, rank  # noqa: F401
 from xmipp_qc.core.ctf import ctf_image
+from xmipp_qc.core.input_checks import image_input_reasons, map_problem
 from xmipp_qc.core.projection import FourierProjector
 from xmipp_qc.core.residuals import ChunkSummary, summarize_chunk
 from xmipp_qc.core.transform import circular_mask, low_pass
@@ -153,9 +156,10 @@ class MapModel:
     """
 
     def __init__(self, volume: ArrayLike, options: CompareOptions) -> None:
+        problem = map_problem(volume)
+        if problem:
+            raise ValueError(problem)
         vol = np.asarray(volume, dtype=np.float32)
-        if vol.ndim != 3 or len(set(vol.shape)) != 1:
-            raise ValueError(f"volume must be a cubic 3D array, got shape {vol.shape}")
         self.volume = vol
         self.options = options
         self.box = vol.shape[0]
@@ -391,7 +395,8 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
     ChunkResult
     """
     x, i, a, s = _check_inputs(model, images, ids, angles, shifts)
-    n, ok = len(x), _usable(x)
+    given = image_input_reasons(x, a, None if a is None or shifts is None else s)
+    n, ok = len(x), _usable(x) & (given == "")
     ctf = _ctf(model, n, defocus, acquisition)
     matched = np.zeros(n, dtype=bool)
     corr, margin = np.full(n, np.nan), np.full(n, np.nan)
@@ -402,7 +407,7 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
     o = model.options
     summary = summarize_chunk(_filter(model, x, ok), _filter(model, proj, ok),
                               mask_radius=o.mask_radius, pixel_size_a=o.pixel_size_a,
-                              extra=extra)
+                              extra=extra, reasons=given)
     result = ChunkResult(i, ang, sh, matched, corr, margin, summary)
     if not keep_images:
         return result

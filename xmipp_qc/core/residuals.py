@@ -74,6 +74,8 @@ def residual_covariances(residuals: ArrayLike, mask: ArrayLike | None = None, *,
     not its scale, which :func:`summarize_chunk` reports as ``resStd``) and
     shrunk towards the identity, ``(1 - shrinkage) C + shrinkage I``, so that
     every eigenvalue is at least ``shrinkage``. White noise gives about ``I``.
+    Each residual is divided by its peak first (the normalised ``C`` does not
+    change), so no value, however large, overflows the float32 products.
     Xmipp's column covariance of an ``N x N`` image is singular instead.
 
     Parameters
@@ -113,7 +115,9 @@ def residual_covariances(residuals: ArrayLike, mask: ArrayLike | None = None, *,
     d = patch * patch
     out = np.empty((len(r), d, d), dtype=np.float32)
     for s in range(0, len(r), batch):
-        blk = np.asarray(r[s:s + batch], dtype=np.float32)
+        blk = np.asarray(r[s:s + batch], dtype=np.float64)
+        peak = np.abs(blk).max(axis=(1, 2), initial=0.0, where=np.isfinite(blk))
+        blk = (blk / np.where(peak > 0, peak, 1.0)[:, None, None]).astype(np.float32)
         v = np.stack([blk[:, yy + dy, xx + dx] for dy, dx in offs], axis=1)
         v -= v.mean(axis=2, keepdims=True)
         c = np.matmul(v, np.transpose(v, (0, 2, 1))).astype(np.float64) / yy.size
@@ -197,7 +201,8 @@ def _support_mean(res: NDArray, p: NDArray, m: NDArray) -> NDArray[np.float64]:
 def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
                     mask_radius: float | None = None, pixel_size_a: float = 1.0,
                     resolution_a: float | None = None, patch: int = 3,
-                    extra: Mapping[str, ArrayLike] | None = None) -> ChunkSummary:
+                    extra: Mapping[str, ArrayLike] | None = None,
+                    reasons: ArrayLike | None = None) -> ChunkSummary:
     """Pass 1: per-image residual and similarity summaries of one chunk.
 
     Parameters
@@ -214,6 +219,9 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
         Neighbourhood size of :func:`residual_covariances`.
     extra : mapping of str to array_like of shape (n,), optional
         Further per-image scores to carry (e.g. the refinement's moves).
+    reasons : array_like of str, shape (n,), optional
+        Reasons known before scoring (e.g. a non-finite input angle); a
+        non-empty entry marks the image invalid with that reason.
 
     Returns
     -------
@@ -222,7 +230,8 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
         better), ``imedValue`` (lower is better) of
         :func:`~xmipp_qc.core.similarity.similarity_scores`; ``grayA``,
         ``grayB``, ``grayASE`` (fit ``I ~ a P + b`` and the standard error of
-        ``a``); ``resMean``, the mean residual where the reprojection has
+        ``a``); ``imageStd``, the image's std in the mask (its scale);
+        ``resMean``, the mean residual where the reprojection has
         signal (``|P - mean_m P| > std_m P`` in the mask; over the whole mask
         it is 0 by construction of ``b``); ``resStd``, the residual RMS (= std,
         ddof 0) in the mask; and the ``extra`` scores.
@@ -232,7 +241,9 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
     if x.ndim != 3 or x.shape != p.shape or x.shape[1] != x.shape[2]:
         raise ValueError(f"images {x.shape} and projections {p.shape} must be equal (n, N, N)")
     m = circular_mask(x.shape[-1], mask_radius, dtype=bool)
-    reasons = _invalid_reasons(x, p, m)
+    found = _invalid_reasons(x, p, m)
+    given = np.full(len(x), "") if reasons is None else np.asarray(reasons, dtype=str)
+    reasons = np.where(given != "", given, found).astype(str)
     ok = reasons == ""
     x = np.where(ok[:, None, None], x, 0.0)
     p = np.where(ok[:, None, None], p, 0.0)
@@ -242,7 +253,8 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
         p = low_pass(p, resolution_a, pixel_size_a, edge="above")
     scores = similarity_scores(x, p, m)
     res, a, b, se = gray_residuals(x, p, m)
-    scores.update(grayA=a, grayB=b, grayASE=se, resMean=_support_mean(res, p, m),
+    scores.update(grayA=a, grayB=b, grayASE=se, imageStd=x[:, m].std(axis=1),
+                  resMean=_support_mean(res, p, m),
                   resStd=np.sqrt(np.maximum((res * res).reshape(len(x), -1) @ m.ravel(), 0)
                                  / m.sum()))
     for k, v in (extra or {}).items():

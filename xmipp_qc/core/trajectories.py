@@ -39,6 +39,10 @@ Decision rules, in order (the first that fails names the reason):
     run that did not move while the other did is discarded (Xmipp: NaN).
 ``accepted``
     All rules passed. ``missing`` comes only from :func:`missing_comparison`.
+
+Whatever the decision, when the runs do not align the same frames the message
+ends with the frame counts, e.g. ``"; compared on the 20 common frames
+(reference 24, secondary 20)"``.
 """
 
 from __future__ import annotations
@@ -242,6 +246,14 @@ def _data_problem(frames: NDArray, shifts: NDArray, name: str) -> Optional[str]:
     return None
 
 
+def _frame_note(f_ref: NDArray, f_sec: NDArray, n_common: int) -> str:
+    """``"; compared on the 20 common frames (reference 24, secondary 20)"`` or ""."""
+    if len(f_ref) == len(f_sec) == n_common:
+        return ""
+    return (f"; compared on the {n_common} common frames (reference {len(f_ref)}, "
+            f"secondary {len(f_sec)})")
+
+
 def _fmt_axes(mask: NDArray) -> str:
     return ", ".join(a.lower() for a, m in zip(_AXES, mask) if m)
 
@@ -337,6 +349,7 @@ def compare_trajectories(
     rmse, max_err = math.sqrt(float(dist2.sum()) / dist2.size), math.sqrt(float(dist2.max()))
     scale = spread_ratio(ref_c, sec_fit)
     reason, message = _decide(corrs, active, err, rmse, scale, angle, params)
+    message += _frame_note(f_ref, f_sec, int(i_ref.size))
     px_a = pixel_size_a if pixel_size_a is not None and pixel_size_a > 0 else None
     motion = {"dose_per_frame": dose_per_frame, "pre_exposure": pre_exposure,
               "early_dose": early_dose}

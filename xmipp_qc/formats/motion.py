@@ -229,6 +229,11 @@ def read_relion_motion_star(path: PathLike) -> MovieTrajectory:
         parsed.append(_floats([row[c] for c in cols], path, k + 1))
     frames, shifts = _arrays(parsed, path, "global shifts")
     general = blocks.get("general", {"pairs": {}})["pairs"]
+    n_movie = _opt_float(general.get("_rlnImageSizeZ"))
+    if n_movie and "_rlnEERGrouping" not in general and len(frames) < n_movie:
+        raise TrajectoryFormatError(f"{path}: {len(frames)} global shifts for the "
+                                    f"{n_movie:g} frames of the movie (_rlnImageSizeZ): "
+                                    "truncated file?")
     binning = _opt_float(general.get("_rlnMicrographBinning"))
     return MovieTrajectory(
         frames, shifts, "relion-star",
@@ -243,39 +248,77 @@ def read_relion_motion_star(path: PathLike) -> MovieTrajectory:
 # --- MotionCor2 -------------------------------------------------------------------------
 
 _MC2_FRAME = re.compile(r"Frame\s*\(\s*(\d+)\)\s*shift:\s*(\S+)\s+(\S+)")
-_MC2_PARAM = re.compile(r"^-(PixSize|FtBin|FmDose|InitDose|InMrc|InTiff|InEer)[ \t]+(\S+)",
+_MC2_PARAM = re.compile(r"^-(PixSize|FtBin|FmDose|InitDose|InMrc|InTiff|InEer|Throw|Trunc)"
+                        r"[ \t]+(\S+)",
                         re.MULTILINE)
 
 
-def _mc2_rows(lines: list, start: int, path: PathLike) -> list:
-    """Numeric ``frame x y`` rows from ``lines[start:]`` up to the first other line."""
+_MC2_RENDERED = re.compile(r"^Rendered (?:size|stack):\s+\d+\s+\d+\s+(\d+)", re.MULTILINE)
+
+
+def _partial(path: PathLike, k: int, line: str) -> TrajectoryFormatError:
+    return TrajectoryFormatError(f"{path}, line {k + 1}: incomplete frame row "
+                                 f"{line.strip()!r} (truncated file?)")
+
+
+def _mc2_rows(lines: list, start: int, path: PathLike) -> tuple[list, int]:
+    """Numeric ``frame x y`` rows from ``lines[start:]`` up to the first other line.
+
+    Returns the rows and the index of the line that ended them (``len(lines)``
+    at the end of the file). A row cut short (a frame number without both
+    shifts) raises :class:`TrajectoryFormatError`.
+    """
     rows = []
     for k in range(start, len(lines)):
         tokens = lines[k].split()
-        if len(tokens) != 3 or not tokens[0].isdigit():
-            break
+        if not tokens or not tokens[0].isdigit():
+            return rows, k
+        if len(tokens) != 3:
+            raise _partial(path, k, lines[k])
         rows.append(_floats(tokens, path, k + 1))
-    return rows
+    return rows, len(lines)
+
+
+def _mc2_15_rows(lines: list, start: int, path: PathLike) -> tuple[list, int]:
+    """``... Frame (n) shift: x y`` rows of MotionCor2 <= 1.5 (see :func:`_mc2_rows`)."""
+    rows = []
+    for j in range(start, len(lines)):
+        m = _MC2_FRAME.search(lines[j])
+        if not m:
+            if "Frame" in lines[j] and "(" in lines[j]:
+                raise _partial(path, j, lines[j])
+            return rows, j
+        rows.append(_floats(list(m.groups()), path, j + 1))
+    return rows, len(lines)
 
 
 def _mc2_shifts(text: str, path: PathLike) -> tuple[list, str]:
     lines = text.splitlines()
     first = next((k for k, ln in enumerate(lines) if ln.strip()), 0)
     if lines and lines[first].strip().lower().startswith("# full frame alignment"):
-        return _mc2_rows(lines, first + 1, path), "motioncor2-full-log"
+        return _mc2_rows(lines, first + 1, path)[0], "motioncor2-full-log"
     for k, line in enumerate(lines):
         if line.strip() == "Full-frame alignment shift":  # <= 1.5
-            rows = []
-            for j in range(k + 1, len(lines)):
-                m = _MC2_FRAME.search(lines[j])
-                if not m:
-                    break
-                rows.append(_floats(list(m.groups()), path, j + 1))
-            return rows, "motioncor2-1.5"
-        if line.strip() == "Full-frame alignment" and k + 1 < len(lines) \
+            (rows, end), source = _mc2_15_rows(lines, k + 1, path), "motioncor2-1.5"
+        elif line.strip() == "Full-frame alignment" and k + 1 < len(lines) \
                 and "Shift" in lines[k + 1]:  # 1.6 table
-            return _mc2_rows(lines, k + 2, path), "motioncor2-1.6"
+            (rows, end), source = _mc2_rows(lines, k + 2, path), "motioncor2-1.6"
+        else:
+            continue
+        if rows and end == len(lines):  # a stdout log always goes on after the table
+            raise TrajectoryFormatError(f"{path}: the log ends inside the frame-shift table, "
+                                        f"after frame {int(rows[-1][0])} (truncated file?)")
+        return rows, source
     raise TrajectoryFormatError(f"{path}: no MotionCor2 full-frame alignment shifts found")
+
+
+def _mc2_announced(text: str, params: dict) -> Optional[int]:
+    """Frames the log says it aligns: the rendered stack minus ``-Throw`` and ``-Trunc``."""
+    found = _MC2_RENDERED.findall(text)
+    if not found:
+        return None
+    cut = sum(int(_opt_float(params.get(p)) or 0) for p in ("Throw", "Trunc"))
+    return int(found[-1]) - cut
 
 
 def read_motioncor2_log(path: PathLike) -> MovieTrajectory:
@@ -298,6 +341,11 @@ def read_motioncor2_log(path: PathLike) -> MovieTrajectory:
     rows, source = _mc2_shifts(text, path)
     frames, shifts = _arrays(rows, path, "MotionCor2 frame shifts")
     params = dict(_MC2_PARAM.findall(text))
+    announced = _mc2_announced(text, params)
+    if announced is not None and len(frames) < announced:
+        raise TrajectoryFormatError(f"{path}: {len(frames)} frame shifts for the {announced} "
+                                    "frames the log announces (Rendered size minus -Throw "
+                                    "and -Trunc): truncated file?")
     movie = params.get("InMrc") or params.get("InTiff") or params.get("InEer")
     ft_bin = _opt_float(params.get("FtBin"))
     return MovieTrajectory(

@@ -11,6 +11,8 @@ is the header's ``voxel_size.x`` in Å (None when unset, i.e. 0). RELION numbers
 from __future__ import annotations
 
 import os
+import warnings
+from contextlib import contextmanager
 from typing import Optional, Sequence
 
 import mrcfile
@@ -31,6 +33,32 @@ __all__ = [
 MRC_MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
 
 
+@contextmanager
+def _open(path: str, opener=mrcfile.open, **kw):
+    """Open an MRC file read-only; a damaged file raises ValueError naming it and why.
+
+    mrcfile's own warnings (bad map ID, unknown mode, NaN values) are not
+    printed: a problem that stops the read becomes the error's message, and
+    non-finite values are reported by the caller's checks.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mrc = opener(path, mode="r", permissive=True, **kw)
+        except ValueError as err:
+            raise ValueError(f"{path}: damaged MRC file ({err})") from None
+    why = "; ".join(str(w.message) for w in caught if "NaN" not in str(w.message))
+    try:
+        h = mrc.header
+        dims = (int(h.nx), int(h.ny), int(h.nz))
+        if min(dims) < 1 or (not kw.get("header_only") and mrc.data is None):
+            raise ValueError(f"{path}: damaged MRC header (nx, ny, nz = {dims}, mode "
+                             f"{int(h.mode)}{'; ' + why if why else ''})")
+        yield mrc
+    finally:
+        mrc.close()
+
+
 def _check_mode(mrc, path: str) -> None:
     mode = int(mrc.header.mode)
     if mode not in MRC_MODES:
@@ -44,13 +72,14 @@ def _pixel(mrc) -> Optional[float]:
 
 def pixel_size(path: str) -> Optional[float]:
     """Pixel size (Å/px) from the header of an MRC file, None when unset."""
-    with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+    with _open(path, header_only=True) as mrc:
         return _pixel(mrc)
 
 
 def stack_shape(path: str) -> tuple[int, int, int]:
     """``(n, Ny, Nx)`` of an image or stack (a 2D file is a stack of 1)."""
-    with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+    with _open(path, header_only=True) as mrc:
+        _check_mode(mrc, path)
         h = mrc.header
         return int(h.nz), int(h.ny), int(h.nx)
 
@@ -70,9 +99,7 @@ def read_images(path: str, indices: Optional[Sequence[int]] = None) -> np.ndarra
     -------
     ndarray of shape (n, Ny, Nx), float32
     """
-    with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-        if mrc.data is None:
-            raise ValueError(f"{path}: not a readable MRC file")
+    with _open(path, mrcfile.mmap) as mrc:
         _check_mode(mrc, path)
         data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
         if data.ndim != 3:
@@ -87,9 +114,7 @@ def read_images(path: str, indices: Optional[Sequence[int]] = None) -> np.ndarra
 
 def read_volume(path: str) -> tuple[np.ndarray, Optional[float]]:
     """Read a map as a float32 ``(N, N, N)`` array ``[z, y, x]`` and its pixel size (Å or None)."""
-    with mrcfile.open(path, mode="r", permissive=True) as mrc:
-        if mrc.data is None:
-            raise ValueError(f"{path}: not a readable MRC file")
+    with _open(path) as mrc:
         _check_mode(mrc, path)
         vol = np.array(mrc.data, dtype=np.float32)
         px = _pixel(mrc)

@@ -75,11 +75,19 @@ class StarBlock:
         return [r[j] for r in self.rows]
 
     def numbers(self, label: str) -> np.ndarray:
-        """Column as float64 (ValueError naming the column if not numeric)."""
+        """Column as float64 (ValueError naming the column and the first bad row)."""
+        text = self.text(label)
         try:
-            return np.array(self.text(label), dtype=np.float64)
-        except ValueError as err:
-            raise ValueError(f"data_{self.name}: column {label} is not numeric ({err})") from None
+            return np.array(text, dtype=np.float64)
+        except ValueError:
+            pass
+        for k, v in enumerate(text):
+            try:
+                float(v)
+            except ValueError:
+                raise ValueError(f"data_{self.name} row {k + 1}: {label} is not numeric "
+                                 f"({v!r})") from None
+        raise ValueError(f"data_{self.name}: column {label} is not numeric")
 
     def set_column(self, label: str, values: Sequence[str]) -> None:
         """Replace the column ``label`` in place, or append it at the end."""
@@ -100,12 +108,23 @@ def _split(line: str) -> list[str]:
 
 
 def read_star(path: str) -> dict[str, StarBlock]:
-    """Read every data block of a STAR file, in file order (values as text)."""
+    """Read every data block of a STAR file, in file order (values as text).
+
+    Raises ValueError naming the file (and line) if it is not a STAR file.
+    """
+    try:
+        return _read_star(path)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text STAR file (undecodable byte at offset "
+                         f"{err.start})") from None
+
+
+def _read_star(path: str) -> dict[str, StarBlock]:
     blocks: dict[str, StarBlock] = {}
     cur: Optional[StarBlock] = None
     in_header = False
     with open(path) as fh:
-        for raw in fh:
+        for lineno, raw in enumerate(fh, start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
@@ -126,7 +145,8 @@ def read_star(path: str) -> dict[str, StarBlock]:
                 in_header = False
                 values = _split(line)
                 if len(values) != len(cur.columns):
-                    raise ValueError(f"{path}: data_{cur.name} row has {len(values)} values "
+                    raise ValueError(f"{path}, line {lineno}: data_{cur.name} row "
+                                     f"{len(cur.rows) + 1} has {len(values)} values "
                                      f"for {len(cur.columns)} columns: {line[:60]!r}")
                 cur.rows.append(values)
     return blocks
@@ -292,6 +312,9 @@ def _image_locations(part: StarBlock, path: str, root: Optional[str]) -> tuple[l
             found = [os.path.join(b, stack) for b in base if os.path.exists(os.path.join(b, stack))]
             cache[stack] = found[0] if found else os.path.join(base[0], stack)
         stacks.append(cache[stack])
+        if not (k.strip().isdigit() and int(k) >= 1):
+            raise ValueError(f"data_{part.name} row {i + 1}: rlnImageName {name!r} is not "
+                             "k@stack with k >= 1")
         items[i] = int(k) - 1
     return stacks, items
 
@@ -328,6 +351,16 @@ def read_particles(path: str, *, pixel_size_a: Optional[float] = None,
     """
     blocks = read_star(path)
     table = _particle_block(blocks, path)
+    if not blocks[table].rows:
+        raise ValueError(f"{path}: data_{table} has a header but no rows (no particles)")
+    try:
+        return _particles(path, blocks, table, pixel_size_a, relion_project, root)
+    except ValueError as err:
+        raise ValueError(err if str(err).startswith(path) else f"{path}: {err}") from None
+
+
+def _particles(path: str, blocks: dict, table: str, pixel_size_a: Optional[float],
+               relion_project: bool, root: Optional[str]) -> Particles:
     part, optics = blocks[table], blocks.get("optics")
     n = len(part.rows)
     group = part.numbers("rlnOpticsGroup").astype(int) if part.has("rlnOpticsGroup") \

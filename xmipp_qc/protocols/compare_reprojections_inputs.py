@@ -105,6 +105,21 @@ class CompareReprojectionsInputs:
                 errors.append(f"Map {vid} must be cubic, got {d}.")
         return errors
 
+    def _validateMaps(self):
+        """Every candidate map readable, finite and not constant (read once, at validation)."""
+        from xmipp_qc.convert import readVolume
+        from xmipp_qc.core.input_checks import map_problem
+
+        errors = []
+        for vid, vol in self._iterCandidates():
+            try:
+                problem = map_problem(readVolume(vol))
+            except (OSError, ValueError) as err:
+                problem = f"cannot be read ({err})"
+            if problem:
+                errors.append(f"Map {vid} ({vol.getFileName()}): {problem}.")
+        return errors
+
 
 def _setId(obj, objId):
     """Give ``obj`` the id ``objId``; True, so that it can sit in a filter condition."""

@@ -38,9 +38,9 @@ from xmipp_qc.convert import (
     readVolume,
     writeStack,
 )
+from xmipp_qc.core import option_checks as check
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
-from xmipp_qc.core.symmetry import parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
@@ -323,14 +323,13 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                 and self.extractOption.get() != EXTRACT_VOLUME):
             errors.append("Particles can only be extracted from 3D classes: choose "
                           "'Volume' as what to extract.")
-        try:
-            parse_symmetry(self.symmetryGroup.get() or "")
-        except ValueError:
-            errors.append(f"Unknown symmetry group '{self.symmetryGroup.get()}' (Xmipp names: "
-                          "c1, cn, cnv, cnh, ci, cs, sn, dn, dnv, dnh, t, td, th, o, oh, i1-i4, "
-                          "i1h-i4h).")
+        errors += (check.symmetry("Symmetry group", self.symmetryGroup.get())
+                   + check.in_range("Comparison resolution (A)", self.resol.get(), 0, math.inf,
+                                    optional=True)
+                   + check.in_range("Low-pass edge", self.sigma.get(), 0, math.inf,
+                                    optional=True))
         if self.inputSet2D.get() is not None and inp3D is not None:
-            errors += self._validateShapes()
+            errors += self._validateShapes() or self._validateMaps()
         return errors
 
     def _warnings(self):

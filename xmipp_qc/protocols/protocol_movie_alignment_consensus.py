@@ -58,6 +58,7 @@ from xmipp_qc.convert import (
     setAlignmentAttributes,
     shiftPixelSize,
 )
+from xmipp_qc.core import option_checks as check
 from xmipp_qc.core.trajectories import (
     REASONS,
     ConsensusParams,
@@ -349,14 +350,14 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         ref, sec = self.inputMovies1.get(), self.inputMovies2.get()
         if ref is not None and sec is not None and ref.getFileName() == sec.getFileName():
             errors.append("The reference and secondary movies are the same set.")
-        if not -1 <= self.minConsCorrelation.get() <= 1:
-            errors.append("Minimum correlation must be in [-1, 1].")
-        if self.minRangeShift.get() < 0 or self.maxRmse.get() < 0:
-            errors.append("Minimum shift range and maximum RMSE must be >= 0 px.")
-        if not 0 <= self.scaleTolerance.get() < 1:
-            errors.append("Scale tolerance must be in [0, 1).")
-        if not 0 <= self.maxRotation.get() <= 180:
-            errors.append("Maximum rotation must be in [0, 180] degrees.")
+        inf = float("inf")
+        errors += (check.in_range("Minimum correlation", self.minConsCorrelation.get(), -1, 1)
+                   + check.in_range("Minimum shift range (px)", self.minRangeShift.get(), 0, inf)
+                   + check.in_range("Maximum RMSE (px)", self.maxRmse.get(), 0, inf)
+                   + check.in_range("Scale tolerance", self.scaleTolerance.get(), 0, 1,
+                                    high_open=True)
+                   + check.in_range("Maximum rotation (deg)", self.maxRotation.get(), 0, 180)
+                   + check.in_range("Early motion dose (e/A^2)", self.earlyDose.get(), 0, inf))
         return errors
 
     def _summary(self):

@@ -176,13 +176,13 @@ def test_real_motioncor2_versions(tmp_path):
 def test_no_matching_files_is_an_error(tmp_path, capsys):
     code, out = _run(tmp_path, ref="nothing/*.star", sec="nothing/*.csv")
     assert code == 2 and not out.exists()
-    assert "no file matches" in capsys.readouterr().out
+    assert "no file matches" in capsys.readouterr().err
 
 
 def test_bad_threshold_is_an_error(dataset, capsys):
     tmp_path, _ = dataset
     code, _ = _run(tmp_path, "--scale-tolerance", "1.5")
-    assert code == 2 and "scale_tolerance" in capsys.readouterr().out
+    assert code == 2 and "--scale-tolerance must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_duplicate_names_reported(dataset):
