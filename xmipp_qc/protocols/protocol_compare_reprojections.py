@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pwem.objects as emobj
+import pyworkflow as pw
 import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
@@ -40,7 +41,7 @@ from xmipp_qc.convert import (
 )
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
-from xmipp_qc.core.symmetry import parse_symmetry
+from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS, parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
@@ -80,6 +81,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
     """
 
     _label = "compare reprojections"
+    _devStatus = pw.BETA
     _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles}
 
     def __init__(self, **kwargs):
@@ -115,7 +117,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                       help="Also save residual and residual-covariance images. Residual "
                            "statistics and outlier scores are always computed.")
         form.addParam("symmetryGroup", params.StringParam, default="c1",
-                      label="Symmetry group", help="Xmipp names: c1, cn, dn, t, o, i1..i5.")
+                      label="Symmetry group",
+                      help=f"Point group of the maps, Xmipp names: {VALID_SYMMETRY_FORMS}.")
         form.addParam("angularSampling", params.FloatParam, default=5.0,
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Angular sampling (deg)",
                       validators=[params.Positive], help="Gallery step of projection matching.")
@@ -327,8 +330,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             parse_symmetry(self.symmetryGroup.get() or "")
         except ValueError:
             errors.append(f"Unknown symmetry group '{self.symmetryGroup.get()}' (Xmipp names: "
-                          "c1, cn, cnv, cnh, ci, cs, sn, dn, dnv, dnh, t, td, th, o, oh, i1-i4, "
-                          "i1h-i4h).")
+                          f"{VALID_SYMMETRY_FORMS}).")
         if self.inputSet2D.get() is not None and inp3D is not None:
             errors += self._validateShapes()
         return errors
@@ -362,9 +364,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         return ["Images were compared with reprojections of each map after projection "
                 "matching or with their given assignment, local continuous refinement "
                 "[Sorzano2004] and, where requested, the CTF; residuals were scored with "
-                "Xmipp's measures and a residual-covariance divergence [Cherian2013], "
+                "Xmipp's measures (among them the image Euclidean distance [Wang2005]) and a "
+                "residual-covariance divergence [Cherian2013], "
                 "combined into a robust outlier score. Implemented in numpy after Xmipp "
                 "[delaRosaTrevin2013]."]
 
     def _citations(self):
-        return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
+        return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013", "Wang2005"]
