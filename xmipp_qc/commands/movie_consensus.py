@@ -7,9 +7,15 @@ name without known suffixes such as ``_shifts``, ``.star``, ``.log``,
 ``-Patch-Full.log``, ``.csv``), compares each pair with
 :func:`xmipp_qc.core.trajectories.compare_trajectories` and writes to ``--out``:
 
-``consensus.csv`` and ``consensus.star``
+``consensus.csv``
     One row per movie (sorted by name, taken as acquisition order): name,
     decision, reason, message, every metric, and the two input files.
+``micrographs_accepted.star`` and ``micrographs_discarded.star``
+    The reference run's micrographs as RELION micrograph STARs
+    (:mod:`xmipp_qc.formats.relion_micrographs`: ``data_optics`` and
+    ``data_micrographs`` with ``rlnMicrographName``, ``rlnMicrographMetadata``
+    for RELION inputs, ``rlnAccumMotionTotal/Early/Late`` in Å and the metrics
+    as ``xmippQc*`` columns), for a RELION CTF job or ``relion_star_handler``.
 ``summary.json``
     Counts per reason, thresholds and inputs used, unreadable files with their
     error, and duplicate movie names.
@@ -27,10 +33,13 @@ import argparse
 import csv
 import glob
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import asdict, replace
 from typing import Optional
+
+log = logging.getLogger(__name__)
 
 NAME = "movie-consensus"
 HELP = ("Compare the global motion trajectories of two motion-correction runs, movie by "
@@ -43,40 +52,53 @@ COLUMNS = ("name", "decision", *FIELDS[1:], "reference_file", "secondary_file")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reference", required=True, metavar="PATTERN",
-                        help="Glob of the reference run's trajectory files (quote it), e.g. "
-                             "'run1/*.star'. Its shifts, pixel size and dose are the reference.")
-    parser.add_argument("--secondary", required=True, metavar="PATTERN",
-                        help="Glob of the secondary run's trajectory files.")
-    parser.add_argument("--out", required=True, metavar="DIR", help="Output folder.")
-    parser.add_argument("--min-corr", type=float, default=0.75,
-                        help="Minimum correlation per moving axis (-1: off; default %(default)s).")
-    parser.add_argument("--min-range", type=float, default=3.0, metavar="PX",
-                        help="An axis is correlated only if it moves more than this (px) in "
-                             "both runs; other axes must agree to half of it RMS "
-                             "(default %(default)s).")
-    parser.add_argument("--max-rmse", type=float, default=1.0, metavar="PX",
-                        help="Maximum RMSE after superposition in px of the reference movie "
-                             "(0: off; default %(default)s).")
-    parser.add_argument("--scale-tolerance", type=float, default=0.1,
-                        help="Accept path scale secondary/reference in [1-t, 1/(1-t)] "
-                             "(0: off; default %(default)s).")
-    parser.add_argument("--allow-rotation", action="store_true",
-                        help="Superpose with the best proper rotation too.")
-    parser.add_argument("--max-rotation", type=float, default=5.0, metavar="DEG",
-                        help="With --allow-rotation: largest accepted angle (default %(default)s).")
-    parser.add_argument("--binning", type=float, default=1.0,
-                        help="Secondary px / reference px (default %(default)s: RELION and "
-                             "MotionCor2 both write unbinned movie px).")
-    parser.add_argument("--pixel-size", type=float, default=None, metavar="A",
-                        help="Reference pixel size (Å/px); default: from each reference file.")
-    parser.add_argument("--dose-per-frame", type=float, default=None, metavar="E_A2",
-                        help="Dose per frame (e/Å²) for early/late motion; default: from each "
-                             "reference file, else early = 0.")
-    parser.add_argument("--early-dose", type=float, default=4.0, metavar="E_A2",
-                        help="Accumulated dose (e/Å²) ending early motion (default %(default)s).")
-    parser.add_argument("--plots", action="store_true",
-                        help="Write a PNG per movie and dataset plots.")
+    a = parser.add_argument
+    a("--reference", required=True, metavar="PATTERN",
+      help="Glob of the reference run's trajectory files (quote it), e.g. "
+           "'MotionCorr/job002/Movies/*.star'. Its shifts, pixel size, dose and micrographs "
+           "are the reference.")
+    a("--secondary", required=True, metavar="PATTERN",
+      help="Glob of the secondary run's trajectory files.")
+    a("--out", required=True, metavar="DIR", help="Output folder, created if needed.")
+    a("--min-corr", type=float, default=0.75, metavar="R",
+      help="Minimum correlation per moving axis, -1 to 1; -1: off (default %(default)s).")
+    a("--min-range", type=float, default=3.0, metavar="PX",
+      help="An axis is correlated only if it moves more than this, px, in both runs; other "
+           "axes must agree to half of it RMS (default %(default)s).")
+    a("--max-rmse", type=float, default=1.0, metavar="PX",
+      help="Maximum RMSE after superposition, px of the reference movie; 0: off "
+           "(default %(default)s).")
+    a("--scale-tolerance", type=float, default=0.1, metavar="T",
+      help="Accept a path scale secondary/reference in [1-T, 1/(1-T)]; 0: off "
+           "(default %(default)s).")
+    a("--allow-rotation", action="store_true",
+      help="Superpose with the best proper rotation too.")
+    a("--max-rotation", type=float, default=5.0, metavar="DEG",
+      help="With --allow-rotation: largest accepted angle, degrees (default %(default)s).")
+    a("--binning", type=float, default=1.0, metavar="RATIO",
+      help="Secondary px / reference px (default %(default)s: RELION and MotionCor2 both "
+           "write unbinned movie px; RELION's --bin_factor does not change them).")
+    a("--pixel-size", type=float, default=None, metavar="A",
+      help="Reference movie pixel size, Å/px (default: from each reference file; "
+           "RELION: --angpix).")
+    a("--dose-per-frame", type=float, default=None, metavar="E_A2",
+      help="Dose per frame, e/Å², for early/late motion (default: from each reference "
+           "file, else early = 0; RELION: --dose_per_frame).")
+    a("--early-dose", type=float, default=4.0, metavar="E_A2",
+      help="Accumulated dose, e/Å², ending early motion (default %(default)s, as RELION).")
+    a("--micrograph-name", default="{folder}/{name}.mrc", metavar="TEMPLATE",
+      help="rlnMicrographName of each movie in the micrograph STARs; {folder} is the "
+           "reference file's folder, {name} the movie name (default %(default)s, RELION's "
+           "layout: MotionCorr/jobNNN/Movies/x.star -> x.mrc).")
+    a("--voltage", type=float, default=300.0, metavar="KV",
+      help="rlnVoltage of the micrograph STARs' optics, kV (default: the RELION reference "
+           "file's, else %(default)s; RELION: relion_import --kV).")
+    a("--cs", type=float, default=2.7, metavar="MM",
+      help="rlnSphericalAberration, mm (default %(default)s; RELION: --Cs).")
+    a("--amplitude-contrast", type=float, default=0.1, metavar="Q0",
+      help="rlnAmplitudeContrast (default %(default)s; RELION: --Q0).")
+    a("--plots", action="store_true",
+      help="Write a PNG per movie and dataset plots.")
 
 
 def _params(args: argparse.Namespace):
@@ -152,24 +174,6 @@ def _write_csv(path: str, rows: list) -> None:
         writer.writerows(rows)
 
 
-def _star_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    text = str(value)
-    if text == "" or any(c.isspace() for c in text) or text.startswith(("_", "#", "'", '"')):
-        return '"' + text.replace('"', "'") + '"'
-    return text
-
-
-def _write_star(path: str, rows: list) -> None:
-    labels = ["_qc" + "".join(p.capitalize() for p in col.split("_")) for col in COLUMNS]
-    lines = ["", "# version 30001", "", "data_consensus", "", "loop_"]
-    lines += [f"{label} #{k + 1}" for k, label in enumerate(labels)]
-    lines += [" ".join(_star_value(row[col]) for col in COLUMNS) for row in rows]
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n\n")
-
-
 def _plot_movie(path: str, name: str, result, ref, sec, pixel_size, args) -> None:
     from xmipp_qc.core.trajectories import match_frames
     from xmipp_qc.plots.trajectories import plot_trajectory_pair
@@ -212,50 +216,97 @@ def _summary(rows: list, params, args, unreadable: list, duplicates: list) -> di
     }
 
 
+def _micrograph(name: str, ref_file: str, result, ref, pixel_size, args):
+    """RELION micrograph row of a movie of the reference run."""
+    from xmipp_qc.formats.relion_micrographs import MicrographRow, Optics
+
+    optics = motion = None
+    if pixel_size is not None and pixel_size > 0:
+        extra = ref.extra if ref is not None else {}
+        binning = float(extra.get("binning") or extra.get("ft_bin") or 1.0)
+        voltage = float(extra.get("voltage_kv") or args.voltage)
+        optics = Optics(float(pixel_size), float(pixel_size) * binning, voltage, args.cs,
+                        args.amplitude_contrast)
+        motion = tuple(getattr(result, f"{k}_ref_px") * pixel_size
+                       for k in ("total", "early", "late"))
+    is_relion = ref_file.lower().endswith(".star")  # RELION's per-movie motion STAR
+    metrics = {f"xmippQc{''.join(p.capitalize() for p in k.split('_'))}": v
+               for k, v in result.as_dict().items() if k not in ("accepted", "message")}
+    mic = args.micrograph_name.format(folder=os.path.dirname(ref_file) or ".", name=name)
+    return MicrographRow(mic, optics, ref_file if is_relion else None, motion, metrics)
+
+
+def _write_micrographs(args, rows: list, mics: dict) -> tuple:
+    """``micrographs_accepted.star`` and ``micrographs_discarded.star`` (reference movies)."""
+    from xmipp_qc.formats.relion_micrographs import write_micrographs
+
+    # an unreadable reference file has no pixel size: it takes the run's first optics
+    # (one acquisition per run) and zero motion, like its other metrics
+    known = next((m.optics for m in mics.values() if m.optics is not None), None)
+    if known is None and mics:
+        log.warning("no pixel size in the reference files: the micrograph STARs have no "
+                    "optics block (give --pixel-size for a RELION 3.1+ table)")
+    elif known is not None:
+        mics = {k: m if m.optics is not None else replace(m, optics=known, motion_a=(0.0,) * 3)
+                for k, m in mics.items()}
+    out = []
+    for decision in ("accepted", "discarded"):
+        chosen = [mics[r["name"]] for r in rows
+                  if r["decision"] == decision and r["name"] in mics]
+        path = os.path.join(args.out, f"micrographs_{decision}.star")
+        write_micrographs(path, chosen)
+        out += [os.path.basename(path), len(chosen)]
+    return tuple(out)
+
+
 def _run_movies(args, params, ref_files: dict, sec_files: dict, unreadable: list):
-    rows, results = [], []
+    rows, results, mics = [], [], {}
     plot_dir = os.path.join(args.out, "plots")
     for name in sorted(set(ref_files) | set(sec_files)):
         ref_file, sec_file = ref_files.get(name), sec_files.get(name)
         result, ref, sec, pixel_size = _compare_one(ref_file, sec_file, args, params,
                                                     unreadable)
+        log.debug("%s: %s (%s)", name, "accepted" if result.accepted else "discarded",
+                  result.reason)
         rows.append(_row(name, result, ref_file, sec_file))
         results.append({"name": name, **result.as_dict()})
+        if ref_file is not None:
+            mics[name] = _micrograph(name, ref_file, result, ref, pixel_size, args)
         if args.plots and ref is not None and result.reason != "invalid":
             os.makedirs(plot_dir, exist_ok=True)
             _plot_movie(os.path.join(plot_dir, f"{name}.png"), name, result, ref, sec,
                         pixel_size, args)
-    return rows, results
+    return rows, results, mics
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         params = _params(args)
     except ValueError as exc:
-        print(f"xmipp-qc movie-consensus: error: {exc}")
+        log.error("%s: %s", NAME, exc)
         return 2
     if not (args.binning > 0):
-        print("xmipp-qc movie-consensus: error: --binning must be > 0")
+        log.error("%s: --binning must be > 0", NAME)
         return 2
     duplicates: list = []
     unreadable: list = []
     ref_files = _collect(args.reference, duplicates)
     sec_files = _collect(args.secondary, duplicates)
     if not ref_files and not sec_files:
-        print(f"xmipp-qc movie-consensus: error: no file matches {args.reference!r} "
-              f"or {args.secondary!r}")
+        log.error("%s: no file matches %r or %r", NAME, args.reference, args.secondary)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    rows, results = _run_movies(args, params, ref_files, sec_files, unreadable)
+    rows, results, mics = _run_movies(args, params, ref_files, sec_files, unreadable)
     _write_csv(os.path.join(args.out, "consensus.csv"), rows)
-    _write_star(os.path.join(args.out, "consensus.star"), rows)
+    stars = _write_micrographs(args, rows, mics)
     if args.plots:
         _plot_dataset(args.out, results, params)
     summary = _summary(rows, params, args, unreadable, duplicates)
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2, allow_nan=False)
-    print(f"{summary['n_movies']} movies: {summary['n_accepted']} accepted, "
-          f"{summary['n_discarded']} discarded "
-          f"({', '.join(f'{k} {v}' for k, v in summary['counts'].items() if v)}); "
-          f"{len(unreadable)} unreadable file(s). Results in {args.out}")
+    log.info("%d movies: %d accepted, %d discarded (%s); %d unreadable file(s). Results in "
+             "%s: consensus.csv, micrographs %s (%d) and %s (%d)", summary["n_movies"],
+             summary["n_accepted"], summary["n_discarded"],
+             ", ".join(f"{k} {v}" for k, v in summary["counts"].items() if v), len(unreadable),
+             args.out, *stars)
     return 0

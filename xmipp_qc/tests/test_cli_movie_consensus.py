@@ -97,7 +97,7 @@ def test_every_kind_decided_and_reported(dataset, capsys):
     assert rows["mic_only_ref"]["message"] == "movie missing in the secondary run"
     assert rows["mic_broken"]["reason"] == "invalid"
     assert "no data_global_shift" in rows["mic_broken"]["message"]
-    assert "12 movies: 3 accepted, 9 discarded" in capsys.readouterr().out
+    assert "12 movies: 3 accepted, 9 discarded" in capsys.readouterr().err
 
 
 def test_summary_json(dataset):
@@ -115,19 +115,63 @@ def test_summary_json(dataset):
     assert summary["unreadable"][0]["run"] == "reference"
 
 
-def test_star_output_readable_by_emtable(dataset):
+def test_relion_micrograph_stars(dataset):
+    """Accepted and discarded reference micrographs, as RELION's corrected_micrographs.star."""
     import emtable
-    tmp_path, _ = dataset
-    _, out = _run(tmp_path)
-    table = emtable.Table(fileName=str(out / "consensus.star"), tableName="consensus",
-                          types={"qcName": str})
-    rows = {row.qcName: row for row in table}
+
+    from xmipp_qc.formats.star import read_star
+
+    tmp_path, pairs = dataset
+    code, out = _run(tmp_path, "--cs", "2.0")
     csv_rows = _rows(out)
-    assert set(rows) == set(csv_rows)
-    for name, row in rows.items():
-        assert row.qcReason == csv_rows[name]["reason"]
-        assert row.qcMessage == csv_rows[name]["message"]
-        assert row.qcRmsePx == pytest.approx(float(csv_rows[name]["rmse_px"]), abs=1e-6)
+    assert code == 0
+    seen = []
+    for decision in ("accepted", "discarded"):
+        path = str(out / f"micrographs_{decision}.star")
+        want = sorted(n for n, r in csv_rows.items()
+                      if r["decision"] == decision and r["reference_file"])
+        mics = emtable.Table(fileName=path, tableName="micrographs")
+        names = [row.rlnMicrographName for row in mics]
+        assert names == [str(tmp_path / "relion" / f"{n}.mrc") for n in want]
+        assert [row.rlnMicrographMetadata for row in mics] == \
+            [str(tmp_path / "relion" / f"{n}.star") for n in want]
+        for n, row in zip(want, mics):
+            assert row.rlnOpticsGroup == 1
+            assert row.rlnAccumMotionTotal == pytest.approx(
+                0.885 * float(csv_rows[n]["total_ref_px"]), abs=1e-5)
+            assert row.rlnAccumMotionEarly == pytest.approx(
+                0.885 * float(csv_rows[n]["early_ref_px"]), abs=1e-5)
+            assert row.xmippQcReason == csv_rows[n]["reason"]
+            assert row.xmippQcRmsePx == pytest.approx(float(csv_rows[n]["rmse_px"]), abs=1e-6)
+        optics = emtable.Table(fileName=path, tableName="optics")
+        assert [(o.rlnOpticsGroup, o.rlnMicrographOriginalPixelSize, o.rlnVoltage,
+                 o.rlnSphericalAberration, o.rlnAmplitudeContrast, o.rlnMicrographPixelSize)
+                for o in optics] == [(1, 0.885, 300.0, 2.0, 0.1, 0.885)]
+        assert read_star(path)["micrographs"].text("rlnMicrographName") == names
+        seen += want
+    assert sorted(seen) == sorted(n for n, r in csv_rows.items() if r["reference_file"])
+    assert "mic_only_ref" in seen and len(seen) == 12  # every reference movie, once
+    assert len(want) == 9 and "mic_broken" in want  # unreadable: discarded, optics kept
+
+
+def test_micrograph_stars_without_pixel_size_have_no_optics(tmp_path, caplog):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pair = simulate_trajectory_pair("agree", seed=1)
+    _write_csv(tmp_path / "a" / "m1.csv", pair.frames_ref, pair.ref)
+    _write_csv(tmp_path / "b" / "m1.csv", pair.frames_sec, pair.sec)
+    code, out = _run(tmp_path, "--micrograph-name", "Mics/{name}_DW.mrc", ref="a/*.csv",
+                     sec="b/*.csv")
+    from xmipp_qc.formats.star import read_star
+
+    blocks = read_star(str(out / "micrographs_accepted.star"))
+    assert code == 0 and list(blocks) == ["micrographs"]
+    assert blocks["micrographs"].text("rlnMicrographName") == ["Mics/m1_DW.mrc"]
+    assert not blocks["micrographs"].has("rlnAccumMotionTotal")
+    assert read_star(str(out / "micrographs_discarded.star"))["micrographs"].rows == []
+    code, out = _run(tmp_path, "--pixel-size", "1.5", ref="a/*.csv", sec="b/*.csv")
+    optics = read_star(str(out / "micrographs_accepted.star"))["optics"]
+    assert optics.text("rlnMicrographPixelSize") == ["1.500000"]
 
 
 def test_plots_written_for_compared_movies(dataset):
@@ -176,13 +220,13 @@ def test_real_motioncor2_versions(tmp_path):
 def test_no_matching_files_is_an_error(tmp_path, capsys):
     code, out = _run(tmp_path, ref="nothing/*.star", sec="nothing/*.csv")
     assert code == 2 and not out.exists()
-    assert "no file matches" in capsys.readouterr().out
+    assert "no file matches" in capsys.readouterr().err
 
 
 def test_bad_threshold_is_an_error(dataset, capsys):
     tmp_path, _ = dataset
     code, _ = _run(tmp_path, "--scale-tolerance", "1.5")
-    assert code == 2 and "scale_tolerance" in capsys.readouterr().out
+    assert code == 2 and "scale_tolerance" in capsys.readouterr().err
 
 
 def test_duplicate_names_reported(dataset):
