@@ -7,8 +7,8 @@ import struct
 from importlib.metadata import metadata
 from pathlib import Path
 
-import pyworkflow as pw
 import pytest
+import pyworkflow as pw
 from pyworkflow import Config
 
 Config.setDomain("pwem")
