@@ -37,12 +37,12 @@ from xmipp_qc.convert import (
     imagesToArrays,
     readImages,
     readVolume,
-    writeStack,
 )
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS, parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
+from xmipp_qc.formats.mrc import StackWriter, write_stack, write_volume
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
 from xmipp_qc.protocols.compare_reprojections_outputs import (
@@ -183,22 +183,18 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                                          for vid, _ in self._iterCandidates()})
 
     def downSampleStep(self):
-        import mrcfile
-
         _, pixel, workBox, workPixel = self._loadInput()["sampling"]
         locations, size = self._loadLocations()["locations"], self.chunkSize.get()
-        shape = (max(len(locations), 1), int(workBox), int(workBox))
-        with mrcfile.new_mmap(self._getExtraPath("images_work.mrcs"), shape=shape, mrc_mode=2,
-                              overwrite=True) as mrc:
+        with StackWriter(self._getExtraPath("images_work.mrcs"), max(len(locations), 1),
+                         int(workBox), float(workPixel)) as out:
             for start in range(0, len(locations), size):
                 block = readImages(locations[start:start + size])
-                mrc.data[start:start + len(block)] = to_working_grid(
-                    block, pixel, int(workBox), workPixel, ndim=2)[0]
-            mrc.voxel_size = float(workPixel)
+                out.write(np.arange(start, start + len(block)), to_working_grid(
+                    block, pixel, int(workBox), workPixel, ndim=2)[0])
         for vid, vol in self._iterCandidates():
             data, _ = to_working_grid(readVolume(vol), vol.getSamplingRate(), int(workBox),
                                       workPixel, ndim=3)
-            writeStack(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
+            write_volume(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
 
     def produceResiduals(self, volId, nChunks):
         """All chunks of one map, ``numberOfThreads - 1`` at a time; saved chunks are kept."""
@@ -282,7 +278,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             stacks["residuals"] = result.residuals
             stacks["covariances"] = result.summary.covariances
         for name, data in stacks.items():
-            writeStack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
+            write_stack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
         partial = self._chunkPath(volId, chunk) + ".part"  # the .npz marks a finished chunk
         result.save(partial, with_images=False)
         os.replace(partial, self._chunkPath(volId, chunk))
