@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--no-downsample", action="store_true",
       help="Keep the input sampling instead of Fourier cropping to >= 3 Å/px.")
     a("--symmetry", default="c1", metavar="GROUP",
-      help="Point group of the maps, Xmipp names, case-insensitive: "
+      help="Point group of the maps, Xmipp names: "
            f"{VALID_SYMMETRY_FORMS.replace('%', '%%')} (default %(default)s; RELION: --sym).")
     a("--angular-sampling", type=float, default=5.0, metavar="DEG",
       help="Gallery step of projection matching, degrees (default %(default)s; "
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--resol", type=float, metavar="A",
       help="Low-pass the comparison at this resolution, Å (default: none).")
     a("--sigma", type=float, metavar="FPX",
-      help="Width of that low-pass edge, Fourier px (default 0.02 x box).")
+      help="With --resol: width of the low-pass edge, Fourier px (default 0.02 x box).")
     a("--mask-radius", type=float, metavar="PX",
       help="Radius of the comparison disc, px of the working sampling (default: half the "
            "box; RELION gives a diameter in Å: --particle_diameter).")
