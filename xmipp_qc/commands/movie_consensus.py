@@ -168,10 +168,11 @@ def _row(name: str, result, ref_file: Optional[str], sec_file: Optional[str]) ->
 
 
 def _write_csv(path: str, rows: list) -> None:
-    with open(path, "w", newline="") as fh:
+    with open(f"{path}.part", "w", newline="") as fh:  # complete under its name, or absent
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(f"{path}.part", path)
 
 
 def _plot_movie(path: str, name: str, result, ref, sec, pixel_size, args) -> None:
@@ -302,8 +303,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         _plot_dataset(args.out, results, params)
     summary = _summary(rows, params, args, unreadable, duplicates)
-    with open(os.path.join(args.out, "summary.json"), "w") as fh:
+    path = os.path.join(args.out, "summary.json")
+    with open(f"{path}.part", "w") as fh:
         json.dump(summary, fh, indent=2, allow_nan=False)
+    os.replace(f"{path}.part", path)
     log.info("%d movies: %d accepted, %d discarded (%s); %d unreadable file(s). Results in "
              "%s: consensus.csv, micrographs %s (%d) and %s (%d)", summary["n_movies"],
              summary["n_accepted"], summary["n_discarded"],
