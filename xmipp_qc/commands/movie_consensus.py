@@ -289,6 +289,12 @@ def run(args: argparse.Namespace) -> int:
     if not (args.binning > 0):
         log.error("%s: --binning must be > 0", NAME)
         return 2
+    try:
+        args.micrograph_name.format(folder="", name="")
+    except (KeyError, IndexError, ValueError) as exc:
+        log.error("%s: --micrograph-name %r: only {folder} and {name} can be used (%s)", NAME,
+                  args.micrograph_name, exc)
+        return 2
     duplicates: list = []
     unreadable: list = []
     ref_files = _collect(args.reference, duplicates)

@@ -82,3 +82,9 @@ def test_errors_and_warnings_are_shown_when_quiet(movies, capsys):
     assert _run(movies, "--quiet") == 0  # no pixel size: the STARs lack optics, said once
     err = capsys.readouterr().err
     assert err.count("xmipp-qc: warning:") == 1 and "--pixel-size" in err
+
+
+def test_a_bad_micrograph_name_template_is_an_error(movies, capsys):
+    assert _run(movies, "--micrograph-name", "{movie}.mrc") == 2
+    assert "only {folder} and {name}" in capsys.readouterr().err
+    assert not (movies / "out").exists()
