@@ -13,6 +13,7 @@ if __name__ == "__main__":
     import os
 
     os.environ.setdefault("SCIPION_TESTS_CMD", "python -m xmipp_qc.tests")
+    os.environ.setdefault("SCIPION_DOMAIN", "pwem")  # the runner asks for it first
     from pyworkflow.apps.pw_run_tests import Tester
 
     Tester().main()
