@@ -86,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "file, else early = 0; RELION: --dose_per_frame).")
     a("--early-dose", type=float, default=4.0, metavar="E_A2",
       help="Accumulated dose, e/Å², ending early motion (default %(default)s, as RELION).")
+    a("--micrographs", metavar="STAR",
+      help="The reference run's micrograph STAR, e.g. RELION's "
+           "MotionCorr/jobNNN/corrected_micrographs.star: the micrograph STARs written are "
+           "then its blocks (optics included, values as read) with only the accepted / "
+           "discarded rows (matched by micrograph file name = movie name) and the metrics "
+           "appended. Default: built from the reference files and the options below.")
     a("--micrograph-name", default="{folder}/{name}.mrc", metavar="TEMPLATE",
       help="rlnMicrographName of each movie in the micrograph STARs; {folder} is the "
            "reference file's folder, {name} the movie name (default %(default)s, RELION's "
@@ -237,9 +243,49 @@ def _micrograph(name: str, ref_file: str, result, ref, pixel_size, args):
     return MicrographRow(mic, optics, ref_file if is_relion else None, motion, metrics)
 
 
-def _write_micrographs(args, rows: list, mics: dict) -> tuple:
+def _read_micrographs(path: str) -> tuple:
+    """``(blocks, table)`` of ``--micrographs`` (ValueError/OSError naming the file)."""
+    from xmipp_qc.formats.relion_micrographs import micrograph_table
+    from xmipp_qc.formats.star import read_star
+
+    blocks = read_star(path)
+    return blocks, micrograph_table(blocks, path)
+
+
+def _select_micrographs(args, rows: list, mics: dict, source: tuple) -> tuple:
+    """The micrograph STARs as rows of ``--micrographs``, values as read, metrics appended."""
+    from xmipp_qc.formats.motion import movie_name
+    from xmipp_qc.formats.relion_micrographs import select_micrographs
+    from xmipp_qc.formats.star import write_star
+
+    blocks, table = source
+    index: dict = {}
+    for i, mic in enumerate(blocks[table].text("rlnMicrographName")):
+        index.setdefault(movie_name(os.path.splitext(os.path.basename(mic))[0]), i)
+    unmatched = sorted(set(mics) - set(index))
+    if unmatched:
+        log.warning("%d reference movie(s) have no row in %s, e.g. %s", len(unmatched),
+                    args.micrographs, unmatched[0])
+    log.info("%d of the %d micrographs of %s were compared", len(set(index) & set(mics)),
+             len(index), args.micrographs)
+    out = []
+    for decision in ("accepted", "discarded"):
+        names = [r["name"] for r in rows if r["decision"] == decision and r["name"] in index
+                 and r["name"] in mics]
+        labels = list(mics[names[0]].extra) if names else []
+        path = os.path.join(args.out, f"micrographs_{decision}.star")
+        write_star(path, select_micrographs(blocks, table, [index[n] for n in names], {
+            label: [mics[n].extra[label] for n in names] for label in labels}))
+        out += [os.path.basename(path), len(names)]
+    return tuple(out)
+
+
+def _write_micrographs(args, rows: list, mics: dict, source: Optional[tuple]) -> tuple:
     """``micrographs_accepted.star`` and ``micrographs_discarded.star`` (reference movies)."""
     from xmipp_qc.formats.relion_micrographs import write_micrographs
+
+    if source is not None:
+        return _select_micrographs(args, rows, mics, source)
 
     # an unreadable reference file has no pixel size: it takes the run's first optics
     # (one acquisition per run) and zero motion, like its other metrics
@@ -280,20 +326,33 @@ def _run_movies(args, params, ref_files: dict, sec_files: dict, unreadable: list
     return rows, results, mics
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        params = _params(args)
-    except ValueError as exc:
-        log.error("%s: %s", NAME, exc)
-        return 2
+def _prepare(args: argparse.Namespace) -> tuple:
+    """Thresholds and the ``--micrographs`` table; ValueError with the user's message."""
+    params = _params(args)
     if not (args.binning > 0):
-        log.error("%s: --binning must be > 0", NAME)
-        return 2
+        raise ValueError("--binning must be > 0")
     try:
         args.micrograph_name.format(folder="", name="")
     except (KeyError, IndexError, ValueError) as exc:
-        log.error("%s: --micrograph-name %r: only {folder} and {name} can be used (%s)", NAME,
-                  args.micrograph_name, exc)
+        raise ValueError(f"--micrograph-name {args.micrograph_name!r}: only {{folder}} and "
+                         f"{{name}} can be used ({exc})") from None
+    try:
+        return params, _read_micrographs(args.micrographs) if args.micrographs else None
+    except (ValueError, OSError, UnicodeError) as exc:
+        raise ValueError(f"--micrographs: {exc}") from None
+
+
+def _write_summary(path: str, summary: dict) -> None:
+    with open(f"{path}.part", "w") as fh:  # complete under its name, or absent
+        json.dump(summary, fh, indent=2, allow_nan=False)
+    os.replace(f"{path}.part", path)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        params, source = _prepare(args)
+    except ValueError as exc:
+        log.error("%s: %s", NAME, exc)
         return 2
     duplicates: list = []
     unreadable: list = []
@@ -305,14 +364,11 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     rows, results, mics = _run_movies(args, params, ref_files, sec_files, unreadable)
     _write_csv(os.path.join(args.out, "consensus.csv"), rows)
-    stars = _write_micrographs(args, rows, mics)
+    stars = _write_micrographs(args, rows, mics, source)
     if args.plots:
         _plot_dataset(args.out, results, params)
     summary = _summary(rows, params, args, unreadable, duplicates)
-    path = os.path.join(args.out, "summary.json")
-    with open(f"{path}.part", "w") as fh:
-        json.dump(summary, fh, indent=2, allow_nan=False)
-    os.replace(f"{path}.part", path)
+    _write_summary(os.path.join(args.out, "summary.json"), summary)
     log.info("%d movies: %d accepted, %d discarded (%s); %d unreadable file(s). Results in "
              "%s: consensus.csv, micrographs %s (%d) and %s (%d)", summary["n_movies"],
              summary["n_accepted"], summary["n_discarded"],

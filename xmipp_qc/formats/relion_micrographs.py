@@ -17,6 +17,10 @@ Labels (RELION's own, units as RELION defines them)
     ``rlnAccumMotionTotal``/``Early``/``Late`` (Å, as RELION computes them).
 Other metrics are appended as ``xmippQc*`` columns: RELION 3.1+ keeps labels it
 does not know through every job (``EMDL_UNKNOWN_LABEL``) and ignores them.
+
+:func:`select_micrographs` takes the other road: the rows of an existing
+micrograph STAR (RELION's own ``corrected_micrographs.star``), every block and
+value as read, with columns appended.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from xmipp_qc.formats.star import StarBlock, write_star
+from xmipp_qc.formats.star import StarBlock, select_rows, write_star
 
-__all__ = ["MicrographRow", "Optics", "micrograph_blocks", "write_micrographs"]
+__all__ = ["MicrographRow", "Optics", "micrograph_blocks", "micrograph_table",
+           "select_micrographs", "write_micrographs"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +116,30 @@ def micrograph_blocks(rows: Sequence[MicrographRow]) -> dict[str, StarBlock]:
 def write_micrographs(path: str, rows: Sequence[MicrographRow]) -> None:
     """Write :func:`micrograph_blocks` of ``rows`` to ``path`` (atomically)."""
     write_star(path, micrograph_blocks(rows))
+
+
+def micrograph_table(blocks: Mapping[str, StarBlock], path: str) -> str:
+    """Name of the micrograph loop of a STAR file.
+
+    ``micrographs``, else the first loop with ``rlnMicrographName``; a
+    ValueError naming ``path`` if there is none.
+    """
+    if "micrographs" in blocks and blocks["micrographs"].has("rlnMicrographName"):
+        return "micrographs"
+    loops = [k for k, b in blocks.items() if b.is_loop and b.has("rlnMicrographName")]
+    if not loops:
+        raise ValueError(f"{path}: no micrograph table (a loop with rlnMicrographName)")
+    return loops[0]
+
+
+def select_micrographs(blocks: Mapping[str, StarBlock], table: str, rows: Sequence[int],
+                       columns: Mapping[str, Sequence[object]]) -> dict[str, StarBlock]:
+    """``blocks`` with only ``rows`` (0-based) of ``table`` and ``columns`` appended.
+
+    Every other block (optics included) and every value read stay as they
+    were; ``columns`` maps a new label to one value per selected row.
+    """
+    out = select_rows(blocks, table, rows)
+    for label, values in columns.items():
+        out[table].set_column(label, [_text(v) for v in values])
+    return out

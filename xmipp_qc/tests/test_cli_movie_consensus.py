@@ -154,7 +154,56 @@ def test_relion_micrograph_stars(dataset):
     assert len(want) == 9 and "mic_broken" in want  # unreadable: discarded, optics kept
 
 
-def test_micrograph_stars_without_pixel_size_have_no_optics(tmp_path, caplog):
+def _corrected_micrographs(path: Path, names) -> list:
+    """A RELION 3.1 corrected_micrographs.star of movies ``names``; returns its rows' text."""
+    rows = [f"Movies/{n}_PS.mrc Movies/{n}.mrc Movies/{n}.star 1 {k * 1.5:.6f} 0.5 1.0"
+            for k, n in enumerate(names)]
+    path.write_text(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n"
+        "_rlnOpticsGroup #2\n_rlnMtfFileName #3\n_rlnMicrographOriginalPixelSize #4\n"
+        "_rlnVoltage #5\n_rlnSphericalAberration #6\n_rlnAmplitudeContrast #7\n"
+        "_rlnMicrographPixelSize #8\nopticsGroup1 1 mtf_k3.star 0.885 300 2.7 0.1 1.77\n"
+        "\n# version 30001\n\ndata_micrographs\n\nloop_\n_rlnCtfPowerSpectrum #1\n"
+        "_rlnMicrographName #2\n_rlnMicrographMetadata #3\n_rlnOpticsGroup #4\n"
+        "_rlnAccumMotionTotal #5\n_rlnAccumMotionEarly #6\n_rlnAccumMotionLate #7\n"
+        + "\n".join(rows) + "\n")
+    return [r.split() for r in rows]
+
+
+def test_micrograph_stars_from_relions_own_table(dataset, capsys):
+    """--micrographs: RELION's corrected_micrographs.star restricted to each decision."""
+    import emtable
+
+    from xmipp_qc.formats.star import read_star
+
+    tmp_path, pairs = dataset
+    names = sorted(pairs) + ["mic_broken", "mic_not_compared"]  # mic_only_ref has no row
+    src_rows = _corrected_micrographs(tmp_path / "corrected_micrographs.star", names)
+    code, out = _run(tmp_path, "--micrographs", str(tmp_path / "corrected_micrographs.star"))
+    assert code == 0
+    src = read_star(str(tmp_path / "corrected_micrographs.star"))
+    csv_rows = _rows(out)
+    for decision in ("accepted", "discarded"):
+        path = str(out / f"micrographs_{decision}.star")
+        sel = read_star(path)
+        want = [i for i, n in enumerate(names) if n in csv_rows
+                and csv_rows[n]["decision"] == decision]
+        assert sel["optics"].rows == src["optics"].rows
+        assert sel["micrographs"].columns[:7] == src["micrographs"].columns
+        assert [r[:7] for r in sel["micrographs"].rows] == [src_rows[i] for i in want]
+        table = emtable.Table(fileName=path, tableName="micrographs")
+        assert [r.xmippQcReason for r in table] == [csv_rows[names[i]]["reason"] for i in want]
+    assert len(read_star(str(out / "micrographs_accepted.star"))["micrographs"].rows) == 3
+    err = capsys.readouterr().err
+    assert "warning: 1 reference movie(s) have no row" in err  # mic_only_ref
+    assert "11 of the 12 micrographs" in err  # mic_not_compared has no trajectory
+    bad = tmp_path / "bad.star"
+    bad.write_text("data_particles\nloop_\n_rlnImageName #1\n1@a.mrcs\n")
+    code, _ = _run(tmp_path, "--micrographs", str(bad))
+    assert code == 2 and "no micrograph table" in capsys.readouterr().err
+
+
+def test_micrograph_stars_without_pixel_size_have_no_optics(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     pair = simulate_trajectory_pair("agree", seed=1)
