@@ -5,36 +5,56 @@
 """Scipion plugin ``xmipp_qc``: compare reprojections and movie-alignment consensus.
 
 The numeric work lives in :mod:`xmipp_qc.core` (numpy/scipy only); this module
-only registers the plugin with Scipion.
+registers the plugin with Scipion. The :class:`Plugin` class is built on first
+access (PEP 562 module ``__getattr__``): Scipion's plugin discovery reads
+``xmipp_qc.Plugin`` as usual, while the ``xmipp-qc`` command and the core,
+which import this package too, never load pwem, pyworkflow or a GUI toolkit.
 """
 
-import os
-
-import pwem
-import pyworkflow.utils as pwutils
-
 __version__ = "0.1.0"
-_logo = None
+#: Plugin icon shown by Scipion's protocol form (package data, 64x64 PNG).
+_logo = "xmipp_qc_logo.png"
+#: Bibtex keys (entries in the docstring of :mod:`xmipp_qc.bibtex`).
 _references = ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
 
+_PLUGIN = None
 
-class Plugin(pwem.Plugin):
-    """Pure-Python plugin: no binaries to install or locate."""
 
-    _homeVar = ""
-    _pathVars = []
-    _supportedVersions = [__version__]
-    _url = "https://github.com/xmipp-qc/scipion-em-xmipp-qc"
+def _makePlugin():
+    import os
 
-    @classmethod
-    def _defineVariables(cls):
-        # Where per-step working files may be written; the protocol folders by default.
-        cls._defineVar("XMIPP_QC_CHUNK_SIZE", "256")
+    import pwem
+    import pyworkflow.utils as pwutils
 
-    @classmethod
-    def getEnviron(cls):
-        return pwutils.Environ(os.environ)
+    class Plugin(pwem.Plugin):
+        """Pure-Python plugin: no binaries to install or locate, no variables."""
 
-    @classmethod
-    def defineBinaries(cls, env):
-        """Nothing to install: everything runs on numpy and scipy."""
+        _homeVar = ""
+        _pathVars = []
+        _supportedVersions = [__version__]
+        _url = "https://github.com/xmipp-qc/scipion-em-xmipp-qc"
+
+        @classmethod
+        def _defineVariables(cls):
+            """No variables: everything runs on numpy and scipy in the protocol folders."""
+
+        @classmethod
+        def getEnviron(cls):
+            return pwutils.Environ(os.environ)
+
+        @classmethod
+        def defineBinaries(cls, env):
+            """Nothing to install: everything runs on numpy and scipy."""
+
+    Plugin.__module__ = __name__
+    Plugin.__qualname__ = "Plugin"
+    return Plugin
+
+
+def __getattr__(name):
+    global _PLUGIN
+    if name == "Plugin":
+        if _PLUGIN is None:
+            _PLUGIN = _makePlugin()
+        return _PLUGIN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -306,12 +306,3 @@ def readVolume(volume, dtype=np.float32):
     if data.ndim != 3 or len(set(data.shape)) != 1:
         raise ValueError(f"{path}: a cubic volume is required, got shape {data.shape}")
     return data
-
-
-def writeStack(fn, stack, pixelSize):
-    """Write an (n, N, N) float32 stack (or one image) as MRC with its pixel size."""
-    import mrcfile
-
-    with mrcfile.new(fn, overwrite=True) as mrc:
-        mrc.set_data(np.ascontiguousarray(stack, dtype=np.float32))
-        mrc.voxel_size = float(pixelSize)

@@ -16,6 +16,10 @@ Writes, for map k (``volK``) in ``--out``:
   valid RELION input with that map's alignment);
 * ``volK_reprojections.mrcs``, ``volK_residuals.mrcs``, ``volK_aligned.mrcs``:
   one slot per input row, at the working sampling, in the aligned frame;
+* ``volK_kept.star`` and ``volK_flagged.star``: the input STAR (every block,
+  optics included, every value as read) with only the rows this map explains
+  and only those it flags (outliers and failed images), ready for the next
+  RELION job;
 * ``volK_report.png``: outlier-score histogram and the worst images;
 * ``ranking.json`` (and ``ranking.png`` with several maps).
 """
@@ -24,11 +28,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
+
+log = logging.getLogger(__name__)
 
 NAME = "compare-reprojections"
 HELP = ("Score how well 3D maps explain a particle STAR file: residuals, outlier "
@@ -40,36 +48,57 @@ _NOT_COLUMNS = ("ids", "angles", "shifts")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--images", required=True, help="Particle STAR file (RELION 3.0 or 3.1+).")
-    a("--volume", required=True, action="append", help="Map (MRC); repeat to rank several.")
-    a("--out", required=True, help="Output folder: new, empty, or an earlier run's results "
-      "(replaced when this run succeeds; a failed run leaves it as it was).")
+    a("--images", required=True, metavar="STAR",
+      help="Particle STAR file, RELION 3.0 or 3.1+ (RELION: --i).")
+    a("--volume", required=True, action="append", metavar="MRC",
+      help="Map to compare with (MRC); repeat to rank several (RELION: --ref).")
+    a("--out", required=True, metavar="DIR",
+      help="Output folder: new, empty, or an earlier run's results, replaced when this run "
+           "succeeds; a failed run leaves it as it was (RELION: --o, a folder here).")
     a("--overwrite", action="store_true",
       help="Replace --out even if it holds files that are not compare-reprojections results.")
     a("--no-assignment", action="store_true",
       help="Ignore the STAR's angles: find them by projection matching.")
-    a("--no-refine", action="store_true", help="Keep the given/matched alignment as is.")
+    a("--no-refine", action="store_true",
+      help="Keep the given/matched alignment as is (RELION: --skip_align).")
     a("--optimize-gray", action="store_true",
       help="Write the gray-fitted reprojection a*P+b (scores always use the fit).")
-    a("--use-ctf", action="store_true", help="Apply each particle's CTF to its reprojection.")
-    a("--no-downsample", action="store_true", help="Do not bring the data to >= 3 Å/px.")
-    a("--symmetry", default="c1", help="Point group of the maps (Xmipp names, e.g. c1, d6).")
-    a("--angular-sampling", type=float, default=5.0, help="Matching gallery step (degrees).")
-    a("--max-shift", type=float, help="Refinement shift bound (px of the working sampling; "
-      "default 5%% of the box).")
-    a("--max-angle", type=float, help="Refinement rotation bound (degrees; default 5).")
-    a("--resol", type=float, help="Low-pass the comparison at this resolution (Å).")
-    a("--sigma", type=float, help="Width of that low-pass edge (Fourier px; default 0.02 N).")
-    a("--mask-radius", type=float, help="Comparison disc radius (px, working sampling).")
-    a("--pixel-size", type=float, help="Override the images' pixel size (Å/px).")
-    a("--volume-pixel-size", type=float,
-      help="Pixel size of the maps (Å/px; default: MRC header, else the images').")
+    a("--use-ctf", action="store_true",
+      help="Apply each particle's CTF to its reprojection (RELION: --ctf).")
+    a("--no-downsample", action="store_true",
+      help="Keep the input sampling instead of Fourier cropping to >= 3 Å/px.")
+    a("--symmetry", default="c1", metavar="GROUP",
+      help="Point group of the maps, Xmipp names: "
+           f"{VALID_SYMMETRY_FORMS.replace('%', '%%')} (default %(default)s; RELION: --sym).")
+    a("--angular-sampling", type=float, default=5.0, metavar="DEG",
+      help="Gallery step of projection matching, degrees (default %(default)s; "
+           "RELION sets it with --healpix_order).")
+    a("--max-shift", type=float, metavar="PX",
+      help="Refinement shift bound, px of the working sampling (default 5%% of the box; "
+           "RELION: --offset_range).")
+    a("--max-angle", type=float, metavar="DEG",
+      help="Refinement rotation bound, degrees (default 5).")
+    a("--resol", type=float, metavar="A",
+      help="Low-pass the comparison at this resolution, Å (default: none).")
+    a("--sigma", type=float, metavar="FPX",
+      help="With --resol: width of the low-pass edge, Fourier px (default 0.02 x box).")
+    a("--mask-radius", type=float, metavar="PX",
+      help="Radius of the comparison disc, px of the working sampling (default: half the "
+           "box; RELION gives a diameter in Å: --particle_diameter).")
+    a("--pixel-size", type=float, metavar="A",
+      help="Pixel size of every image, Å/px (default: from the STAR; RELION: --angpix).")
+    a("--volume-pixel-size", type=float, metavar="A",
+      help="Pixel size of the maps, Å/px (default: MRC header, else the images').")
     a("--relion-project", action="store_true",
       help="Images made by relion_project (odd boxes shifted by +1 px).")
-    a("--threshold", type=float, default=3.5, help="Outlier-score flag threshold.")
-    a("--rank-score", default="cost", help="Score that ranks the maps (default cost).")
-    a("--chunk-size", type=int, default=256, help="Images processed together.")
-    a("--worst", type=int, default=6, help="Worst images shown in each report.")
+    a("--threshold", type=float, default=3.5, metavar="Z",
+      help="Outlier-score flag threshold, robust z units (default %(default)s).")
+    a("--rank-score", default="cost", metavar="SCORE",
+      help="Score that ranks the maps (default %(default)s; e.g. imedValue, resStd).")
+    a("--chunk-size", type=int, default=256, metavar="N",
+      help="Images processed together; memory grows with it (default %(default)s).")
+    a("--worst", type=int, default=6, metavar="N",
+      help="Worst images shown in each report (default %(default)s).")
 
 
 @dataclass(frozen=True)
@@ -173,8 +202,7 @@ def _load_maps(args, particles):
             px = args.volume_pixel_size
         elif px is None:
             px = float(np.max(particles.pixel_size_a))
-            print(f"warning: {path} has no pixel size; assuming the images' {px:g} Å/px",
-                  file=sys.stderr)
+            log.warning("%s has no pixel size; assuming the images' %g Å/px", path, px)
         maps.append((path, vol, float(px)))
     return maps
 
@@ -284,6 +312,19 @@ def _write_star(particles, final: dict, grid: _Grid, prefix: str, out: str) -> s
     return path
 
 
+def _write_selection(particles, final: dict, prefix: str, out: str) -> dict:
+    """``prefix_kept.star`` and ``prefix_flagged.star``: the input STAR, every block and
+    value as read, with only the rows not flagged / flagged (outliers and failures)."""
+    from xmipp_qc.formats.star import select_rows, write_star
+
+    flagged = np.asarray(final["isOutlier"], dtype=bool)
+    names = {}
+    for what, rows in (("kept", np.flatnonzero(~flagged)), ("flagged", np.flatnonzero(flagged))):
+        names[f"{what}_star"] = name = f"{prefix}_{what}.star"
+        write_star(os.path.join(out, name), select_rows(particles.blocks, particles.table, rows))
+    return {**names, "n_kept": int((~flagged).sum())}
+
+
 def _write_report(final: dict, prefix: str, out: str, title: str, threshold: float,
                   k: int) -> str:
     from xmipp_qc.formats.mrc import read_images
@@ -332,9 +373,12 @@ def run(args: argparse.Namespace) -> int:
     with folder as out:
         summaries, table = _run(args, particles, maps, grid, out)
     for m in summaries:
-        print(f"{m['key']} {m['path']}: {m['n_outliers']} outliers, {m['n_failed']} failed of "
-              f"{m['n_images']}, mean cost {m['mean_cost']:.3f}")
-    print(f"best map: {table['best']} (by {table['score']}); results in {args.out}")
+        log.info("%s %s: %d outliers, %d failed of %d, mean cost %.3f; kept %d in %s, "
+                 "flagged %d in %s", m["key"], m["path"], m["n_outliers"], m["n_failed"],
+                 m["n_images"], m["mean_cost"], m["n_kept"],
+                 os.path.join(args.out, m["kept_star"]), m["n_images"] - m["n_kept"],
+                 os.path.join(args.out, m["flagged_star"]))
+    log.info("best map: %s (by %s); results in %s", table["best"], table["score"], args.out)
     return 0
 
 
@@ -362,11 +406,12 @@ def _run(args: argparse.Namespace, particles, maps, grid: _Grid, out: str):
         except ValueError as exc:
             raise ValueError(f"{args.images} against {path}: {exc}") from None
         star = _write_star(particles, final, grid, f"vol{k}", out)
+        selection = _write_selection(particles, final, f"vol{k}", out)
         _write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
                       args.worst)
         finals[f"vol{k}"] = final
-        summaries.append(_map_summary(k, path, final, star,
-                                      grid.exact_pixel(vol.shape[0], px)))
+        summaries.append({**_map_summary(k, path, final, star,
+                                         grid.exact_pixel(vol.shape[0], px)), **selection})
     table = rank(finals, score=args.rank_score)
     if len(maps) > 1:
         from xmipp_qc.plots.reprojections import plot_ranking

@@ -13,9 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default="xmipp-qc-demo",
+        metavar="DIR",
         help="Folder for the Scipion home, user data and project (default: %(default)s).",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Random seed of the synthetic data.")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="Random seed of the synthetic data (default %(default)s).")
 
 
 def run(args: argparse.Namespace) -> int:

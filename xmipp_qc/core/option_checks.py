@@ -83,11 +83,11 @@ def choice(label: str, value: Any, choices: Iterable[str]) -> list[str]:
 
 def symmetry(label: str, value: Any) -> list[str]:
     """Check an Xmipp point-group name (:func:`~xmipp_qc.core.symmetry.parse_symmetry`)."""
-    from xmipp_qc.core.symmetry import parse_symmetry
+    from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS, parse_symmetry
 
     try:
         parse_symmetry(value or "")
     except ValueError:
-        return [f"{label}: unknown symmetry group {value!r} (Xmipp names: c1, cn, cnv, cnh, "
-                "ci, cs, sn, dn, dnv, dnh, t, td, th, o, oh, i1-i4, i1h-i4h)"]
+        return [f"{label}: unknown symmetry group {value!r} (Xmipp names: "
+                f"{VALID_SYMMETRY_FORMS})"]
     return []

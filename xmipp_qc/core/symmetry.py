@@ -43,7 +43,6 @@ from typing import List, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial.transform import Rotation
 
 __all__ = ["VALID_SYMMETRY_FORMS", "parse_symmetry", "symmetry_matrices"]
 
@@ -74,6 +73,8 @@ _ICOS = {
 
 def _axis_rotation(fold: int, axis: Tuple[float, float, float]) -> NDArray[np.float64]:
     """Rotation by ``360/fold`` degrees about ``axis`` (normalised here)."""
+    from scipy.spatial.transform import Rotation  # 0.25 s to import: not for --help
+
     a = np.asarray(axis, dtype=np.float64)
     a = a / np.linalg.norm(a)
     return Rotation.from_rotvec(a * (2.0 * np.pi / fold)).as_matrix()

@@ -160,32 +160,17 @@ def _floats(tokens: list, path: PathLike, lineno: int) -> list:
 # --- RELION -----------------------------------------------------------------------------
 
 
-def _star_blocks(text: str) -> dict:
-    """Parse a STAR file into ``{block: {"pairs": {label: value}, "loop": (labels, rows)}}``."""
-    blocks: dict = {}
-    block = None
-    labels: list = []
-    in_loop = False
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("_") else raw.strip()
-        if not line:
-            continue
-        if line.startswith("data_"):
-            block = blocks.setdefault(line[5:], {"pairs": {}, "loop": ([], [])})
-            labels, in_loop = block["loop"][0], False
-        elif block is None:
-            continue
-        elif line.startswith("loop_"):
-            in_loop = True
-        elif line.startswith("_"):
-            label, *value = line.split()
-            if in_loop and not block["loop"][1]:
-                labels.append(label)
-            else:
-                block["pairs"][label] = value[0] if value else ""
-        elif in_loop:
-            block["loop"][1].append(line.split())
-    return blocks
+def _star_blocks(path: PathLike) -> dict:
+    """Blocks of a STAR file read by :func:`xmipp_qc.formats.star.read_star` (the one reader)."""
+    from xmipp_qc.formats.star import read_star
+
+    try:
+        return read_star(str(path))
+    except (OSError, UnicodeError) as exc:
+        raise TrajectoryFormatError(f"{path}: cannot read file ({exc})") from exc
+    except ValueError as exc:
+        raise TrajectoryFormatError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") \
+            from None
 
 
 def _opt_float(value: Optional[str]) -> Optional[float]:
@@ -208,40 +193,40 @@ def read_relion_motion_star(path: PathLike) -> MovieTrajectory:
     MovieTrajectory
         Shifts in px of the unbinned movie; ``pixel_size_a`` from
         ``_rlnMicrographOriginalPixelSize``; ``extra["binning"]`` from
-        ``_rlnMicrographBinning``.
+        ``_rlnMicrographBinning`` and ``extra["voltage_kv"]`` from ``_rlnVoltage``.
+        The file is read by :func:`xmipp_qc.formats.star.read_star`.
     """
-    blocks = _star_blocks(_read_text(path))
+    blocks = _star_blocks(path)
     shifts_block = blocks.get("global_shift")
-    if shifts_block is None:
+    if shifts_block is None or not shifts_block.is_loop:
         raise TrajectoryFormatError(
             f"{path}: no data_global_shift block (not a RELION motion STAR)")
-    labels, rows = shifts_block["loop"]
-    wanted = ("_rlnMicrographFrameNumber", "_rlnMicrographShiftX", "_rlnMicrographShiftY")
-    missing = [w for w in wanted if w not in labels]
+    wanted = ("rlnMicrographFrameNumber", "rlnMicrographShiftX", "rlnMicrographShiftY")
+    missing = [f"_{w}" for w in wanted if not shifts_block.has(w)]
     if missing:
         raise TrajectoryFormatError(f"{path}: data_global_shift lacks {', '.join(missing)}")
-    cols = [labels.index(w) for w in wanted]
-    parsed = []
-    for k, row in enumerate(rows):
-        if len(row) != len(labels):
-            raise TrajectoryFormatError(f"{path}: global_shift row {k + 1} has {len(row)} "
-                                        f"values for {len(labels)} columns")
-        parsed.append(_floats([row[c] for c in cols], path, k + 1))
+    columns = [shifts_block.text(w) for w in wanted]
+    parsed = [_floats(list(row), path, k + 1) for k, row in enumerate(zip(*columns))]
     frames, shifts = _arrays(parsed, path, "global shifts")
-    general = blocks.get("general", {"pairs": {}})["pairs"]
-    n_movie = _opt_float(general.get("_rlnImageSizeZ"))
-    if n_movie and "_rlnEERGrouping" not in general and len(frames) < n_movie:
+    gen = blocks.get("general")
+    general = dict(zip(gen.columns, gen.rows[0])) if gen is not None and not gen.is_loop else {}
+    n_movie = _opt_float(general.get("rlnImageSizeZ"))
+    if n_movie and "rlnEERGrouping" not in general and len(frames) < n_movie:
         raise TrajectoryFormatError(f"{path}: {len(frames)} global shifts for the "
                                     f"{n_movie:g} frames of the movie (_rlnImageSizeZ): "
                                     "truncated file?")
-    binning = _opt_float(general.get("_rlnMicrographBinning"))
+    binning = _opt_float(general.get("rlnMicrographBinning"))
+    voltage = _opt_float(general.get("rlnVoltage"))
+    extra = {} if binning is None else {"binning": binning}
+    if voltage is not None:
+        extra["voltage_kv"] = voltage
     return MovieTrajectory(
         frames, shifts, "relion-star",
-        pixel_size_a=_opt_float(general.get("_rlnMicrographOriginalPixelSize")),
-        dose_per_frame=_opt_float(general.get("_rlnMicrographDoseRate")),
-        pre_exposure=_opt_float(general.get("_rlnMicrographPreExposure")),
-        movie=general.get("_rlnMicrographMovieName"),
-        extra={} if binning is None else {"binning": binning},
+        pixel_size_a=_opt_float(general.get("rlnMicrographOriginalPixelSize")),
+        dose_per_frame=_opt_float(general.get("rlnMicrographDoseRate")),
+        pre_exposure=_opt_float(general.get("rlnMicrographPreExposure")),
+        movie=general.get("rlnMicrographMovieName"),
+        extra=extra,
     )
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "origins_to_shifts",
     "read_particles",
     "read_star",
+    "select_rows",
     "shifts_to_origins",
     "write_particles",
     "write_star",
@@ -176,6 +177,22 @@ def write_star(path: str, blocks: Mapping[str, StarBlock]) -> None:
             fh.writelines(" ".join(_quote(v) for v in r) + "\n" for r in b.rows)
             fh.write("\n")
     os.replace(tmp, path)
+
+
+def select_rows(blocks: Mapping[str, StarBlock], table: str,
+                rows: Sequence[int]) -> dict[str, StarBlock]:
+    """Copy of ``blocks`` whose loop ``table`` keeps only ``rows`` (0-based, in that order).
+
+    Every other block (``optics`` included) and every value are kept as read,
+    so :func:`write_star` writes the input file restricted to those rows.
+    """
+    out = {k: StarBlock(b.name, list(b.columns), [list(r) for r in b.rows], b.is_loop)
+           for k, b in blocks.items()}
+    src = blocks[table]
+    if not src.is_loop:
+        raise ValueError(f"data_{table} is not a loop")
+    out[table].rows = [list(src.rows[int(i)]) for i in rows]
+    return out
 
 
 def origins_to_shifts(origins_px: np.ndarray, box: np.ndarray | int,

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pwem.objects as emobj
+import pyworkflow as pw
 import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
@@ -36,12 +37,13 @@ from xmipp_qc.convert import (
     imagesToArrays,
     readImages,
     readVolume,
-    writeStack,
 )
 from xmipp_qc.core import option_checks as check
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
+from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 from xmipp_qc.core.working_grid import to_working_grid
+from xmipp_qc.formats.mrc import StackWriter, write_stack, write_volume
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
 from xmipp_qc.protocols.compare_reprojections_outputs import (
@@ -80,6 +82,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
     """
 
     _label = "compare reprojections"
+    _devStatus = pw.BETA
     _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles}
 
     def __init__(self, **kwargs):
@@ -115,7 +118,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                       help="Also save residual and residual-covariance images. Residual "
                            "statistics and outlier scores are always computed.")
         form.addParam("symmetryGroup", params.StringParam, default="c1",
-                      label="Symmetry group", help="Xmipp names: c1, cn, dn, t, o, i1..i5.")
+                      label="Symmetry group",
+                      help=f"Point group of the maps, Xmipp names: {VALID_SYMMETRY_FORMS}.")
         form.addParam("angularSampling", params.FloatParam, default=5.0,
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Angular sampling (deg)",
                       validators=[params.Positive], help="Gallery step of projection matching.")
@@ -180,22 +184,18 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                                          for vid, _ in self._iterCandidates()})
 
     def downSampleStep(self):
-        import mrcfile
-
         _, pixel, workBox, workPixel = self._loadInput()["sampling"]
         locations, size = self._loadLocations()["locations"], self.chunkSize.get()
-        shape = (max(len(locations), 1), int(workBox), int(workBox))
-        with mrcfile.new_mmap(self._getExtraPath("images_work.mrcs"), shape=shape, mrc_mode=2,
-                              overwrite=True) as mrc:
+        with StackWriter(self._getExtraPath("images_work.mrcs"), max(len(locations), 1),
+                         int(workBox), float(workPixel)) as out:
             for start in range(0, len(locations), size):
                 block = readImages(locations[start:start + size])
-                mrc.data[start:start + len(block)] = to_working_grid(
-                    block, pixel, int(workBox), workPixel, ndim=2)[0]
-            mrc.voxel_size = float(workPixel)
+                out.write(np.arange(start, start + len(block)), to_working_grid(
+                    block, pixel, int(workBox), workPixel, ndim=2)[0])
         for vid, vol in self._iterCandidates():
             data, _ = to_working_grid(readVolume(vol), vol.getSamplingRate(), int(workBox),
                                       workPixel, ndim=3)
-            writeStack(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
+            write_volume(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
 
     def produceResiduals(self, volId, nChunks):
         """All chunks of one map, ``numberOfThreads - 1`` at a time; saved chunks are kept."""
@@ -279,7 +279,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             stacks["residuals"] = result.residuals
             stacks["covariances"] = result.summary.covariances
         for name, data in stacks.items():
-            writeStack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
+            write_stack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
         partial = self._chunkPath(volId, chunk) + ".part"  # the .npz marks a finished chunk
         result.save(partial, with_images=False)
         os.replace(partial, self._chunkPath(volId, chunk))
@@ -361,9 +361,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         return ["Images were compared with reprojections of each map after projection "
                 "matching or with their given assignment, local continuous refinement "
                 "[Sorzano2004] and, where requested, the CTF; residuals were scored with "
-                "Xmipp's measures and a residual-covariance divergence [Cherian2013], "
+                "Xmipp's measures (among them the image Euclidean distance [Wang2005]) and a "
+                "residual-covariance divergence [Cherian2013], "
                 "combined into a robust outlier score. Implemented in numpy after Xmipp "
                 "[delaRosaTrevin2013]."]
 
     def _citations(self):
-        return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]
+        return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013", "Wang2005"]

@@ -45,6 +45,7 @@ import time
 from collections import Counter
 
 import pwem.objects as emobj
+import pyworkflow as pw
 import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtAlignMovies
@@ -94,6 +95,7 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
     """
 
     _label = "movie alignment consensus"
+    _devStatus = pw.BETA
     _possibleOutputs = {OUT_MOVIES: emobj.SetOfMovies, OUT_MICS: emobj.SetOfMicrographs,
                         OUT_MOVIES_DISC: emobj.SetOfMovies,
                         OUT_MICS_DISC: emobj.SetOfMicrographs}
@@ -378,4 +380,9 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
                 "frames after removing the offset (xmipp_qc movie alignment consensus); "
                 f"movies with shift correlation below {self.minConsCorrelation.get():g}"
                 + (f", RMSE above {self.maxRmse.get():g} px" if self.maxRmse.get() > 0 else "")
-                + " or a path-length ratio outside the scale tolerance were discarded."]
+                + " or a path-length ratio outside the scale tolerance were discarded"
+                + (" (trajectories superposed with the best rotation [Kabsch1976])"
+                   if self.allowRotation.get() else "") + " [delaRosaTrevin2013]."]
+
+    def _citations(self):
+        return ["delaRosaTrevin2013", "Kabsch1976"]

@@ -12,7 +12,6 @@ the GUI: it exists for tests, benchmarks and demos.
 import os
 import time
 
-import mrcfile
 import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.params as params
@@ -21,6 +20,7 @@ from pyworkflow.object import Set
 
 from xmipp_qc.convert import arraysToMovieAlignment
 from xmipp_qc.core.simulate import TRAJECTORY_KINDS, simulate_trajectory_pair
+from xmipp_qc.formats.mrc import write_stack
 
 RUN_REFERENCE, RUN_SECONDARY = 0, 1
 
@@ -160,9 +160,7 @@ class XmippQcProtSyntheticMovies(EMProtocol):
             box = self.boxSize.get()
             rng = np.random.default_rng(0)
             data = rng.normal(size=(nImages, box, box)).astype(np.float32)
-            with mrcfile.new(fn, overwrite=True) as mrc:
-                mrc.set_data(data if nImages > 1 else data[0])
-                mrc.voxel_size = self.samplingRate.get()
+            write_stack(fn, data, self.samplingRate.get())  # frames, or one micrograph
         return fn
 
     def _makeMovie(self, i):

@@ -18,7 +18,7 @@ import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.object import Pointer
 
-from xmipp_qc.convert import writeStack, xmippToTransform
+from xmipp_qc.convert import xmippToTransform
 from xmipp_qc.core.simulate import (
     OUTLIER_KINDS,
     Blobs,
@@ -26,6 +26,7 @@ from xmipp_qc.core.simulate import (
     phantom_blobs,
     simulate_particles,
 )
+from xmipp_qc.formats.mrc import StackWriter, write_volume
 
 KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
 DECOYS = ("mirrored", "other", "deformed")
@@ -119,12 +120,10 @@ class XmippQcProtSyntheticParticles(EMProtocol):
     def _simulate(self, blobs, stack):
         """Simulate in blocks of BLOCK images (block b > 0 seeded (seed, b)) into an
         MRC stack; returns the metadata of all images (images=None)."""
-        import mrcfile
-
         n, box = self.nImages.get(), self.boxSize.get()
         blank = [int(i) - 1 for i in _parseList(self.blankImages.get())]
         parts = []
-        with mrcfile.new_mmap(stack, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
+        with StackWriter(stack, n, box, self.samplingRate.get()) as out:
             for b, start in enumerate(range(0, n, BLOCK)):
                 sim = simulate_particles(
                     blobs, min(BLOCK, n - start), box=box, snr=self.snr.get(),
@@ -133,10 +132,10 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                     outlier_kinds=tuple(_parseList(self.outlierKinds.get())),
                     seed=self.seed.get() if b == 0 else np.random.default_rng(
                         [self.seed.get(), b]))
-                mrc.data[start:start + len(sim.kinds)] = sim.images
+                images = sim.images.copy()
+                images[[i - start for i in blank if start <= i < start + len(images)]] = 0.0
+                out.write(np.arange(start, start + len(images)), images)
                 parts.append(replace(sim, images=None))
-            mrc.data[blank] = 0.0
-            mrc.voxel_size = self.samplingRate.get()
         join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
                 ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
         for k in ("defocus_u", "defocus_v", "defocus_angle"):
@@ -230,7 +229,7 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         for k, b in enumerate(self._candidateBlobs(blobs), start=1):
             scaled = Blobs(b.centers * scale, b.sigmas * scale, b.amplitudes)
             fn = self._getExtraPath(f"map_{k:02d}.mrc")
-            writeStack(fn, blobs_volume(scaled, self._volBox(), np.float32), self._volPixel())
+            write_volume(fn, blobs_volume(scaled, self._volBox(), np.float32), self._volPixel())
             files.append(fn)
         return files
 

@@ -551,8 +551,9 @@ def test_successful_rerun_replaces_every_file(data, tmp_path):
     assert "vol2_particles.star" in _listing(tmp_path / "o")
     assert main(_cr(root, root / "p.star", tmp_path / "o")) == 0
     assert _listing(tmp_path / "o") == [
-        ".xmipp-qc-run.json", "ranking.json", "vol1_aligned.mrcs", "vol1_particles.star",
-        "vol1_report.png", "vol1_reprojections.mrcs", "vol1_residuals.mrcs"]
+        ".xmipp-qc-run.json", "ranking.json", "vol1_aligned.mrcs", "vol1_flagged.star",
+        "vol1_kept.star", "vol1_particles.star", "vol1_report.png", "vol1_reprojections.mrcs",
+        "vol1_residuals.mrcs"]
 
 
 def test_killed_run_staging_is_removed_by_the_next_run(data, tmp_path):
@@ -576,8 +577,9 @@ def test_movie_rerun_drops_stale_plots(tmp_path):
     lines = ["frame,x,y"] + [f"{f},{x:.4f},{y:.4f}" for f, (x, y) in zip(p.frames_sec, p.sec)]
     (tmp_path / "b" / "mic_0.csv").write_text("\n".join(lines) + "\n")
     assert main(_mc(tmp_path, "a/*.star", "b/*.csv")) == 0
-    assert _listing(tmp_path / "o") == [".xmipp-qc-run.json", "consensus.csv", "consensus.star",
-                                        "summary.json"]
+    assert _listing(tmp_path / "o") == [".xmipp-qc-run.json", "consensus.csv",
+                                        "micrographs_accepted.star",
+                                        "micrographs_discarded.star", "summary.json"]
 
 
 def test_overwrite_replaces_a_foreign_folder(data, tmp_path):

@@ -108,6 +108,32 @@ def test_every_row_kept_and_alignment_columns_are_the_refined_ones(dataset):
                                q.block.numbers("xmippQcShiftChange"), atol=1e-5)
 
 
+def test_kept_and_flagged_selection_stars(dataset):
+    """The input STAR restricted to the rows each map explains / flags, values as read."""
+    import emtable
+
+    from xmipp_qc.formats.star import read_star
+
+    root, out, _ = dataset
+    src = read_star(str(root / "particles.star"))
+    for k in (1, 2, 3):
+        flagged = read_particles(str(out / f"vol{k}_particles.star")).block.numbers(
+            "xmippQcIsOutlier").astype(bool)
+        assert 0 < flagged.sum() < N or k != 2  # the mirror map explains no image well
+        for what, rows in (("kept", np.flatnonzero(~flagged)),
+                           ("flagged", np.flatnonzero(flagged))):
+            path = str(out / f"vol{k}_{what}.star")
+            sel = read_star(path)
+            assert list(sel) == ["optics", "particles"]
+            assert sel["optics"].rows == src["optics"].rows
+            assert sel["particles"].columns == src["particles"].columns
+            assert sel["particles"].rows == [src["particles"].rows[i] for i in rows]
+            table = emtable.Table(fileName=path, tableName="particles")
+            assert [r.rlnImageName for r in table] == [f"{i + 1:06d}@stack.mrcs" for i in rows]
+            assert [r.rlnAngleRot for r in table] == pytest.approx(
+                [float(src["particles"].rows[i][1]) for i in rows], abs=1e-6)
+
+
 def test_stacks_reports_and_image_slots(dataset):
     _, out, _ = dataset
     q = read_particles(str(out / "vol2_particles.star"))

@@ -97,7 +97,7 @@ def test_every_kind_decided_and_reported(dataset, capsys):
     assert rows["mic_only_ref"]["message"] == "movie missing in the secondary run"
     assert rows["mic_broken"]["reason"] == "invalid"
     assert "no data_global_shift" in rows["mic_broken"]["message"]
-    assert "12 movies: 3 accepted, 9 discarded" in capsys.readouterr().out
+    assert "12 movies: 3 accepted, 9 discarded" in capsys.readouterr().err
 
 
 def test_summary_json(dataset):
@@ -115,19 +115,112 @@ def test_summary_json(dataset):
     assert summary["unreadable"][0]["run"] == "reference"
 
 
-def test_star_output_readable_by_emtable(dataset):
+def test_relion_micrograph_stars(dataset):
+    """Accepted and discarded reference micrographs, as RELION's corrected_micrographs.star."""
     import emtable
-    tmp_path, _ = dataset
-    _, out = _run(tmp_path)
-    table = emtable.Table(fileName=str(out / "consensus.star"), tableName="consensus",
-                          types={"qcName": str})
-    rows = {row.qcName: row for row in table}
+
+    from xmipp_qc.formats.star import read_star
+
+    tmp_path, pairs = dataset
+    code, out = _run(tmp_path, "--cs", "2.0")
     csv_rows = _rows(out)
-    assert set(rows) == set(csv_rows)
-    for name, row in rows.items():
-        assert row.qcReason == csv_rows[name]["reason"]
-        assert row.qcMessage == csv_rows[name]["message"]
-        assert row.qcRmsePx == pytest.approx(float(csv_rows[name]["rmse_px"]), abs=1e-6)
+    assert code == 0
+    seen = []
+    for decision in ("accepted", "discarded"):
+        path = str(out / f"micrographs_{decision}.star")
+        want = sorted(n for n, r in csv_rows.items()
+                      if r["decision"] == decision and r["reference_file"])
+        mics = emtable.Table(fileName=path, tableName="micrographs")
+        names = [row.rlnMicrographName for row in mics]
+        assert names == [str(tmp_path / "relion" / f"{n}.mrc") for n in want]
+        assert [row.rlnMicrographMetadata for row in mics] == \
+            [str(tmp_path / "relion" / f"{n}.star") for n in want]
+        for n, row in zip(want, mics):
+            assert row.rlnOpticsGroup == 1
+            assert row.rlnAccumMotionTotal == pytest.approx(
+                0.885 * float(csv_rows[n]["total_ref_px"]), abs=1e-5)
+            assert row.rlnAccumMotionEarly == pytest.approx(
+                0.885 * float(csv_rows[n]["early_ref_px"]), abs=1e-5)
+            assert row.xmippQcReason == csv_rows[n]["reason"]
+            assert row.xmippQcRmsePx == pytest.approx(float(csv_rows[n]["rmse_px"]), abs=1e-6)
+        optics = emtable.Table(fileName=path, tableName="optics")
+        assert [(o.rlnOpticsGroup, o.rlnMicrographOriginalPixelSize, o.rlnVoltage,
+                 o.rlnSphericalAberration, o.rlnAmplitudeContrast, o.rlnMicrographPixelSize)
+                for o in optics] == [(1, 0.885, 300.0, 2.0, 0.1, 0.885)]
+        assert read_star(path)["micrographs"].text("rlnMicrographName") == names
+        seen += want
+    assert sorted(seen) == sorted(n for n, r in csv_rows.items() if r["reference_file"])
+    assert "mic_only_ref" in seen and len(seen) == 12  # every reference movie, once
+    assert len(want) == 9 and "mic_broken" in want  # unreadable: discarded, optics kept
+
+
+def _corrected_micrographs(path: Path, names) -> list:
+    """A RELION 3.1 corrected_micrographs.star of movies ``names``; returns its rows' text."""
+    rows = [f"Movies/{n}_PS.mrc Movies/{n}.mrc Movies/{n}.star 1 {k * 1.5:.6f} 0.5 1.0"
+            for k, n in enumerate(names)]
+    path.write_text(
+        "\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n"
+        "_rlnOpticsGroup #2\n_rlnMtfFileName #3\n_rlnMicrographOriginalPixelSize #4\n"
+        "_rlnVoltage #5\n_rlnSphericalAberration #6\n_rlnAmplitudeContrast #7\n"
+        "_rlnMicrographPixelSize #8\nopticsGroup1 1 mtf_k3.star 0.885 300 2.7 0.1 1.77\n"
+        "\n# version 30001\n\ndata_micrographs\n\nloop_\n_rlnCtfPowerSpectrum #1\n"
+        "_rlnMicrographName #2\n_rlnMicrographMetadata #3\n_rlnOpticsGroup #4\n"
+        "_rlnAccumMotionTotal #5\n_rlnAccumMotionEarly #6\n_rlnAccumMotionLate #7\n"
+        + "\n".join(rows) + "\n")
+    return [r.split() for r in rows]
+
+
+def test_micrograph_stars_from_relions_own_table(dataset, capsys):
+    """--micrographs: RELION's corrected_micrographs.star restricted to each decision."""
+    import emtable
+
+    from xmipp_qc.formats.star import read_star
+
+    tmp_path, pairs = dataset
+    names = sorted(pairs) + ["mic_broken", "mic_not_compared"]  # mic_only_ref has no row
+    src_rows = _corrected_micrographs(tmp_path / "corrected_micrographs.star", names)
+    code, out = _run(tmp_path, "--micrographs", str(tmp_path / "corrected_micrographs.star"))
+    assert code == 0
+    src = read_star(str(tmp_path / "corrected_micrographs.star"))
+    csv_rows = _rows(out)
+    for decision in ("accepted", "discarded"):
+        path = str(out / f"micrographs_{decision}.star")
+        sel = read_star(path)
+        want = [i for i, n in enumerate(names) if n in csv_rows
+                and csv_rows[n]["decision"] == decision]
+        assert sel["optics"].rows == src["optics"].rows
+        assert sel["micrographs"].columns[:7] == src["micrographs"].columns
+        assert [r[:7] for r in sel["micrographs"].rows] == [src_rows[i] for i in want]
+        table = emtable.Table(fileName=path, tableName="micrographs")
+        assert [r.xmippQcReason for r in table] == [csv_rows[names[i]]["reason"] for i in want]
+    assert len(read_star(str(out / "micrographs_accepted.star"))["micrographs"].rows) == 3
+    err = capsys.readouterr().err
+    assert "warning: 1 reference movie(s) have no row" in err  # mic_only_ref
+    assert "11 of the 12 micrographs" in err  # mic_not_compared has no trajectory
+    bad = tmp_path / "bad.star"
+    bad.write_text("data_particles\nloop_\n_rlnImageName #1\n1@a.mrcs\n")
+    code, _ = _run(tmp_path, "--micrographs", str(bad))
+    assert code == 2 and "no micrograph table" in capsys.readouterr().err
+
+
+def test_micrograph_stars_without_pixel_size_have_no_optics(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pair = simulate_trajectory_pair("agree", seed=1)
+    _write_csv(tmp_path / "a" / "m1.csv", pair.frames_ref, pair.ref)
+    _write_csv(tmp_path / "b" / "m1.csv", pair.frames_sec, pair.sec)
+    code, out = _run(tmp_path, "--micrograph-name", "Mics/{name}_DW.mrc", ref="a/*.csv",
+                     sec="b/*.csv")
+    from xmipp_qc.formats.star import read_star
+
+    blocks = read_star(str(out / "micrographs_accepted.star"))
+    assert code == 0 and list(blocks) == ["micrographs"]
+    assert blocks["micrographs"].text("rlnMicrographName") == ["Mics/m1_DW.mrc"]
+    assert not blocks["micrographs"].has("rlnAccumMotionTotal")
+    assert read_star(str(out / "micrographs_discarded.star"))["micrographs"].rows == []
+    code, out = _run(tmp_path, "--pixel-size", "1.5", ref="a/*.csv", sec="b/*.csv")
+    optics = read_star(str(out / "micrographs_accepted.star"))["optics"]
+    assert optics.text("rlnMicrographPixelSize") == ["1.500000"]
 
 
 def test_plots_written_for_compared_movies(dataset):

@@ -16,11 +16,11 @@ from xmipp_qc.convert import (
     readImages,
     readVolume,
     transformToXmipp,
-    writeStack,
     xmippToTransform,
 )
 from xmipp_qc.core.geometry import euler_to_matrix
 from xmipp_qc.core.simulate import random_angles
+from xmipp_qc.formats.mrc import write_stack
 
 
 def _xmippRecipe(angles, shifts):
@@ -82,8 +82,8 @@ def test_bad_matrix_and_type_raise():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_read_images_runs_and_single_files(tmp_path, box, dtype):
     stack = np.random.default_rng(0).normal(size=(5, box, box)).astype(np.float32)
-    writeStack(str(tmp_path / "a.mrcs"), stack, 2.0)
-    writeStack(str(tmp_path / "one.mrc"), stack[4], 2.0)
+    write_stack(str(tmp_path / "a.mrcs"), stack, 2.0)
+    write_stack(str(tmp_path / "one.mrc"), stack[4], 2.0)
     locs = [(3, str(tmp_path / "a.mrcs")), (4, str(tmp_path / "a.mrcs")),
             (1, str(tmp_path / "a.mrcs")), (0, str(tmp_path / "one.mrc") + ":mrc")]
     out = readImages(locs, dtype=dtype)

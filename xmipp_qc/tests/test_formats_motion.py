@@ -141,7 +141,7 @@ def test_relion_star(tmp_path):
     np.testing.assert_allclose(t.shifts[1], [-0.627449, 0.657470])
     np.testing.assert_allclose(t.shifts[4], [-9999.0, -9999.0])  # sentinel kept for the core
     assert (t.pixel_size_a, t.dose_per_frame, t.pre_exposure) == (0.885, 1.277, 0.5)
-    assert t.extra == {"binning": 2.0} and t.movie == "Movies/mic_0001.tiff"
+    assert t.extra == {"binning": 2.0, "voltage_kv": 200.0} and t.movie == "Movies/mic_0001.tiff"
     assert read_trajectory(path).shifts.shape == (5, 2)
 
 

@@ -138,6 +138,15 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertAlignmentNearTruth(out, syn.truth)
         self.assertTrue(out[1]._xmipp_imageResidual.getFileName().endswith(
             "residuals_00000.mrcs"))
+        import mrcfile  # every file through formats/mrc.py: stacks have a stack header
+
+        vid = syn.outputVolume.getObjId()
+        for fn, stack in ((out[1]._xmipp_imageResidual.getFileName(), True),
+                          (prot._getExtraPath("images_work.mrcs"), True),
+                          (syn._getExtraPath("images.mrcs"), True),
+                          (prot._getExtraPath(f"volume_{vid}.mrc"), False)):
+            with mrcfile.open(fn) as mrc:
+                self.assertEqual((mrc.is_image_stack(), mrc.is_volume()), (stack, not stack), fn)
 
     def test_ctf_is_used_when_not_ignored(self):
         syn = self.synthetic(nImages=60, boxSize=32, snr=2.0, withCtf=True, seed=4)
