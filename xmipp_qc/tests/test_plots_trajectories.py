@@ -138,7 +138,9 @@ def test_histograms_count_every_compared_movie(tmp_path):
     n = sum(r["reason"] not in ("missing", "invalid") for r in rows)
     fig = plot_metric_histograms(rows, ("corr", "rmse_px", "scale"), bins=10)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_xlabel() for ax in visible] == ["corr", "rmse_px", "scale"]
+    assert [ax.get_xlabel() for ax in visible] == [
+        "min correlation over active axes", "RMSE after superposition (px)",
+        "scale (secondary / reference path length)"]
     for ax in visible:
         # stacked bars: first layer accepted movies, second layer discarded ones
         heights = [p.get_height() for p in ax.patches]
@@ -153,14 +155,14 @@ def test_accumulated_motion_over_acquisition_order(tmp_path):
     ax = fig.axes[0]
     total = next(ln for ln in ax.get_lines() if ln.get_label() == "total (reference)")
     keep = [k for k, r in enumerate(rows) if r["reason"] not in ("missing", "invalid")]
-    np.testing.assert_array_equal(total.get_xdata(), keep)
+    np.testing.assert_array_equal(total.get_xdata(), np.add(keep, 1))  # movie ids, 1-based
     np.testing.assert_allclose(total.get_ydata(), [rows[k]["total_ref_px"] for k in keep])
     early = next(ln for ln in ax.get_lines() if ln.get_label() == "early (reference)")
     late = next(ln for ln in ax.get_lines() if ln.get_label() == "late (reference)")
     np.testing.assert_allclose(early.get_ydata() + late.get_ydata(), total.get_ydata())
     crosses = next(ln for ln in ax.get_lines() if ln.get_label() == "discarded")
     assert len(crosses.get_xdata()) == sum(not rows[k]["accepted"] for k in keep)
-    assert ax.get_ylabel() == "accumulated motion (px)"
+    assert ax.get_ylabel() == "accumulated motion (px)" and ax.get_xlabel() == "movie id"
     _save_png(fig, tmp_path / "motion.png")
 
 
