@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from xmipp_qc.core.trajectories import superpose
@@ -300,15 +301,16 @@ def plot_accumulated_motion(results: Sequence[Mapping]) -> Figure:
                                if r.get("reason") not in NOT_COMPARED]]
     fig = Figure(figsize=(9, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    series = (("total_ref_px", "-", "total (reference)"),
-              ("early_ref_px", "-", "early (reference)"),
-              ("late_ref_px", "-", "late (reference)"),
-              ("total_sec_px", "--", "total (secondary)"))
-    top = robust_limit(np.concatenate([_column(rows, k) for k, _, _ in series]))
+    series = (("total_ref_px", "-", "total (reference)", REF_COLOR),
+              ("early_ref_px", "-", "early (reference)", "tab:cyan"),
+              ("late_ref_px", "-", "late (reference)", "tab:purple"),
+              ("total_sec_px", "--", "total (secondary)", SEC_COLOR))
+    top = robust_limit(np.concatenate([_column(rows, k) for k, _, _, _ in series]))
     n_far = 0
-    for key, style, label in series:
+    for key, style, label, color in series:
         y = _column(rows, key)
-        line, = ax.plot(ids, np.minimum(y, top), style, lw=1, marker=".", ms=3, label=label)
+        line, = ax.plot(ids, np.minimum(y, top), style, lw=1, marker=".", ms=3, label=label,
+                        color=color)
         n_far += _far_points(ax, ids, y, top, line.get_color())
     bad = ~_accepted(rows)
     ax.plot(ids[bad], np.minimum(_column(rows, "total_ref_px")[bad], top), "x",
@@ -318,6 +320,7 @@ def plot_accumulated_motion(results: Sequence[Mapping]) -> Figure:
                 label=f"above {top:.3g} px ({n_far}), at the top edge")
     ax.set_ylim(0, top * 1.05)
     ax.set_xlabel("movie id")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accumulated motion (px)")
     ax.set_title(f"Accumulated motion of {len(rows)} of {len(results)} movies"
                  f"{_not_plotted(results)}", fontsize=9)

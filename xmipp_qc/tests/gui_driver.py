@@ -188,3 +188,28 @@ def patchViewerCapture(opened):
 
     visualize._qcPatched = True
     ProtocolViewer.visualize = visualize
+
+
+def texts(widget):
+    """Every text shown by the labels, messages and text boxes below ``widget``."""
+    found = []
+    for child in widget.winfo_children():
+        try:
+            if isinstance(child, tk.Text):
+                found.append(child.get("1.0", "end"))
+            elif "text" in child.keys():
+                found.append(str(child.cget("text")))
+        except tk.TclError:
+            pass
+        found.extend(texts(child))
+    return found
+
+
+def doubleClick(widget, x, y):
+    """A real double click (xdotool, through the X server) at ``(x, y)`` of a widget."""
+    widget.winfo_toplevel().lift()
+    pump(widget, 0.3)
+    rx, ry = widget.winfo_rootx() + x, widget.winfo_rooty() + y
+    subprocess.run(["xdotool", "mousemove", "--sync", str(rx), str(ry), "click", "--repeat",
+                    "2", "--delay", "80", "1"], check=True, env=dict(os.environ), timeout=30)
+    pump(widget, 1.0)

@@ -21,8 +21,9 @@ from xmipp_qc.viewers.figure_window import QcWindow
 class Column:
     """A value column: ``key`` of the row dicts, heading ``label``, display format."""
 
-    def __init__(self, key, label, fmt="{:.3g}", width=90):
+    def __init__(self, key, label, fmt="{:.3g}", width=90, anchor="e"):
         self.key, self.label, self.fmt, self.width = key, label, fmt, width
+        self.anchor = anchor
 
     def text(self, value):
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -111,7 +112,7 @@ class TableWindow(QcWindow):
         for c in self.columns:
             self.tree.heading(c.key, text=c.label, command=lambda k=c.key: self._onHeading(k))
             width = max(c.width, 8 * len(c.label) + 26)  # room for the sort arrow
-            self.tree.column(c.key, width=width, anchor="e", stretch=False)
+            self.tree.column(c.key, width=width, anchor=c.anchor, stretch=False)
         ys = ttk.Scrollbar(frame, orient="vertical", command=self.tree.yview)
         xs = ttk.Scrollbar(frame, orient="horizontal", command=self.tree.xview)
         self.tree.configure(yscrollcommand=ys.set, xscrollcommand=xs.set)

@@ -78,10 +78,10 @@ def trajectoryThumb(ref, sec, size=96, colors=((31, 119, 180), (255, 127, 14))):
     im = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(im)
     draw.rectangle([0, 0, size - 1, size - 1], outline=(190, 190, 190))
-    for t, color in zip(pts, colors):
+    for t, color, width in zip(pts, colors, (4, 2)):  # the reference wider: both show
         xy = [(size / 2 + (x - centre[0]) * scale, size / 2 - (y - centre[1]) * scale)
               for x, y in t]
-        draw.line(xy, fill=color, width=2)
+        draw.line(xy, fill=color, width=width)
         x0, y0 = xy[0]
         draw.ellipse([x0 - 3, y0 - 3, x0 + 3, y0 + 3], fill=color, outline=(0, 0, 0))
     return np.asarray(im)

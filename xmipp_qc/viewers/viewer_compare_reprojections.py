@@ -22,6 +22,7 @@ from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
 from xmipp_qc.core.residuals import gray_residuals
 from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
+    imageLocation,
     readOutputsJson,
     readRanking,
     readScores,
@@ -119,8 +120,7 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                 obj = getattr(item, attr, None)
                 row[key] = None if obj is None else obj.get()
             for key, attr in IMAGES:
-                img = getattr(item, attr, None)
-                row[key] = None if img is None else img.getLocation()
+                row[key] = imageLocation(getattr(item, attr, None))
             rows.append(row)
         return rows
 

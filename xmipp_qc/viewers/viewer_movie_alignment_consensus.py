@@ -15,6 +15,7 @@ from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from xmipp_qc.core.trajectories import superpose
 from xmipp_qc.plots import trajectories as plots
+from xmipp_qc.plots.trajectories import NOT_COMPARED
 from xmipp_qc.protocols.movie_consensus_records import commonTrajectories
 from xmipp_qc.protocols.protocol_movie_alignment_consensus import (
     OUT_MICS,
@@ -96,6 +97,8 @@ class XmippQcConsensusMovieAlignmentViewer(ProtocolViewer):
             for key, attr, _, _ in COLUMNS[1:]:
                 obj = getattr(item, f"_alignment_{attr}", None)
                 row[key] = None if obj is None else obj.get()
+            if row["reason"] in NOT_COMPARED:  # no metrics: shown as "-", not as 0
+                row.update({key: None for key, *_ in COLUMNS[2:-1]})
             rows.append(row)
         return rows
 
@@ -180,7 +183,9 @@ class MovieTableView:
 
     def show(self):
         viewer = self.viewer
-        columns = [Column(key, label, fmt, width=140 if key in ("micName", "message") else 85)
+        wide = {"micName": 150, "reason": 130, "message": 420}
+        columns = [Column(key, label, fmt, width=wide.get(key, 85),
+                          anchor="w" if key in wide else "e")
                    for key, _, label, fmt in COLUMNS]
         self.window = TableWindow(
             f"{TITLE}: {self.what}", self.rows, columns,
