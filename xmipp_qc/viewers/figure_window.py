@@ -32,7 +32,12 @@ class QcWindow(gui.Window):
     def show(self, center=True, modal=False):
         if self.master is None:
             return super().show(center=center, modal=modal)
-        gui.centerWindows(self.root, refWindows=self.master.getRoot())
+        self.root.update_idletasks()
+        width = min(self.root.winfo_reqwidth(), self.root.winfo_screenwidth() - 40)
+        height = min(self.root.winfo_reqheight(), self.root.winfo_screenheight() - 80)
+        x = max(0, (self.root.winfo_screenwidth() - width) // 2)
+        y = max(0, (self.root.winfo_screenheight() - height) // 2)
+        self.root.geometry(f"{width}x{height}+{x}+{y}")  # on the screen, whatever it holds
         self.root.deiconify()
         self.root.focus_set()
 

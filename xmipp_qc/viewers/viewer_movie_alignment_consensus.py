@@ -183,7 +183,7 @@ class MovieTableView:
 
     def show(self):
         viewer = self.viewer
-        wide = {"micName": 150, "reason": 130, "message": 420}
+        wide = {"micName": 150, "reason": 130, "message": 300}
         columns = [Column(key, label, fmt, width=wide.get(key, 85),
                           anchor="w" if key in wide else "e")
                    for key, _, label, fmt in COLUMNS]
