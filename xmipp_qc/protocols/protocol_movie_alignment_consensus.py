@@ -409,8 +409,11 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         """Which run is the reference and which the secondary (by their run names)."""
         names = []
         for ptr in (self.inputMovies1, self.inputMovies2):
-            prot = ptr.getObjValue()
-            names.append(prot.getRunName() if prot is not None else "(none)")
+            obj = ptr.getObjValue()  # the producing protocol, or the set itself
+            if obj is not None and not hasattr(obj, "getRunName"):
+                project, parent = self.getProject(), obj.getObjParentId()
+                obj = project.getProtocol(parent) if project and parent else None
+            names.append(obj.getRunName() if obj is not None else "(unknown)")
         return f"Reference run: {names[0]}; secondary run: {names[1]}."
 
     def _methods(self):

@@ -129,8 +129,12 @@ def analyzeResults(project, prot, drive, shotPrefix, settle=2.0):
     open; its return value is returned, its exceptions (and those of any Tk
     callback) are raised here after the windows are closed.
     """
+    from pyworkflow.gui import gui
     from pyworkflow.gui.project import ProjectWindow
 
+    # one project window per process in Scipion; a test opens several, one after
+    # another: pyworkflow's image cache would hold images of a destroyed Tk
+    gui.image_cache.clear()
     window = ProjectWindow(project.getPath())
     errors, result = catchTkErrors(window.root), {}
     root = window.root

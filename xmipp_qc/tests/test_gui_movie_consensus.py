@@ -33,10 +33,11 @@ class TestMovieConsensusGui(BaseTest):
         setupTestProject(cls)
         common = {"nMovies": 6, "kinds": "agree,mirrored,agree", "seed": 4, "nFrames": 12,
                   "sharedStack": True}
-        cls.ref = cls.newProtocol(XmippQcProtSyntheticMovies, objLabel="reference run",
-                                  **common)
+        cls.ref = cls.newProtocol(XmippQcProtSyntheticMovies, **common)
+        cls.ref.setObjLabel("reference run")
         cls.sec = cls.newProtocol(XmippQcProtSyntheticMovies, alignmentRun=RUN_SECONDARY,
-                                  objLabel="secondary run", dropMovies="6", **common)
+                                  dropMovies="6", **common)
+        cls.sec.setObjLabel("secondary run")
         cls.launchProtocol(cls.ref)
         cls.launchProtocol(cls.sec)
         cls.prot = cls.newProtocol(XmippQcProtConsensusMovieAlignment,

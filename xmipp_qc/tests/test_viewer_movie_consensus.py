@@ -28,8 +28,10 @@ class TestMovieConsensusViewer(BaseTest):
         common = {"nMovies": 6, "kinds": "agree,mirrored,agree", "seed": 4, "nFrames": 12,
                   "sharedStack": True}
         cls.ref = cls.newProtocol(XmippQcProtSyntheticMovies, **common)
+        cls.ref.setObjLabel("reference run")
         cls.sec = cls.newProtocol(XmippQcProtSyntheticMovies, alignmentRun=RUN_SECONDARY,
                                   dropMovies="6", **common)
+        cls.sec.setObjLabel("secondary run")
         cls.launchProtocol(cls.ref)
         cls.launchProtocol(cls.sec)
         cls.prot = cls.newProtocol(XmippQcProtConsensusMovieAlignment,
@@ -101,4 +103,7 @@ class TestMovieConsensusViewer(BaseTest):
         self.assertIn("missing from the secondary run", viewer.trajectoryText(6))
         self.assertIsNone(viewer.trajectoryText(2))
         self.assertEqual(self.prot.outputMovies.getSize(), 3)
+        self.assertEqual(self.prot.summary()[-1],
+                         f"Reference run: {self.ref.getRunName()}; secondary run: "
+                         f"{self.sec.getRunName()}.")
         self.assertEqual(self.prot.outputMoviesDiscarded.getSize(), 3)
