@@ -19,16 +19,20 @@ import pytest
 _SHOTS = None
 
 
+def testDisplay():
+    """The X display of the GUI tests (see the module docstring), or None."""
+    return os.environ.get("XMIPP_QC_DISPLAY") or os.environ.get("DISPLAY")
+
+
 def requireDisplay():
-    """Export the test display to this process; skip (fail under CI) without one."""
-    display = os.environ.get("XMIPP_QC_DISPLAY") or os.environ.get("DISPLAY")
+    """Skip (fail under CI) when the test display is missing or cannot be opened."""
+    display = testDisplay()
     why = None
     if not display:
         why = "no X display (run `make test`, which starts Xvfb, or set DISPLAY)"
     else:
-        os.environ["DISPLAY"] = display
         try:
-            tk.Tk().destroy()
+            tk.Tk(screenName=display).destroy()
         except tk.TclError as exc:
             why = f"cannot open display {display}: {exc}"
     if why:
@@ -135,19 +139,28 @@ def analyzeResults(project, prot, drive, shotPrefix, settle=2.0):
     # one project window per process in Scipion; a test opens several, one after
     # another: pyworkflow's image cache would hold images of a destroyed Tk
     gui.image_cache.clear()
-    window = ProjectWindow(project.getPath())
+    os.environ["DISPLAY"] = testDisplay()  # for Tk only: protocols run headless
+    try:
+        return _analyze(ProjectWindow(project.getPath()), prot, drive, shotPrefix, settle)
+    finally:
+        os.environ.pop("DISPLAY", None)
+
+
+def _analyze(window, prot, drive, shotPrefix, settle):
     errors, result = catchTkErrors(window.root), {}
     root = window.root
     opened = []
 
     def inForm():
         try:
-            viewer = opened[0]
-            result.update(drive(viewer))
+            if not opened:
+                raise AssertionError("'Analyze results' opened no viewer form")
+            result.update(drive(opened[0]))
         except BaseException as exc:
             errors.append(exc)
         finally:
-            root.quit()  # leaves the form's main loop
+            root.quit()  # leaves the form's main loop ...
+            root.after(200, root.quit)  # ... then the project window's
 
     def analyze():
         try:
@@ -160,11 +173,11 @@ def analyzeResults(project, prot, drive, shotPrefix, settle=2.0):
             pump(root, settle)
             result["project"] = screenshot(root, f"{shotPrefix}_project_window")
             patchViewerCapture(opened)
-            root.after(int(settle * 1000), inForm)
-            view._analyzeResultsClicked()  # the button's command; enters the form's loop
+            root.after(int(2 * settle * 1000), inForm)
+            button = view.btnAnalyze  # a real click (X server) on "Analyze results"
+            clickAt(button, button.winfo_width() // 2, button.winfo_height() // 2, 1)
         except BaseException as exc:
             errors.append(exc)
-        finally:
             root.quit()
 
     root.after(int(settle * 1000), analyze)
@@ -209,11 +222,18 @@ def texts(widget):
     return found
 
 
-def doubleClick(widget, x, y):
-    """A real double click (xdotool, through the X server) at ``(x, y)`` of a widget."""
+def clickAt(widget, x, y, times=1):
+    """Real clicks (xdotool, through the X server) at ``(x, y)`` of a widget; the
+    events are handled when Tk next processes events."""
     widget.winfo_toplevel().lift()
     pump(widget, 0.3)
     rx, ry = widget.winfo_rootx() + x, widget.winfo_rooty() + y
     subprocess.run(["xdotool", "mousemove", "--sync", str(rx), str(ry), "click", "--repeat",
-                    "2", "--delay", "80", "1"], check=True, env=dict(os.environ), timeout=30)
+                    str(times), "--delay", "80", "1"], check=True, env=dict(os.environ),
+                   timeout=30)
+
+
+def doubleClick(widget, x, y):
+    """A real double click at ``(x, y)`` of a widget, handled before returning."""
+    clickAt(widget, x, y, 2)
     pump(widget, 1.0)

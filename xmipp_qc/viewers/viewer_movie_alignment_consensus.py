@@ -32,6 +32,7 @@ from xmipp_qc.viewers.table_window import Column, TableWindow
 
 #: Table columns: (key, item attribute without the _alignment_ prefix, heading, format).
 COLUMNS = (("micName", None, "micrograph", "{}"), ("reason", "reason", "decision", "{}"),
+           ("message", "message", "why", "{}"),
            ("corr", "corr", "corr.", "{:.3f}"), ("corr_x", "corr_x", "corr. x", "{:.3f}"),
            ("corr_y", "corr_y", "corr. y", "{:.3f}"),
            ("rmse", "rmse_error", "RMSE (px)", "{:.2f}"),
@@ -42,7 +43,7 @@ COLUMNS = (("micName", None, "micrograph", "{}"), ("reason", "reason", "decision
            ("total", "accum_total", "total motion (px)", "{:.1f}"),
            ("early", "accum_early", "early (px)", "{:.1f}"),
            ("late", "accum_late", "late (px)", "{:.1f}"),
-           ("frames", "n_frames", "frames", "{:d}"), ("message", "message", "why", "{}"))
+           ("frames", "n_frames", "frames", "{:d}"))
 TITLE = "Movie alignment consensus"
 
 
@@ -98,7 +99,7 @@ class XmippQcConsensusMovieAlignmentViewer(ProtocolViewer):
                 obj = getattr(item, f"_alignment_{attr}", None)
                 row[key] = None if obj is None else obj.get()
             if row["reason"] in NOT_COMPARED:  # no metrics: shown as "-", not as 0
-                row.update({key: None for key, *_ in COLUMNS[2:-1]})
+                row.update({key: None for key, *_ in COLUMNS[3:]})
             rows.append(row)
         return rows
 
@@ -183,7 +184,7 @@ class MovieTableView:
 
     def show(self):
         viewer = self.viewer
-        wide = {"micName": 150, "reason": 130, "message": 300}
+        wide = {"micName": 150, "reason": 130, "message": 280}
         columns = [Column(key, label, fmt, width=wide.get(key, 85),
                           anchor="w" if key in wide else "e")
                    for key, _, label, fmt in COLUMNS]
