@@ -262,9 +262,11 @@ def plot_report(scores: ArrayLike, threshold: float, aligned: ArrayLike,
         Figure title (e.g. the map's name).
     """
     k = len(np.asarray(aligned))
-    fig = Figure(figsize=(6.4, 3.6 + 1.6 * k))
+    fig = Figure(figsize=(8.0, 3.6 + 1.6 * k))
     outer = fig.add_gridspec(2, 1, height_ratios=[3.2, max(1.6 * k, 0.1)], hspace=0.35)
-    draw_outlier_histogram(fig.add_subplot(outer[0]), scores, threshold, is_outlier=is_outlier)
+    fig.subplots_adjust(left=0.1, right=0.72)  # the histogram's legend on the right
+    draw_outlier_histogram(fig.add_subplot(outer[0]), scores, threshold, is_outlier=is_outlier,
+                           label=SCORE_WORDS["outlierScore"][0])
     draw_worst_images(fig, outer[1], aligned, reprojections, residuals, labels)
     if title:
         fig.suptitle(title)
