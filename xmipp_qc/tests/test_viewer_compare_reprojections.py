@@ -104,3 +104,21 @@ class TestCompareReprojectionsViewer(BaseTest):
         self.assertTrue(0 < len(flagged) < 20, flagged)
         self.assertEqual(self._subsetIds(KEEP_INLIERS), kept)
         self.assertEqual(self._subsetIds(KEEP_OUTLIERS), flagged)
+
+
+def test_double_click_table_shows_our_columns_and_images():
+    import pwem.objects as emobj
+    from pwem.viewers.showj import ORDER, RENDER, VISIBLE
+    from pwem.viewers.viewers_data import RegistryViewerConfig
+
+    from xmipp_qc.viewers.table_config import showQcColumns
+
+    showQcColumns()  # twice: nothing is appended again
+    config = RegistryViewerConfig.getConfig(emobj.SetOfParticles)
+    visible = config[VISIBLE].split()
+    assert visible[:4] == ["id", "enabled", "_index", "_filename"]  # Scipion's first
+    for column in ("_qc_outlierScore", "_xmipp_cost", "_xmipp_image", "_xmipp_imageRef"):
+        assert visible.count(column) == 1 and column in config[ORDER].split()
+    assert {"_xmipp_image", "_xmipp_imageRef"} <= set(config[RENDER].split())
+    movies = RegistryViewerConfig.getConfig(emobj.SetOfMicrographs)[VISIBLE].split()
+    assert "_alignment_reason" in movies and "_alignment_rmse_error" in movies
