@@ -133,17 +133,21 @@ def analyzeResults(project, prot, drive, shotPrefix, settle=2.0):
     open; its return value is returned, its exceptions (and those of any Tk
     callback) are raised here after the windows are closed.
     """
+    import matplotlib
     from pyworkflow.gui import gui
+    from pyworkflow.gui.plotter import Plotter
     from pyworkflow.gui.project import ProjectWindow
 
     # one project window per process in Scipion; a test opens several, one after
     # another: pyworkflow's image cache would hold images of a destroyed Tk
     gui.image_cache.clear()
     os.environ["DISPLAY"] = testDisplay()  # for Tk only: protocols run headless
+    backend = matplotlib.get_backend()  # the project window switches pyplot to TkAgg
     try:
         return _analyze(ProjectWindow(project.getPath()), prot, drive, shotPrefix, settle)
     finally:
         os.environ.pop("DISPLAY", None)
+        Plotter.setBackend(backend)
 
 
 def _analyze(window, prot, drive, shotPrefix, settle):
