@@ -10,6 +10,7 @@ temporary folder, printed).
 
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import tkinter as tk
@@ -47,7 +48,7 @@ def screenshotFolder():
         _SHOTS = os.environ.get("XMIPP_QC_SCREENSHOTS") or tempfile.mkdtemp(
             prefix="xmipp-qc-screens-")
         os.makedirs(_SHOTS, exist_ok=True)
-        print(f"\nGUI screenshots in {_SHOTS}")
+        print(f"\nGUI screenshots in {_SHOTS}", file=sys.__stderr__, flush=True)  # uncaptured
     return _SHOTS
 
 
