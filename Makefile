@@ -4,13 +4,16 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo gui test install clean
 
 install:
 	VENV=$(VENV) bash scripts/ensure-venv.sh
 
 demo: install
 	$(BIN)/xmipp-qc demo $(DEMO_ARGS)
+
+gui: install  # Scipion's project window on the demo project (built first if missing)
+	$(BIN)/python -m xmipp_qc.demo_gui $(GUI_ARGS)
 
 test: install
 	VENV=$(VENV) bash scripts/run-tests.sh $(PYTEST_ARGS)

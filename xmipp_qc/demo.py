@@ -42,6 +42,13 @@ def _newProject():
     return project
 
 
+def _new(project, cls, objLabel, **kwargs):
+    """``project.newProtocol`` with a run label (its objLabel keyword is overwritten)."""
+    prot = project.newProtocol(cls, **kwargs)
+    prot.setObjLabel(objLabel)
+    return prot
+
+
 def _launch(project, prot, label):
     print(f"  running {label} ...", flush=True)
     project.launchProtocol(prot, wait=True)
@@ -61,14 +68,14 @@ def demoCompareReprojections(project, seed):
 
     print("\n== Compare reprojections: 300 particles (3% planted outliers of each of 6 kinds) "
           "against 3 candidate maps ==", flush=True)
-    syn = project.newProtocol(
+    syn = _new(project,
         XmippQcProtSyntheticParticles, objLabel="synthetic particles and maps",
         nImages=300, boxSize=64, samplingRate=3.0, snr=0.5, maxShift=3.0, withCtf=True,
         outlierFraction=0.03, seed=seed, decoys="mirrored,deformed", truePosition=2,
         outlierKinds="junk,wrong_conformation,misassigned_angles,mirrored_hand,"
                      "missing_domain,large_shift")
     _launch(project, syn, "synthetic particles and maps")
-    prot = project.newProtocol(
+    prot = _new(project,
         XmippQcProtCompareReprojections, objLabel="compare reprojections",
         inputSet2D=syn.outputParticles, inputSet3D=syn.outputVolumes, ignoreCTF=False,
         doRanking=True, doExtraction=True, extractOption=1, numberOfThreads=2)
@@ -104,16 +111,16 @@ def demoMovieConsensus(project, seed):
           flush=True)
     common = {"nMovies": 12, "kinds": MOVIE_KINDS, "seed": seed, "nFrames": 30,
               "drift": 25.0, "withMicrographs": True}
-    ref = project.newProtocol(XmippQcProtSyntheticMovies, objLabel="reference alignment",
-                              alignmentRun=0, **common)
-    sec = project.newProtocol(XmippQcProtSyntheticMovies, objLabel="secondary alignment",
-                              alignmentRun=1, dropMovies="12", **common)
+    ref = _new(project, XmippQcProtSyntheticMovies, objLabel="reference alignment",
+               alignmentRun=0, **common)
+    sec = _new(project, XmippQcProtSyntheticMovies, objLabel="secondary alignment",
+               alignmentRun=1, dropMovies="12", **common)
     _launch(project, ref, "reference motion correction (simulated)")
     _launch(project, sec, "secondary motion correction (simulated, movie 12 missing)")
-    prot = project.newProtocol(XmippQcProtConsensusMovieAlignment,
-                               objLabel="movie alignment consensus",
-                               inputMovies1=ref.outputMovies, inputMovies2=sec.outputMovies,
-                               trajectoryPlot=True)
+    prot = _new(project, XmippQcProtConsensusMovieAlignment,
+                objLabel="movie alignment consensus",
+                inputMovies1=ref.outputMovies, inputMovies2=sec.outputMovies,
+                trajectoryPlot=True)
     _launch(project, prot, "movie alignment consensus")
     kinds = MOVIE_KINDS.split(",")
     print("  movie  simulated disagreement   decision   reason            corr   RMSE px")

@@ -51,6 +51,8 @@ def prepare_environment(
     env.setdefault("SCIPION_STEPS_CHECK_SEC", "1")
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("SCIPION_PYTHON", sys.executable)
+    if env.get("DISPLAY"):  # kept for the GUI tests, which use it in-process only
+        env.setdefault("XMIPP_QC_DISPLAY", env["DISPLAY"])
     env.pop("DISPLAY", None)
     hosts = env.get("SCIPION_HOSTS") or os.path.join(env["SCIPION_HOME"], "config", "hosts.conf")
     if not os.path.exists(hosts):

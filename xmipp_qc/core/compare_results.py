@@ -104,7 +104,8 @@ def rank(results_per_map: Mapping[Any, Mapping[str, NDArray]], *, score: str = "
     dict
         JSON-ready table: ``score``, ``higher_is_better``, ``maps`` (a list,
         best first, of ``map``, ``rank``, ``mean``, ``median``,
-        ``fraction_best``), ``best``, ``runner_up``, ``difference``,
+        ``fraction_best`` and ``ci_low``/``ci_high``, the bootstrap interval of
+        the mean), ``best``, ``runner_up``, ``difference``,
         ``ci_low``, ``ci_high``, ``confidence``, ``significant``,
         ``n_images``, ``n_excluded``.
     """
@@ -122,8 +123,10 @@ def rank(results_per_map: Mapping[Any, Mapping[str, NDArray]], *, score: str = "
         matrix[np.searchsorted(all_ids, np.asarray(res["ids"])), j] = res[score]
     r = rank_maps(matrix, higher_is_better=SCORE_DIRECTIONS[score], **rank_options)
     sign = 1.0 if SCORE_DIRECTIONS[score] else -1.0
+    ci = np.sort([sign * r.mean_ci_low, sign * r.mean_ci_high], axis=0)  # (2, k)
     maps = [{"map": keys[j], "rank": pos + 1, "mean": sign * float(r.mean[j]),
-             "median": sign * float(r.median[j]), "fraction_best": float(r.fraction_best[j])}
+             "median": sign * float(r.median[j]), "fraction_best": float(r.fraction_best[j]),
+             "ci_low": float(ci[0, j]), "ci_high": float(ci[1, j])}
             for pos, j in enumerate(r.order)]
     return {"score": score, "higher_is_better": SCORE_DIRECTIONS[score], "maps": maps,
             "best": keys[r.best], "runner_up": keys[r.runner_up] if r.runner_up >= 0 else None,

@@ -44,6 +44,9 @@ class MapRanking:
         Percentile paired-bootstrap confidence interval of ``difference``.
     confidence : float
         Level of the interval, e.g. 0.95.
+    mean_ci_low, mean_ci_high : ndarray, shape (k,)
+        Percentile bootstrap interval of each map's mean (same resamples of
+        the images for every map, drawn after those of ``difference``).
     """
 
     order: NDArray[np.int64]
@@ -58,6 +61,8 @@ class MapRanking:
     ci_low: float
     ci_high: float
     confidence: float
+    mean_ci_low: NDArray[np.float64] = None
+    mean_ci_high: NDArray[np.float64] = None
 
     @property
     def significant(self) -> bool:
@@ -122,10 +127,15 @@ def rank_maps(scores: ArrayLike, *, higher_is_better: bool = True, n_boot: int =
         alpha = 0.5 * (1.0 - confidence)
         diff = float(d.mean())
         lo, hi = (float(v) for v in np.quantile(boots, [alpha, 1.0 - alpha]))
+    rng = np.random.default_rng(seed + 1)
+    alpha = 0.5 * (1.0 - confidence)
+    means = np.stack([_bootstrap_mean(s[:, j], n_boot, np.random.default_rng(rng.integers(
+        2**32))) for j in range(s.shape[1])])
+    mlo, mhi = np.quantile(means, [alpha, 1.0 - alpha], axis=1)
     return MapRanking(order=order, mean=mean, median=median, fraction_best=fraction,
                       n_images=int(len(s)), n_excluded=int((~keep).sum()), best=best,
                       runner_up=runner, difference=diff, ci_low=lo, ci_high=hi,
-                      confidence=float(confidence))
+                      confidence=float(confidence), mean_ci_low=mlo, mean_ci_high=mhi)
 
 
 def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:

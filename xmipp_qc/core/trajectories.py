@@ -210,7 +210,7 @@ def missing_comparison(which: str = "secondary") -> TrajectoryComparison:
     if which not in ("secondary", "reference"):
         raise ValueError(f"which must be 'secondary' or 'reference', got {which!r}")
     return TrajectoryComparison(
-        accepted=False, reason="missing", message=f"movie missing in the {which} run",
+        accepted=False, reason="missing", message=f"movie missing from the {which} run",
         n_frames=0, **_zero_metrics(),
     )
 

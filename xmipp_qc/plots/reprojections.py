@@ -17,6 +17,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpecFromSubplotSpec
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from numpy.typing import ArrayLike
 
 __all__ = [
@@ -44,49 +46,141 @@ def worst_indices(scores: ArrayLike, k: int) -> np.ndarray:
     return idx[np.argsort(-s[idx], kind="stable")][: max(0, int(k))]
 
 
-def draw_outlier_histogram(ax, scores: ArrayLike, threshold: float, *,
+#: Words, unit and bad side of the per-image scores: name -> (label, bad side), the
+#: bad side +1 when a high value is bad, -1 when a low value is, 0 for both sides.
+SCORE_WORDS = {
+    "outlierScore": ("outlier score (robust z, σ)", +1),
+    "zScoreGray": ("gray z-score: map explains the image (σ)", -1),
+    "zScoreGrayInit": ("gray z-score at the given angles (σ)", -1),
+    "zScoreResCov": ("residual covariance z-score (σ)", +1),
+    "zScoreResMean": ("residual mean z-score (σ)", 0),
+    "zScoreResVar": ("residual variance z-score (σ)", +1),
+    "zResMean": ("residual mean z-score (σ)", 0),
+    "zResStd": ("residual std z-score (σ)", +1),
+    "cost": ("cost: correlation with the reprojection", -1),
+    "corrIdx": ("correlation index", -1),
+    "imedValue": ("IMED distance (a.u.)", +1),
+    "angleChange": ("refinement angle move (°)", +1),
+    "shiftChange": ("refinement shift move (px)", +1),
+}
+
+
+def robust_range(values: ArrayLike, spread: float = 5.0) -> tuple[float, float]:
+    """Range ``[q25 - spread*IQR, q75 + spread*IQR]`` cut to the data (finite values).
+
+    The bulk of the data keeps its shape while a few far values (junk images
+    with huge scores) do not squash it into one bin; callers draw the values
+    beyond the range at its edges and say how many.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    q25, q75 = np.percentile(v, [25, 75])
+    iqr = q75 - q25 or (np.percentile(v, 95) - np.percentile(v, 5)) or 1.0
+    lo, hi = max(v.min(), q25 - spread * iqr), min(v.max(), q75 + spread * iqr)
+    return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
+
+
+def draw_outlier_histogram(ax, scores: ArrayLike, threshold: Optional[float] = None, *,
                            is_outlier: Optional[ArrayLike] = None, bins: int = 40,
-                           label: str = "outlier score") -> None:
-    """Draw the histogram of finite scores, split at the flag, and the threshold line.
+                           label: str = "outlier score", bad_side: int = +1,
+                           title: Optional[str] = None, legend: bool = True) -> dict:
+    """Histogram of a per-image score, flagged images stacked in red.
 
     Parameters
     ----------
     ax : matplotlib Axes
     scores : array_like of shape (n,)
-        Score per image (higher is worse); NaN (failed images) are counted in
-        the title, not drawn.
-    threshold : float
-        Flag threshold, drawn as a dashed vertical line.
+        Score per image; NaN (failed images) are counted in the title, not drawn.
+    threshold : float, optional
+        Flag threshold of this score (only scores that have one): drawn as a
+        dashed line on the bad side(s), labelled with the count beyond it.
     is_outlier : array_like of bool, shape (n,), optional
-        Flags (default ``scores > threshold``); flagged images are stacked in red.
+        Flags (default ``scores > threshold``; none without a threshold).
     bins : int
-        Number of bins over the finite range.
+        Number of bins over the drawn range.
     label : str
-        Name of the score for the x axis.
+        Axis words (with the unit).
+    bad_side : {+1, -1, 0}
+        Where outliers lie: high values, low values, both sides.
+    title : str, optional
+        First title line (e.g. the score and the map); counts follow.
+    legend : bool
+        Draw the legend outside the data (right of the axes).
+
+    Returns
+    -------
+    dict
+        ``flagged``, ``failed``, ``clipped_low``, ``clipped_high`` counts.
     """
     s = np.asarray(scores, dtype=np.float64)
     ok = np.isfinite(s)
-    flag = (s > threshold) if is_outlier is None else np.asarray(is_outlier, dtype=bool)
-    lo = min(np.min(s[ok]), threshold) if ok.any() else threshold - 1
-    hi = max(np.max(s[ok]), threshold) if ok.any() else threshold + 1
-    edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
-    ax.hist([s[ok & ~flag], s[ok & flag]], bins=edges, stacked=True,
-            color=[KEPT_COLOR, OUTLIER_COLOR], label=["kept", "flagged"])
-    ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:g}")
+    if is_outlier is None:
+        flag = np.zeros(s.shape, bool) if threshold is None else _beyond(s, threshold, bad_side)
+    else:
+        flag = np.asarray(is_outlier, dtype=bool)
+    lo, hi = robust_range(s[ok])
+    if threshold is not None:
+        lines = [threshold] if bad_side >= 0 else [-threshold]
+        lines = [-threshold, threshold] if bad_side == 0 else lines
+        lo, hi = min(lo, *lines), max(hi, *lines)
+        pad = 0.03 * (hi - lo)
+        lo, hi = lo - pad, hi + pad
+    edges = np.linspace(lo, hi, bins + 1)
+    clipped = np.clip(s, lo, hi)
+    n_lo, n_hi = int((ok & (s < lo)).sum()), int((ok & (s > hi)).sum())
+    ax.hist([clipped[ok & ~flag], clipped[ok & flag]], bins=edges, stacked=True,
+            color=[KEPT_COLOR, OUTLIER_COLOR],
+            label=[f"kept ({int((ok & ~flag).sum())})", f"flagged ({int((ok & flag).sum())})"])
+    if threshold is not None:
+        n_beyond = int((ok & _beyond(s, threshold, bad_side)).sum())
+        for i, x in enumerate(lines):
+            ax.axvline(x, color="k", linestyle="--", lw=1,
+                       label=f"threshold {threshold:g}: {n_beyond} beyond" if i == 0 else None)
+    _mark_clipped(ax, lo, hi, n_lo, n_hi)
+    ax.set_xlim(lo, hi)
     ax.set_xlabel(label)
     ax.set_ylabel("images")
-    ax.set_title(f"{int((ok & flag).sum())} of {s.size} images above the threshold"
-                 + (f", {int((~ok).sum())} failed" if (~ok).any() else ""))
-    ax.legend(loc="upper right", fontsize="small")
+    counts = f"{int((ok & flag).sum())} of {s.size} images flagged"
+    if (~ok).any():
+        counts += f", {int((~ok).sum())} failed"
+    if n_lo or n_hi:
+        counts += f"; {n_lo + n_hi} beyond the axis, drawn at its edge"
+    ax.set_title(counts if title is None else f"{title}\n{counts}", fontsize="small")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small",
+                  borderaxespad=0.0)
+    return {"flagged": int((ok & flag).sum()), "failed": int((~ok).sum()),
+            "clipped_low": n_lo, "clipped_high": n_hi}
+
+
+def _beyond(s, threshold, bad_side):
+    with np.errstate(invalid="ignore"):
+        if bad_side > 0:
+            return s > threshold
+        if bad_side < 0:
+            return s < -threshold
+        return np.abs(s) > threshold
+
+
+def _mark_clipped(ax, lo, hi, n_lo, n_hi):
+    """Arrows at the axis edges saying how many values lie beyond them."""
+    for n, x, ha, arrow in ((n_lo, lo, "left", "\u2190"), (n_hi, hi, "right", "\u2192")):
+        if n:
+            ax.annotate(f"{arrow} {n} beyond", (x, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(0, -12), textcoords="offset points", ha=ha, va="top",
+                        fontsize="x-small", color=OUTLIER_COLOR)
 
 
 def plot_outlier_histogram(scores: ArrayLike, threshold: float, *,
                            is_outlier: Optional[ArrayLike] = None, bins: int = 40,
-                           label: str = "outlier score") -> Figure:
-    """Histogram of a per-image score with its threshold (:func:`draw_outlier_histogram`)."""
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+                           label: str = "outlier score (robust z, σ)",
+                           title: Optional[str] = None) -> Figure:
+    """Histogram of the outlier score with its threshold (:func:`draw_outlier_histogram`)."""
+    fig = Figure(figsize=(7.2, 4.0), layout="constrained")
     draw_outlier_histogram(fig.add_subplot(), scores, threshold, is_outlier=is_outlier,
-                           bins=bins, label=label)
+                           bins=bins, label=label, title=title)
     return fig
 
 
@@ -168,58 +262,94 @@ def plot_report(scores: ArrayLike, threshold: float, aligned: ArrayLike,
         Figure title (e.g. the map's name).
     """
     k = len(np.asarray(aligned))
-    fig = Figure(figsize=(6.4, 3.6 + 1.6 * k))
+    fig = Figure(figsize=(8.0, 3.6 + 1.6 * k))
     outer = fig.add_gridspec(2, 1, height_ratios=[3.2, max(1.6 * k, 0.1)], hspace=0.35)
-    draw_outlier_histogram(fig.add_subplot(outer[0]), scores, threshold, is_outlier=is_outlier)
+    fig.subplots_adjust(left=0.1, right=0.72)  # the histogram's legend on the right
+    draw_outlier_histogram(fig.add_subplot(outer[0]), scores, threshold, is_outlier=is_outlier,
+                           label=SCORE_WORDS["outlierScore"][0])
     draw_worst_images(fig, outer[1], aligned, reprojections, residuals, labels)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def plot_ranking(table: Mapping[str, Any]) -> Figure:
+def plot_ranking(table: Mapping[str, Any],
+                 names: Optional[Mapping[Any, str]] = None) -> Figure:
     """Bar chart of the maps' mean score, best first, from :func:`xmipp_qc.core.pipeline.rank`.
+
+    Parameters
+    ----------
+    table : mapping
+        The ranking table; each map's bootstrap interval of its mean
+        (``ci_low``/``ci_high`` of the map) is drawn as an error bar when present.
+    names : mapping, optional
+        Display name per map key (e.g. ``{1: "map 1: class001.mrc"}``).
 
     The best map's bar is highlighted; the title gives the paired difference to
     the runner-up with its bootstrap confidence interval.
     """
     maps = list(table["maps"])
-    fig = Figure(figsize=(max(4.0, 1.2 * len(maps) + 2), 3.6), layout="constrained")
+    names = names or {}
+    fig = Figure(figsize=(max(6.4, 1.6 * len(maps) + 2.5), 4.6), layout="constrained")
     ax = fig.add_subplot()
-    names = [str(m["map"]) for m in maps]
-    means = [float(m["mean"]) for m in maps]
+    labels = [names.get(m["map"], names.get(str(m["map"]), f"map {m['map']}")) for m in maps]
+    means = np.array([float(m["mean"]) for m in maps])
     colors = [OUTLIER_COLOR if i == 0 else KEPT_COLOR for i in range(len(maps))]
-    ax.bar(names, means, color=colors)
+    x = np.arange(len(maps))
+    bars = ax.bar(x, means, color=colors)
+    if all("ci_low" in m and "ci_high" in m for m in maps):
+        lo = np.array([float(m["ci_low"]) for m in maps])
+        hi = np.array([float(m["ci_high"]) for m in maps])
+        ax.errorbar(x, means, yerr=[means - lo, hi - means], fmt="none", ecolor="k",
+                    capsize=6, lw=1.2,
+                    label=f"{100 * table['confidence']:.0f}% bootstrap interval of the mean")
+        fig.legend(loc="outside lower center", fontsize="small")
+    ax.bar_label(bars, labels=[f"{v:.3g}" for v in means], label_type="center",
+                 color="white", fontsize="small")
+    ax.set_xticks(x, labels, rotation=15 if max(map(len, labels)) > 12 else 0, ha="right"
+                  if max(map(len, labels)) > 12 else "center")
+    lo_y, hi_y = float(np.min(means)), float(np.max(means))
     direction = "higher" if table.get("higher_is_better", True) else "lower"
-    ax.set_ylabel(f"mean {table.get('score', 'score')} ({direction} is better)")
+    score = SCORE_WORDS.get(table.get("score", ""), (table.get("score", "score"), 0))[0]
+    ax.set_ylabel(f"mean {score}\n({direction} is better)")
+    if lo_y > 0 and hi_y > 0:
+        ax.set_ylim(0, hi_y * 1.15)
+    n = table["n_images"]
     if table.get("runner_up") is not None:
-        ax.set_title(f"best {table['best']}: +{table['difference']:.3g} over {table['runner_up']} "
+        best = names.get(table["best"], f"map {table['best']}")
+        runner = names.get(table["runner_up"], f"map {table['runner_up']}")
+        verdict = "" if table.get("significant", True) else " (not significant)"
+        ax.set_title(f"Ranking of {len(maps)} maps by mean {table.get('score')} over {n} "
+                     f"images: best {best}\nlead over {runner}: {table['difference']:.3g} "
                      f"({100 * table['confidence']:.0f}% CI {table['ci_low']:.3g} to "
-                     f"{table['ci_high']:.3g}, {table['n_images']} images)", fontsize="small")
+                     f"{table['ci_high']:.3g}){verdict}", fontsize="small")
     else:
-        ax.set_title(f"one map, {table['n_images']} images", fontsize="small")
+        ax.set_title(f"one map, {n} images", fontsize="small")
     return fig
 
 
 def plot_score_histograms(scores: Mapping[str, ArrayLike], threshold: float, *,
                           is_outlier: Optional[ArrayLike] = None,
-                          names: Optional[Sequence[str]] = None, bins: int = 40) -> Figure:
-    """One histogram per score, flagged images stacked in red, with the flag threshold.
+                          names: Optional[Sequence[str]] = None, bins: int = 40,
+                          map_name: str = "") -> Figure:
+    """One histogram per score, flagged images stacked in red.
+
+    The threshold is drawn on the outlier score only, the one score that has one.
 
     Parameters
     ----------
     scores : mapping of str to array_like of shape (n,)
-        Per-image scores of :func:`xmipp_qc.core.pipeline.finalize`; robust
-        z-scores such as ``outlierScore`` and ``zScoreResCov`` share the scale
-        of ``threshold``.
+        Per-image scores of :func:`xmipp_qc.core.pipeline.finalize`.
     threshold : float
-        Flag threshold on ``outlierScore`` (drawn on every panel for reference).
+        Flag threshold on ``outlierScore``.
     is_outlier : array_like of bool, shape (n,), optional
         Flags; default ``scores["outlierScore"] > threshold``.
     names : sequence of str, optional
         Scores to draw, in order (default: every key of ``scores``).
     bins : int
         Bins per histogram.
+    map_name : str
+        The map the scores belong to, in every panel title.
     """
     names = list(scores) if names is None else [k for k in names if k in scores]
     if not names:
@@ -228,8 +358,17 @@ def plot_score_histograms(scores: Mapping[str, ArrayLike], threshold: float, *,
         is_outlier = np.asarray(scores["outlierScore"], dtype=np.float64) > threshold
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4.0 * cols, 3.0 * rows), layout="constrained")
+    fig = Figure(figsize=(4.6 * cols, 3.3 * rows + 0.5), layout="constrained")
     for i, name in enumerate(names):
-        draw_outlier_histogram(fig.add_subplot(rows, cols, i + 1), scores[name], threshold,
-                               is_outlier=is_outlier, bins=bins, label=name)
+        words, side = SCORE_WORDS.get(name, (name, +1))
+        title = name + (f" of {map_name}" if map_name else "")
+        draw_outlier_histogram(fig.add_subplot(rows, cols, i + 1), scores[name],
+                               threshold if name == "outlierScore" else None,
+                               is_outlier=is_outlier, bins=bins, label=words, bad_side=side,
+                               title=title, legend=False)
+    handles = [Patch(color=KEPT_COLOR), Patch(color=OUTLIER_COLOR),
+               Line2D([], [], color="k", ls="--", lw=1)]
+    fig.legend(handles, ["kept", f"flagged (outlier score > {threshold:g})",
+                         "threshold of the outlier score"],
+               loc="outside lower center", ncols=3, fontsize="small")
     return fig

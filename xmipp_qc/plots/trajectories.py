@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from xmipp_qc.core.trajectories import superpose
@@ -103,7 +104,7 @@ def plot_trajectory_pair(
     ax.set_xlabel("x shift (px)")
     ax.set_ylabel("y shift (px)")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(fontsize=8, loc="upper left", ncols=2, bbox_to_anchor=(0.01, 0.90))
     if pixel_size_a and pixel_size_a > 0:
         _angstrom_axes(ax, float(pixel_size_a))
     # a figure title: an axes title above the Angstrom axis costs half the drawing time
@@ -119,42 +120,100 @@ def _accepted(results: Sequence[Mapping]) -> np.ndarray:
     return np.array([bool(r.get("accepted")) for r in results], dtype=bool)
 
 
+#: Decisions without metrics: never plotted, always counted.
+NOT_COMPARED = ("missing", "invalid")
+#: Words and units of the metrics of ``TrajectoryComparison.as_dict()``.
+METRIC_WORDS = {
+    "corr": "min correlation over active axes",
+    "corr_x": "x shift correlation", "corr_y": "y shift correlation",
+    "rmse_px": "RMSE after superposition (px)",
+    "max_error_px": "max error after superposition (px)",
+    "rmse_a": "RMSE after superposition (Å)",
+    "scale": "scale (secondary / reference path length)",
+    "rotation_deg": "rotation (°)",
+    "total_ref_px": "total motion of the reference (px)",
+}
+
+
+def _movie_ids(results: Sequence[Mapping]) -> np.ndarray:
+    """Movie id of each result (``id``, else its 1-based position)."""
+    return np.array([int(r.get("id", k + 1)) for k, r in enumerate(results)], dtype=int)
+
+
+def _not_plotted(results: Sequence[Mapping]) -> str:
+    counts = {why: sum(r.get("reason") == why for r in results) for why in NOT_COMPARED}
+    parts = [f"{n} {why}" for why, n in counts.items() if n]
+    return f"; not plotted (no metrics): {', '.join(parts)}" if parts else ""
+
+
+def robust_limit(values: ArrayLike, spread: float = 5.0) -> float:
+    """Upper axis limit ``q75 + spread*IQR`` (at least 1.15 x q75, never above the max + 5%)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 1.0
+    q25, q75 = np.percentile(v, [25, 75])
+    top = max(q75 + spread * (q75 - q25), 1.15 * q75, 1e-9)
+    return float(min(top, v.max() * 1.05 if v.max() > 0 else 1.0))
+
+
+def _far_points(ax, x, y, top, color):
+    """Points above ``top`` drawn as triangles at the top edge; returns how many."""
+    far = y > top
+    if far.any():
+        ax.plot(x[far], np.full(far.sum(), top), "^", color=color, ms=8, mec="black",
+                clip_on=False, zorder=5)
+    return int(far.sum())
+
+
 def plot_corr_vs_rmse(
     results: Sequence[Mapping], *, min_corr: Optional[float] = None,
     max_rmse_px: Optional[float] = None,
 ) -> Figure:
-    """Scatter of RMSE against correlation, one point per movie, with thresholds.
+    """Scatter of RMSE against correlation, one point per compared movie, with thresholds.
 
     Parameters
     ----------
     results : sequence of mapping
         ``as_dict()`` of each movie; movies with reason "missing" or "invalid"
-        have no metrics and are left out.
+        have no metrics: they are counted in the title, not drawn.
     min_corr, max_rmse_px : float, optional
-        Thresholds drawn as dashed lines (vertical at ``min_corr``, horizontal at
-        ``max_rmse_px``) when given and > -1 / > 0.
+        Thresholds drawn as labelled dashed lines (vertical at ``min_corr``,
+        horizontal at ``max_rmse_px``) when given and > -1 / > 0.
 
     Returns
     -------
     Figure
-        Accepted movies in green, discarded ones in red.
+        Accepted movies in green, discarded ones in red; the legend counts add
+        up to the movies plotted; RMSEs far above the bulk are drawn as
+        triangles at the top edge and counted.
     """
-    rows = [r for r in results if r.get("reason") not in ("missing", "invalid")]
+    rows = [r for r in results if r.get("reason") not in NOT_COMPARED]
     corr, rmse, ok = _column(rows, "corr"), _column(rows, "rmse_px"), _accepted(rows)
-    fig = Figure(figsize=(5.5, 4.5), constrained_layout=True)
+    fig = Figure(figsize=(7.6, 4.8), layout="constrained")
     ax = fig.add_subplot()
+    top = robust_limit(np.r_[rmse, max_rmse_px or 0.0])
+    shown = np.minimum(rmse, top)
     for mask, color, label in ((ok, _ACCEPT_COLOR, "accepted"),
                                (~ok, _DISCARD_COLOR, "discarded")):
-        ax.scatter(corr[mask], rmse[mask], s=14, color=color,
+        ax.scatter(corr[mask], shown[mask], s=16, color=color,
                    label=f"{label} ({int(mask.sum())})")
+    n_far = _far_points(ax, corr, rmse, top, "gray")
     if min_corr is not None and min_corr > -1:
-        ax.axvline(min_corr, color="gray", ls="--", lw=1)
+        ax.axvline(min_corr, color="gray", ls="--", lw=1,
+                   label=f"min correlation {min_corr:g}")
     if max_rmse_px is not None and max_rmse_px > 0:
-        ax.axhline(max_rmse_px, color="gray", ls="--", lw=1)
-    ax.set_xlabel("min correlation over active axes")
-    ax.set_ylabel("RMSE after superposition (px)")
-    ax.set_title(f"Movie consensus: {len(rows)} movies compared", fontsize=9)
-    ax.legend(fontsize=8)
+        ax.axhline(max_rmse_px, color="gray", ls=":", lw=1.2,
+                   label=f"max RMSE {max_rmse_px:g} px")
+    if n_far:
+        ax.plot([], [], "^", color="gray", mec="black", label=f"RMSE above {top:.3g} px "
+                f"({n_far}), at the top edge")
+    ax.set_ylim(0, top * 1.02)
+    ax.set_xlabel(METRIC_WORDS["corr"])
+    ax.set_ylabel(METRIC_WORDS["rmse_px"])
+    ax.set_title(f"Correlation vs RMSE: {len(rows)} of {len(results)} movies compared"
+                 f"{_not_plotted(results)}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -168,7 +227,8 @@ def plot_metric_histograms(
     Parameters
     ----------
     results : sequence of mapping
-        ``as_dict()`` of each movie ("missing"/"invalid" ones are left out).
+        ``as_dict()`` of each movie ("missing"/"invalid" ones are counted in
+        the title, not drawn).
     metrics : sequence of str
         Keys to plot, one panel each.
     bins : int
@@ -177,55 +237,92 @@ def plot_metric_histograms(
     Returns
     -------
     Figure
-        Panels in a grid of two columns; accepted and discarded stacked.
+        Panels in a grid of two columns; accepted and discarded stacked; far
+        values are drawn in the edge bins and counted in the panel title.
     """
-    rows = [r for r in results if r.get("reason") not in ("missing", "invalid")]
+    rows = [r for r in results if r.get("reason") not in NOT_COMPARED]
     ok = _accepted(rows)
     ncols = 2
     nrows = max(1, math.ceil(len(metrics) / ncols))
-    fig = Figure(figsize=(8, 2.8 * nrows), constrained_layout=True)
+    fig = Figure(figsize=(9, 2.9 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, key in zip(axes, metrics):
         values = _column(rows, key)
-        ax.hist([values[ok], values[~ok]], bins=bins, stacked=True,
+        lo, hi = _robust_range(values)
+        edges = np.linspace(lo, hi, bins + 1)
+        clipped = np.clip(values, lo, hi)
+        ax.hist([clipped[ok], clipped[~ok]], bins=edges, stacked=True,
                 color=[_ACCEPT_COLOR, _DISCARD_COLOR], label=["accepted", "discarded"])
-        ax.set_xlabel(key)
+        n_out = int(((values < lo) | (values > hi)).sum())
+        ax.set_title(f"{key}: {len(rows)} movies" + (f"; {n_out} beyond the axis, drawn "
+                                                       "at its edge" if n_out else ""),
+                     fontsize=9)
+        ax.set_xlabel(METRIC_WORDS.get(key, key))
         ax.set_ylabel("movies")
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Metrics of {len(rows)} of {len(results)} movies compared "
+                 f"({int(ok.sum())} accepted, {int((~ok).sum())} discarded)"
+                 f"{_not_plotted(results)}", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
     return fig
 
 
+def _robust_range(values: np.ndarray, spread: float = 5.0) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return 0.0, 1.0
+    q25, q75 = np.percentile(v, [25, 75])
+    iqr = q75 - q25 or (v.max() - v.min()) or 1.0
+    lo, hi = max(v.min(), q25 - spread * iqr), min(v.max(), q75 + spread * iqr)
+    return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
+
+
 def plot_accumulated_motion(results: Sequence[Mapping]) -> Figure:
-    """Accumulated motion per movie over acquisition order (RELION total/early/late).
+    """Accumulated motion per movie, by movie id (RELION total/early/late).
 
     Parameters
     ----------
     results : sequence of mapping
-        ``as_dict()`` of each movie in acquisition order; "missing" and
-        "invalid" movies are left out (their x position is kept).
+        ``as_dict()`` of each movie (with its ``id``; else the position,
+        1-based, is the id); "missing" and "invalid" movies are left out and
+        counted in the title.
 
     Returns
     -------
     Figure
         Reference total, early and late (px) as lines, the secondary total as
-        a dashed line, and discarded movies marked with red crosses.
+        a dashed line, discarded movies marked with red crosses; values far
+        above the bulk are drawn as triangles at the top edge and counted.
     """
-    idx = np.array([k for k, r in enumerate(results)
-                    if r.get("reason") not in ("missing", "invalid")], dtype=int)
-    rows = [results[k] for k in idx]
-    fig = Figure(figsize=(8, 4), constrained_layout=True)
+    rows = [r for r in results if r.get("reason") not in NOT_COMPARED]
+    ids = _movie_ids(results)[[k for k, r in enumerate(results)
+                               if r.get("reason") not in NOT_COMPARED]]
+    fig = Figure(figsize=(9, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    for key, style, label in (("total_ref_px", "-", "total (reference)"),
-                              ("early_ref_px", "-", "early (reference)"),
-                              ("late_ref_px", "-", "late (reference)"),
-                              ("total_sec_px", "--", "total (secondary)")):
-        ax.plot(idx, _column(rows, key), style, lw=1, marker=".", ms=3, label=label)
+    series = (("total_ref_px", "-", "total (reference)", REF_COLOR),
+              ("early_ref_px", "-", "early (reference)", "tab:cyan"),
+              ("late_ref_px", "-", "late (reference)", "tab:purple"),
+              ("total_sec_px", "--", "total (secondary)", SEC_COLOR))
+    top = robust_limit(np.concatenate([_column(rows, k) for k, _, _, _ in series]))
+    n_far = 0
+    for key, style, label, color in series:
+        y = _column(rows, key)
+        line, = ax.plot(ids, np.minimum(y, top), style, lw=1, marker=".", ms=3, label=label,
+                        color=color)
+        n_far += _far_points(ax, ids, y, top, line.get_color())
     bad = ~_accepted(rows)
-    ax.plot(idx[bad], _column(rows, "total_ref_px")[bad], "x", color=_DISCARD_COLOR, ms=7,
-            label="discarded")
-    ax.set_xlabel("movie (acquisition order)")
+    ax.plot(ids[bad], np.minimum(_column(rows, "total_ref_px")[bad], top), "x",
+            color=_DISCARD_COLOR, ms=7, label="discarded")
+    if n_far:
+        ax.plot([], [], "^", color="gray", mec="black",
+                label=f"above {top:.3g} px ({n_far}), at the top edge")
+    ax.set_ylim(0, top * 1.05)
+    ax.set_xlabel("movie id")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accumulated motion (px)")
-    ax.legend(fontsize=8, ncols=3)
+    ax.set_title(f"Accumulated motion of {len(rows)} of {len(results)} movies"
+                 f"{_not_plotted(results)}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -97,7 +97,8 @@ class CompareReprojectionsOutputs:
         from xmipp_qc.plots import reprojections as plots
 
         fig = plots.plot_outlier_histogram(scores["outlierScore"], OUTLIER_THRESHOLD,
-                                           is_outlier=scores["isOutlier"])
+                                           is_outlier=scores["isOutlier"],
+                                           title=f"outlier score of map {volId}")
         fig.savefig(self._getExtraPath(f"outliers_vol{volId}.png"), dpi=80)
         if self.doEvaluateResiduals:
             worst = plots.worst_indices(scores["outlierScore"], 5)

@@ -119,11 +119,27 @@ def decorateItem(item, row, withResiduals=False):
 
 
 def _setImagePointers(item, row, withResiduals):
+    """Image names as Xmipp stores them: String ``"<index>@<stack>"`` attributes, which
+    Scipion's table viewer opens per row (an extra Image attribute shows its stack's
+    first image in every row there)."""
     names = {"_xmipp_image": "aligned", "_xmipp_imageRef": "reprojections"}
     if withResiduals:
         names.update(_xmipp_imageResidual="residuals", _xmipp_imageCovariance="covariances")
     for attr, stack in names.items():
-        setattr(item, attr, emobj.Image(location=(row["index"], row["stack"](stack))))
+        setattr(item, attr, emobj.String(f"{row['index']}@{row['stack'](stack)}"))
+
+
+def imageLocation(value):
+    """``(index, path)`` of an image attribute: an ``"<index>@<path>"`` String or an Image."""
+    if value is None:
+        return None
+    if hasattr(value, "getLocation"):
+        return value.getLocation()
+    text = value.get() if hasattr(value, "get") else value
+    if not text:
+        return None
+    index, sep, path = str(text).partition("@")
+    return (int(index), path) if sep else (0, str(text))
 
 
 def decorateClass(cls, row, withResiduals=False):

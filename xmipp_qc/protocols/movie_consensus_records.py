@@ -58,8 +58,19 @@ def trajectoryFigure(record, pixelSize=None, allowRotation=False):
 
     Returns None when fewer than 2 frames are common (e.g. reason "missing").
     """
-    from xmipp_qc.core.trajectories import match_frames
     from xmipp_qc.plots.trajectories import plot_trajectory_pair
+
+    common = commonTrajectories(record)
+    if common is None:
+        return None
+    return plot_trajectory_pair(*common, metrics=record, pixel_size_a=pixelSize,
+                                allow_rotation=allowRotation, name=f"movie {record['id']}")
+
+
+def commonTrajectories(record):
+    """``(frames (F,), ref (F, 2), sec (F, 2))`` of the common frames of a saved decision,
+    both in reference px; None when fewer than 2 frames are common."""
+    from xmipp_qc.core.trajectories import match_frames
 
     framesRef, framesSec = np.asarray(record["ref_frames"]), np.asarray(record["sec_frames"])
     iRef, iSec = match_frames(framesRef, framesSec)
@@ -67,9 +78,7 @@ def trajectoryFigure(record, pixelSize=None, allowRotation=False):
         return None
     ref = np.asarray(record["ref_shifts"], dtype=float)[iRef]
     sec = np.asarray(record["sec_shifts"], dtype=float)[iSec] * record.get("binning", 1.0)
-    return plot_trajectory_pair(framesRef[iRef], ref, sec, metrics=record,
-                                pixel_size_a=pixelSize, allow_rotation=allowRotation,
-                                name=f"movie {record['id']}")
+    return framesRef[iRef], ref, sec
 
 
 def micKey(item):

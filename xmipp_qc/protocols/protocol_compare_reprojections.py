@@ -1,6 +1,11 @@
 """Compare reprojections: does a map explain these images, which images are the
 exceptions, and which of several maps explains them best?
 
+The steps run one after another; the step of each map runs its chunks
+``numberOfThreads - 1`` at a time (default 2) and skips the chunks already saved
+(continue). Steps per chunk, run by Scipion's parallel executor, left the cores
+idle: it sleeps 3 s whenever no new step can start.
+
 The numbers come from :mod:`xmipp_qc.core.pipeline` (projection matching when
 there is no usable assignment, local refinement, CTF-aware reprojection,
 gray-fitted residuals, set statistics, paired map ranking). This module is the
@@ -69,16 +74,37 @@ NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
 
 class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                                       CompareReprojectionsOutputs, ProtAnalysis3D):
-    """Compares images with the reprojections of one or more maps.
+    """Does a 3D map explain these 2D images, which images does it not explain, and
+    which of several maps explains them best?
 
-    Every image is aligned to each map (its own projection assignment, or
-    projection matching), locally refined, compared with its reprojection and
-    scored; a combined outlier score flags the images the map does not explain.
-    With several maps, they are ranked by how well they explain the images.
-    The steps run one after another; the step of each map runs its chunks
-    ``numberOfThreads - 1`` at a time (default 2) and skips the chunks already
-    saved (continue). Steps per chunk, run by Scipion's parallel executor,
-    left the cores idle: it sleeps 3 s whenever no new step can start.
+    Each image (particle, average or 2D class) is aligned to each map, with its own
+    3D assignment or by projection matching when it has none, refined locally and
+    compared with the map's reprojection (its CTF applied unless "Ignore CTF") after
+    fitting gray levels (a*P+b). One output set per map, the input items with:
+
+    - cost (_xmipp_cost): correlation of the image with its gray-fitted
+      reprojection inside a disc; higher is better.
+    - zScoreGray (_qc_zScoreGray): how clearly the reprojection is present in the
+      image, in noise units (σ); low (negative) is bad.
+    - zScoreResCov (_xmipp_zScoreResCov): how unusual the spatial structure of the
+      residual (image minus fitted reprojection) is in this set, robust z; high is bad.
+    - zResMean, zResStd (_qc_): residual mean and spread against the set, robust z.
+    - angleChange (°), shiftChange (px) (_qc_): how far local refinement moved it.
+    - outlierScore (_qc_outlierScore): the combined robust z of these; above 3.5
+      the image is flagged (_qc_isOutlier). Images that cannot be scored (e.g.
+      blank) stay in the set, flagged, with the reason in _qc_failureReason.
+
+    With several maps they are ranked by their mean cost over the same images,
+    with a bootstrap interval of the lead of the best map. "Analyze results"
+    shows the images with reprojections and residuals worst first, the score
+    histograms and the ranking, and makes subsets.
+
+    Differences from Xmipp's "compare reprojections": no Xmipp binaries; the CTF
+    is used in every path; "Comparison resolution" and "Low-pass edge" really
+    low-pass the comparison; failed images are kept and flagged, not dropped; the
+    refined angles and shifts are written into the output alignment; the outlier
+    score and its threshold are new; the ranking always reads higher-is-better
+    and comes with a confidence interval; downsampling is Fourier cropping.
     """
 
     _label = "compare reprojections"
@@ -111,8 +137,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                       help="No: each image's CTF is applied to its reprojection in "
                            "matching, refinement and scoring.")
         form.addParam("doDownSample", params.BooleanParam, default=True,
-                      label="Downsample to 3 A/px", help="Fourier cropping to at least "
-                                                         "3 A/px (faster, same scores).")
+                      label="Downsample to 3 Å/px", help="Fourier cropping to at least "
+                                                         "3 Å/px (faster, same scores).")
         form.addParam("doEvaluateResiduals", params.BooleanParam, default=False,
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Save residual images",
                       help="Also save residual and residual-covariance images. Residual "
@@ -121,10 +147,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                       label="Symmetry group",
                       help=f"Point group of the maps, Xmipp names: {VALID_SYMMETRY_FORMS}.")
         form.addParam("angularSampling", params.FloatParam, default=5.0,
-                      expertLevel=pwcts.LEVEL_ADVANCED, label="Angular sampling (deg)",
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Angular sampling (°)",
                       validators=[params.Positive], help="Gallery step of projection matching.")
         form.addParam("resol", params.FloatParam, default=3.0,
-                      label="Comparison resolution (A)",
+                      label="Comparison resolution (Å)",
                       help="Low-pass of the comparison and refinement; 0 = none. No effect "
                            "below twice the working pixel size.")
         form.addParam("sigma", params.FloatParam, default=3.0,

@@ -87,11 +87,41 @@ _BATCH_MAX = 250  # movies per decision file and output update
 
 
 class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies):
-    """Compares two alignments of the same movies and keeps the movies where they agree.
+    """Do two motion-correction runs agree on each movie? Movies where they agree are
+    accepted; the others are discarded, each with its reason.
 
-    Movies of the reference run go to the accepted or discarded outputs with
-    their reference alignment, their micrographs likewise, and the metrics and
-    the reason as ``_alignment_*`` attributes.
+    The reference run is the one you keep (its movies, alignment and micrographs
+    go to the outputs); the secondary run is a second, independent alignment of
+    the same movies, only used for the comparison. Per movie, on the frames both
+    runs aligned, the secondary shifts are brought to reference pixels, both
+    trajectories are centred and compared (attributes _alignment_*):
+
+    - corr: the lowest of the x and y shift correlations (1 = same shape); axes
+      that move less than the minimum shift range in both runs are left out.
+      Below the minimum correlation: discarded as low_correlation.
+    - rmse_error, max_error (px; _A in Å): Euclidean distance between the
+      superposed trajectories, RMS and worst frame. Above the maximum RMSE:
+      high_rmse.
+    - scale: ratio of the path lengths (secondary / reference); outside the
+      tolerance: scale. rotation (°): best rotation between them; with "Allow
+      rotation" it is applied first and limited by the maximum rotation.
+    - missing: the movie is missing from the secondary run (decided by "Movies
+      without secondary"); invalid: fewer than 2 common frames.
+    - accum_total, accum_early, accum_late (px): accumulated motion of the
+      reference (RELION's definition, early/late split at the early dose).
+
+    "Analyze results" shows the accepted and discarded tables with a trajectory
+    thumbnail per movie, correlation vs RMSE, metric histograms, accumulated
+    motion and the trajectories of any movie.
+
+    Differences from Xmipp's "movie alignment consensus": a mirrored or rotated
+    trajectory is never accepted as a match (Xmipp's superposition could reflect
+    and allowed any rotation); the RMSE and max error are Euclidean distances in
+    reference px (Xmipp: per coordinate, signed max, mixed units at different
+    binning); flat axes are left out per axis instead of accepting the movie
+    unchecked; runs with different frame ranges are compared on common frames;
+    movies missing from the secondary run are decided instead of stalling the
+    stream; every decision has a reason. No Xmipp binaries.
     """
 
     _label = "movie alignment consensus"
@@ -110,10 +140,13 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         form.addSection(label="Input")
         form.addParam("inputMovies1", params.PointerParam, pointerClass="SetOfMovies",
                       important=True, label="Reference aligned movies",
-                      help="Their alignment and micrographs are kept in the outputs.")
+                      help="The alignment you keep: the accepted and discarded outputs are "
+                           "these movies, with this alignment and its micrographs.")
         form.addParam("inputMovies2", params.PointerParam, pointerClass="SetOfMovies",
                       important=True, label="Secondary aligned movies",
-                      help="A second alignment of the same movies (same ids).")
+                      help="A second, independent alignment of the same movies (same "
+                           "ids), e.g. another program or other parameters; only used "
+                           "for the comparison, never in the outputs.")
         form.addParam("inputMicrographs", params.PointerParam, allowsNull=True,
                       pointerClass="SetOfMicrographs", expertLevel=pwcts.LEVEL_ADVANCED,
                       label="Reference micrographs",
@@ -139,13 +172,13 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
                       label="Allow rotation",
                       help="Fit a proper rotation (never a reflection) before comparing.")
         form.addParam("maxRotation", params.FloatParam, default=5.0,
-                      condition="allowRotation", label="Maximum rotation (deg)")
+                      condition="allowRotation", label="Maximum rotation (°)")
         form.addParam("missingPolicy", params.EnumParam, default=MISSING_DISCARD,
                       choices=["discard", "accept"], label="Movies without secondary",
                       help="What to do with a reference movie that the secondary run "
                            "never aligned (decided when the secondary closes).")
         form.addParam("earlyDose", params.FloatParam, default=4.0,
-                      expertLevel=pwcts.LEVEL_ADVANCED, label="Early motion dose (e/A^2)",
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Early motion dose (e/Å²)",
                       help="Accumulated motion is split into early and late here (RELION).")
         form.addParam("trajectoryPlot", params.BooleanParam, default=False,
                       label="Trajectory plot per movie",
@@ -372,7 +405,19 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
                      f"shift range > {self.minRangeShift.get():g} px, RMSE <= "
                      f"{self.maxRmse.get() or 'off'} px, scale tolerance "
                      f"{self.scaleTolerance.get() or 'off'}.")
+        lines.append(self._inputsLine())
         return lines
+
+    def _inputsLine(self):
+        """Which run is the reference and which the secondary (by their run names)."""
+        names = []
+        for ptr in (self.inputMovies1, self.inputMovies2):
+            obj = ptr.getObjValue()  # the producing protocol, or the set itself
+            if obj is not None and not hasattr(obj, "getRunName"):
+                project, parent = self.getProject(), obj.getObjParentId()
+                obj = project.getProtocol(parent) if project and parent else None
+            names.append(obj.getRunName() if obj is not None else "(unknown)")
+        return f"Reference run: {names[0]}; secondary run: {names[1]}."
 
     def _methods(self):
         return [f"The global alignments of {self.getObjectTag('inputMovies1')} and "

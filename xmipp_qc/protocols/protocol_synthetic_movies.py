@@ -58,9 +58,9 @@ class XmippQcProtSyntheticMovies(EMProtocol):
         form.addParam("drift", params.FloatParam, default=20.0, label="Drift (px)",
                       help="Path length of the reference trajectory in px.")
         form.addParam("samplingRate", params.FloatParam, default=1.0,
-                      label="Pixel size (A/px)", help="Of the unbinned movies.")
+                      label="Pixel size (Å/px)", help="Of the unbinned movies.")
         form.addParam("dosePerFrame", params.FloatParam, default=1.0,
-                      label="Dose per frame (e/A^2)")
+                      label="Dose per frame (e/Å²)")
         form.addParam("binning", params.FloatParam, default=1.0, label="Secondary binning",
                       help="The secondary run reports shifts in px of movies binned by "
                            "this factor (its set's pixel size is multiplied by it).")

@@ -63,7 +63,7 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                       label="Number of images")
         form.addParam("boxSize", params.IntParam, default=32, label="Image box (px)")
         form.addParam("samplingRate", params.FloatParam, default=3.0,
-                      label="Image pixel size (A/px)")
+                      label="Image pixel size (Å/px)")
         form.addParam("snr", params.FloatParam, default=1.0, label="SNR")
         form.addParam("maxShift", params.FloatParam, default=2.0, label="Max shift (px)")
         form.addParam("withCtf", params.BooleanParam, default=False, label="Apply CTF")
@@ -84,7 +84,7 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         form.addParam("volBoxSize", params.IntParam, default=0,
                       label="Map box (px)", help="0 = the image box.")
         form.addParam("volSamplingRate", params.FloatParam, default=0.0,
-                      label="Map pixel size (A/px)", help="0 = the image pixel size.")
+                      label="Map pixel size (Å/px)", help="0 = the image pixel size.")
         form.addParam("decoys", params.StringParam, default="",
                       label="Decoy maps", help=f"Comma-separated: {', '.join(DECOYS)}; "
                                                "with decoys, outputVolumes and "
@@ -288,4 +288,4 @@ class XmippQcProtSyntheticParticles(EMProtocol):
 
     def _summary(self):
         return [f"{self.nImages.get()} simulated images, box {self.boxSize.get()} at "
-                f"{self.samplingRate.get()} A/px, seed {self.seed.get()}"]
+                f"{self.samplingRate.get()} Å/px, seed {self.seed.get()}"]

@@ -94,7 +94,7 @@ def test_every_kind_decided_and_reported(dataset, capsys):
         assert float(row["rmse_a"]) == pytest.approx(0.885 * expected.rmse_px, abs=1e-5)
         assert float(row["early_ref_px"]) == pytest.approx(expected.early_ref_px, abs=1e-5)
     assert rows["mic_only_ref"]["reason"] == "missing"
-    assert rows["mic_only_ref"]["message"] == "movie missing in the secondary run"
+    assert rows["mic_only_ref"]["message"] == "movie missing from the secondary run"
     assert rows["mic_broken"]["reason"] == "invalid"
     assert "no data_global_shift" in rows["mic_broken"]["message"]
     assert "12 movies: 3 accepted, 9 discarded" in capsys.readouterr().err

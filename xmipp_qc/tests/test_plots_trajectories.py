@@ -138,7 +138,9 @@ def test_histograms_count_every_compared_movie(tmp_path):
     n = sum(r["reason"] not in ("missing", "invalid") for r in rows)
     fig = plot_metric_histograms(rows, ("corr", "rmse_px", "scale"), bins=10)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_xlabel() for ax in visible] == ["corr", "rmse_px", "scale"]
+    assert [ax.get_xlabel() for ax in visible] == [
+        "min correlation over active axes", "RMSE after superposition (px)",
+        "scale (secondary / reference path length)"]
     for ax in visible:
         # stacked bars: first layer accepted movies, second layer discarded ones
         heights = [p.get_height() for p in ax.patches]
@@ -153,14 +155,14 @@ def test_accumulated_motion_over_acquisition_order(tmp_path):
     ax = fig.axes[0]
     total = next(ln for ln in ax.get_lines() if ln.get_label() == "total (reference)")
     keep = [k for k, r in enumerate(rows) if r["reason"] not in ("missing", "invalid")]
-    np.testing.assert_array_equal(total.get_xdata(), keep)
+    np.testing.assert_array_equal(total.get_xdata(), np.add(keep, 1))  # movie ids, 1-based
     np.testing.assert_allclose(total.get_ydata(), [rows[k]["total_ref_px"] for k in keep])
     early = next(ln for ln in ax.get_lines() if ln.get_label() == "early (reference)")
     late = next(ln for ln in ax.get_lines() if ln.get_label() == "late (reference)")
     np.testing.assert_allclose(early.get_ydata() + late.get_ydata(), total.get_ydata())
     crosses = next(ln for ln in ax.get_lines() if ln.get_label() == "discarded")
     assert len(crosses.get_xdata()) == sum(not rows[k]["accepted"] for k in keep)
-    assert ax.get_ylabel() == "accumulated motion (px)"
+    assert ax.get_ylabel() == "accumulated motion (px)" and ax.get_xlabel() == "movie id"
     _save_png(fig, tmp_path / "motion.png")
 
 
@@ -168,3 +170,35 @@ def test_no_pyplot_figures_created():
     plot_corr_vs_rmse(_results(1))
     pyplot = sys.modules.get("matplotlib.pyplot")
     assert pyplot is None or pyplot.get_fignums() == []
+
+
+def _decided(rmse, accepted, reasons=None):
+    reasons = reasons or ["accepted" if a else "high_rmse" for a in accepted]
+    return [{"id": k + 1, "corr": 0.9, "rmse_px": r, "accepted": a, "reason": why,
+             "total_ref_px": 10.0 + r, "early_ref_px": 4.0, "late_ref_px": 6.0 + r,
+             "total_sec_px": 10.0} for k, (r, a, why) in enumerate(zip(rmse, accepted, reasons))]
+
+
+def test_corr_vs_rmse_counts_add_up_and_far_points_are_marked():
+    rmse = [0.1, 0.2, 0.15, 0.3, 0.25, 0.2, 40.0, 0.0]
+    accepted = [True] * 5 + [False, False, False]
+    rows = _decided(rmse, accepted, ["accepted"] * 5 + ["high_rmse", "high_rmse", "missing"])
+    ax = plot_corr_vs_rmse(rows, min_corr=0.75, max_rmse_px=1.0).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "accepted (5)" in labels and "discarded (2)" in labels  # + 1 missing = 8 decided
+    assert "7 of 8 movies compared; not plotted (no metrics): 1 missing" in ax.get_title()
+    top = ax.get_ylim()[1]
+    assert top < 40.0  # the far movie does not set the scale ...
+    far = [ln for ln in ax.get_lines() if ln.get_marker() == "^" and len(ln.get_xdata())]
+    assert len(far) == 1 and far[0].get_ydata()[0] < top  # ... it is marked at the edge
+    assert any("(1), at the top edge" in lab for lab in labels)
+
+
+def test_accumulated_motion_by_movie_id_with_far_values_marked():
+    rows = _decided([0.1, 0.2, 0.1, 0.3, 90.0], [True] * 4 + [False])
+    rows[2]["id"] = 7  # ids, not positions, on the axis
+    ax = plot_accumulated_motion(rows).axes[0]
+    total = next(ln for ln in ax.get_lines() if ln.get_label() == "total (reference)")
+    assert list(total.get_xdata()) == [1, 2, 7, 4, 5]
+    assert ax.get_ylim()[1] < 90.0
+    assert any(ln.get_marker() == "^" and len(ln.get_xdata()) for ln in ax.get_lines())

@@ -112,8 +112,8 @@ class TestCompareReprojectionsParticles(CompareBase):
         good = np.array([i not in syn.truth["outlierIds"] for i in ids])
         self.assertGreater(np.median(cost[good]), np.median(cost[~good]) + 0.1)
         first = out.getFirstItem()
-        self.assertTrue(first._xmipp_imageRef.getFileName().endswith("reprojections_00000.mrcs"))
-        self.assertEqual(first._xmipp_image.getIndex(), 1)
+        self.assertTrue(first._xmipp_imageRef.get().endswith("reprojections_00000.mrcs"))
+        self.assertTrue(first._xmipp_image.get().startswith("1@"))  # Xmipp's image name
         self.assertFalse(hasattr(first, "_xmipp_imageResidual"))
         self.assertEqual(prot._warnings(), [])
         with open(prot.getStdoutLog()) as fh:  # chunk threads: no oversubscribed BLAS pools
@@ -136,12 +136,12 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertEqual(out[1]._qc_failureReason.get(), "")
         self.assertOutliersOnTop(out, syn.truth)
         self.assertAlignmentNearTruth(out, syn.truth)
-        self.assertTrue(out[1]._xmipp_imageResidual.getFileName().endswith(
-            "residuals_00000.mrcs"))
+        residual = out[1]._xmipp_imageResidual.get()
+        self.assertTrue(residual.endswith("residuals_00000.mrcs"))
         import mrcfile  # every file through formats/mrc.py: stacks have a stack header
 
         vid = syn.outputVolume.getObjId()
-        for fn, stack in ((out[1]._xmipp_imageResidual.getFileName(), True),
+        for fn, stack in ((residual.split("@")[-1], True),
                           (prot._getExtraPath("images_work.mrcs"), True),
                           (syn._getExtraPath("images.mrcs"), True),
                           (prot._getExtraPath(f"volume_{vid}.mrc"), False)):

@@ -22,6 +22,7 @@ from xmipp_qc.viewers.viewer_compare_reprojections import (  # noqa: E402
     KEEP_INLIERS,
     KEEP_OUTLIERS,
     XmippQcCompareReprojectionsViewer,
+    rowPicture,
 )
 
 pytestmark = pytest.mark.scipion
@@ -34,8 +35,8 @@ def test_score_histograms_count_flagged_per_panel():
     fig = plots.plot_score_histograms(scores, 3.5, names=["outlierScore", "cost", "absent"])
     axes = fig.get_axes()
     assert len(axes) == 2
-    assert axes[0].get_title() == "2 of 53 images above the threshold, 1 failed"
-    assert axes[1].get_xlabel() == "cost"
+    assert axes[0].get_title().startswith("outlierScore\n2 of 53 images flagged, 1 failed")
+    assert axes[1].get_xlabel() == "cost: correlation with the reprojection"
     with pytest.raises(ValueError, match="no scores"):
         plots.plot_score_histograms(scores, 3.5, names=["absent"])
 
@@ -63,9 +64,13 @@ class TestCompareReprojectionsViewer(BaseTest):
         v = self.viewer()
         self.assertEqual(v.volumeIndex.get(), 0)
         view, = v._getVisualizeDict()["displayTable"]("displayTable")
-        params = view.getShowJParams()
-        self.assertIn("--sortby _qc_outlierScore desc", params)
-        self.assertIn("_xmipp_imageRef._filename", params)
+        self.assertEqual((view.sortBy, view.descending), ("outlierScore", True))
+        self.assertEqual(len(view.rows), 60)
+        self.assertEqual(len({r["image"] for r in view.rows}), 60)  # one image per row
+        self.assertEqual(len({r["reprojection"] for r in view.rows}), 60)
+        a, b = (rowPicture(r) for r in view.rows[:2])
+        self.assertEqual(a.shape, (64, 3 * 64 + 6, 3))
+        self.assertGreater(np.abs(a.astype(int) - b.astype(int)).mean(), 1.0)
 
     def test_figures_are_drawn_from_saved_scores(self):
         v = self.viewer()
@@ -74,7 +79,7 @@ class TestCompareReprojectionsViewer(BaseTest):
         self.assertEqual(len(axes), len(HISTOGRAM_SCORES))
         scores = readScores(self.prot._getExtraPath(), 1)
         n = int((scores["outlierScore"] > OUTLIER_THRESHOLD).sum())
-        self.assertTrue(axes[0].get_title().startswith(f"{n} of 60 images"))
+        self.assertIn(f"\n{n} of 60 images flagged", axes[0].get_title())
         ranking, = v._getVisualizeDict()["displayRanking"]("displayRanking")
         bars = ranking.getFigure().get_axes()[0].patches
         self.assertEqual(len(bars), 2)
@@ -99,3 +104,21 @@ class TestCompareReprojectionsViewer(BaseTest):
         self.assertTrue(0 < len(flagged) < 20, flagged)
         self.assertEqual(self._subsetIds(KEEP_INLIERS), kept)
         self.assertEqual(self._subsetIds(KEEP_OUTLIERS), flagged)
+
+
+def test_double_click_table_shows_our_columns_and_images():
+    import pwem.objects as emobj
+    from pwem.viewers.showj import ORDER, RENDER, VISIBLE
+    from pwem.viewers.viewers_data import RegistryViewerConfig
+
+    from xmipp_qc.viewers.table_config import showQcColumns
+
+    showQcColumns()  # twice: nothing is appended again
+    config = RegistryViewerConfig.getConfig(emobj.SetOfParticles)
+    visible = config[VISIBLE].split()
+    assert visible[:4] == ["id", "enabled", "_index", "_filename"]  # Scipion's first
+    for column in ("_qc_outlierScore", "_xmipp_cost", "_xmipp_image", "_xmipp_imageRef"):
+        assert visible.count(column) == 1 and column in config[ORDER].split()
+    assert {"_xmipp_image", "_xmipp_imageRef"} <= set(config[RENDER].split())
+    movies = RegistryViewerConfig.getConfig(emobj.SetOfMicrographs)[VISIBLE].split()
+    assert "_alignment_reason" in movies and "_alignment_rmse_error" in movies

@@ -6,7 +6,6 @@ from pyworkflow import Config
 
 Config.setDomain("pwem")
 
-from pwem.viewers import ObjectView  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from xmipp_qc.protocols import (  # noqa: E402
@@ -29,8 +28,10 @@ class TestMovieConsensusViewer(BaseTest):
         common = {"nMovies": 6, "kinds": "agree,mirrored,agree", "seed": 4, "nFrames": 12,
                   "sharedStack": True}
         cls.ref = cls.newProtocol(XmippQcProtSyntheticMovies, **common)
+        cls.ref.setObjLabel("reference run")
         cls.sec = cls.newProtocol(XmippQcProtSyntheticMovies, alignmentRun=RUN_SECONDARY,
                                   dropMovies="6", **common)
+        cls.sec.setObjLabel("secondary run")
         cls.launchProtocol(cls.ref)
         cls.launchProtocol(cls.sec)
         cls.prot = cls.newProtocol(XmippQcProtConsensusMovieAlignment,
@@ -61,8 +62,14 @@ class TestMovieConsensusViewer(BaseTest):
         compared = [r for r in records if r["reason"] != "missing"]
         np.testing.assert_allclose(sorted(points[:, 0]), sorted(r["corr"] for r in compared))
         np.testing.assert_allclose(sorted(points[:, 1]), sorted(r["rmse_px"] for r in compared))
-        self.assertEqual([line.get_xdata()[0] for line in ax.lines[:1]], [0.75])
-        self.assertEqual(ax.lines[1].get_ydata()[0], 0.5)
+        self.assertEqual([ln.get_xdata()[0] for ln in ax.lines if ln.get_linestyle() == "--"],
+                         [0.75])
+        self.assertEqual([ln.get_ydata()[0] for ln in ax.lines if ln.get_linestyle() == ":"],
+                         [0.5])
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        self.assertIn("accepted (3)", labels)
+        self.assertIn("discarded (2)", labels)  # + 1 missing = 6 decided
+        self.assertIn("not plotted (no metrics): 1 missing", ax.get_title())
 
     def test_histograms_and_motion_use_saved_results(self):
         viewer = self._viewer()
@@ -85,7 +92,18 @@ class TestMovieConsensusViewer(BaseTest):
         self.assertEqual(len(ax.lines[0].get_xdata()), 12)
         (accepted,) = self._handler(viewer, "displayAccepted")
         (discarded,) = self._handler(viewer, "displayDiscarded")
-        self.assertIsInstance(accepted, ObjectView)
-        self.assertIn("moviesDiscarded.sqlite", discarded._path)
+        self.assertEqual(sorted(r["id"] for r in accepted.rows),
+                         sorted(m.getObjId() for m in self.prot.outputMovies))
+        self.assertEqual(len(discarded.rows), 3)
+        missing = next(r for r in discarded.rows if r["id"] == 6)
+        self.assertEqual((missing["reason"], missing["message"]),
+                         ("missing", "movie missing from the secondary run"))
+        self.assertIsNone(viewer._rowPicture(discarded.records[6]))
+        self.assertEqual(viewer._rowPicture(discarded.records[2]).shape, (64, 64, 3))
+        self.assertIn("missing from the secondary run", viewer.trajectoryText(6))
+        self.assertIsNone(viewer.trajectoryText(2))
         self.assertEqual(self.prot.outputMovies.getSize(), 3)
+        self.assertEqual(self.prot.summary()[-1],
+                         f"Reference run: {self.ref.getRunName()}; secondary run: "
+                         f"{self.sec.getRunName()}.")
         self.assertEqual(self.prot.outputMoviesDiscarded.getSize(), 3)

@@ -1,45 +1,63 @@
 """Viewer of XmippQcProtCompareReprojections.
 
-Computes nothing: the image table is the protocol's output set (image pointer
-and score columns), the figures are drawn by the pure functions of
-:mod:`xmipp_qc.plots.reprojections` from the saved ``extra/`` files,
-and subsets go through pwem's :class:`~pwem.protocols.ProtUserSubSet` with a
-selection file of item ids (the metadata-viewer path of that protocol).
+Every view opens in a Scipion (Tk) window with only this plugin installed:
+the per-image table (:class:`~xmipp_qc.viewers.table_window.TableWindow`: the
+aligned image, its reprojection and its residual side by side, the scores,
+sorted worst first, rows selectable for a subset) and the figures of
+:mod:`xmipp_qc.plots.reprojections` drawn from the saved ``extra/`` files
+(:class:`~xmipp_qc.viewers.figure_window.FigureView`). Subsets go through pwem's
+:class:`~pwem.protocols.ProtUserSubSet` with a selection file of item ids.
+To add a plot: one form parameter and one entry of ``_getVisualizeDict``
+returning ``self._figure(fig, title)``.
 """
 
 import os
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtUserSubSet
-from pwem.viewers import ObjectView
-from pwem.viewers.showj import MODE, MODE_MD, ORDER, RENDER, SORT_BY, VISIBLE, ZOOM
-from pyworkflow.gui.plotter import Plotter
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
+from xmipp_qc.convert import readImages
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
+from xmipp_qc.core.residuals import gray_residuals
 from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
+    imageLocation,
     readOutputsJson,
     readRanking,
     readScores,
 )
 from xmipp_qc.protocols.protocol_compare_reprojections import XmippQcProtCompareReprojections
+from xmipp_qc.viewers import thumbnails
+from xmipp_qc.viewers.figure_window import FigureView
+from xmipp_qc.viewers.table_window import Column, TableWindow
 
-IMAGE_COLUMNS = ("_xmipp_image._filename _xmipp_imageRef._filename "
-                 "_xmipp_imageResidual._filename _xmipp_imageCovariance._filename")
-SCORE_COLUMNS = ("_qc_isOutlier _qc_outlierScore _qc_failureReason _xmipp_cost "
-                 "_xmipp_zScoreResCov _xmipp_zScoreResMean _xmipp_zScoreResVar _qc_zScoreGray "
-                 "_qc_zResMean _qc_zResStd _xmipp_corrIdx _xmipp_corrMask _xmipp_corrWeight "
-                 "_xmipp_imedValue _xmipp_continuousA _xmipp_continuousB _xmipp_continuousX "
-                 "_xmipp_continuousY _qc_matchCorr _qc_angleChange _qc_shiftChange")
-#: Sort choices of the table: (label, column, worst-first direction).
-SORTS = (("outlier score", "_qc_outlierScore", "desc"), ("cost", "_xmipp_cost", "asc"),
-         ("covariance z-score", "_xmipp_zScoreResCov", "desc"),
-         ("gray z-score", "_qc_zScoreGray", "asc"), ("IMED", "_xmipp_imedValue", "desc"))
+#: Sort choices of the table: (label, row key, worst first = descending).
+SORTS = (("outlier score", "outlierScore", True), ("cost", "cost", False),
+         ("covariance z-score", "zScoreResCov", True),
+         ("gray z-score", "zScoreGray", False), ("IMED", "imedValue", True))
+#: Table columns: (row key, item attribute, heading, format).
+COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
+           ("isOutlier", "_qc_isOutlier", "flagged", "{}"),
+           ("cost", "_xmipp_cost", "cost", "{:.3f}"),
+           ("zScoreGray", "_qc_zScoreGray", "gray z", "{:.2f}"),
+           ("zScoreResCov", "_xmipp_zScoreResCov", "cov. z", "{:.2f}"),
+           ("zResMean", "_qc_zResMean", "res. mean z", "{:.2f}"),
+           ("zResStd", "_qc_zResStd", "res. std z", "{:.2f}"),
+           ("imedValue", "_xmipp_imedValue", "IMED", "{:.3g}"),
+           ("corrIdx", "_xmipp_corrIdx", "corr.", "{:.3f}"),
+           ("matchCorr", "_qc_matchCorr", "match corr.", "{:.3f}"),
+           ("angleChange", "_qc_angleChange", "angle move (°)", "{:.2f}"),
+           ("shiftChange", "_qc_shiftChange", "shift move (px)", "{:.2f}"),
+           ("failureReason", "_qc_failureReason", "failure", "{}"))
+#: Image pointers of an output item: (row key, item attribute).
+IMAGES = (("image", "_xmipp_image"), ("reprojection", "_xmipp_imageRef"),
+          ("residual", "_xmipp_imageResidual"))
 #: Scores drawn as histograms.
-HISTOGRAM_SCORES = ("outlierScore", "zScoreResCov", "zScoreGray", "zResMean", "zResStd",
+HISTOGRAM_SCORES = ("outlierScore", "zScoreGray", "zScoreResCov", "zResMean", "zResStd",
                     "cost")
 KEEP_INLIERS, KEEP_OUTLIERS = 0, 1
+TITLE = "Compare reprojections"
 
 
 class XmippQcCompareReprojectionsViewer(ProtocolViewer):
@@ -52,24 +70,34 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
     def _defineParams(self, form):
         form.addSection(label="Visualization")
         form.addParam("volumeIndex", params.EnumParam, default=0, choices=self._outputNames()
-                      or ["(none yet)"], label="Map")
+                      or ["(none yet)"], label="Map",
+                      help="The candidate map whose images, scores and residuals are shown.")
         form.addParam("sortBy", params.EnumParam, default=0, choices=[s[0] for s in SORTS],
-                      label="Sort by (worst first)")
+                      label="Sort by (worst first)",
+                      help="Initial order of the table; click a column heading to re-sort.")
         form.addParam("displayTable", params.LabelParam,
-                      label="Images, reprojections and residuals")
+                      label="Images, reprojections and residuals",
+                      help="One row per image: the aligned image, its reprojection and the "
+                           "residual (red above, blue below the gray-fitted reprojection), "
+                           "its scores, worst first. Select rows (shift/ctrl-click) and "
+                           "press 'Subset from selected rows' to make a new set of them.")
         form.addParam("displayHistograms", params.LabelParam,
-                      label="Score histograms with the outlier threshold")
-        form.addParam("displayRanking", params.LabelParam, label="Ranking of the maps")
+                      label="Score histograms",
+                      help="One histogram per score; flagged images in red; the outlier "
+                           "threshold on the outlier score.")
+        form.addParam("displayRanking", params.LabelParam, label="Ranking of the maps",
+                      help="Mean score per map with its bootstrap interval, best first.")
         form.addParam("keep", params.EnumParam, default=KEEP_INLIERS,
                       choices=["images not flagged", "flagged images"], label="Subset keeps")
-        form.addParam("createSubset", params.LabelParam, label="Create the subset")
+        form.addParam("createSubset", params.LabelParam, label="Create the subset",
+                      help="Launches a subset protocol with the images chosen above.")
 
     def _getVisualizeDict(self):
         return {"displayTable": self._showTable, "displayHistograms": self._showHistograms,
                 "displayRanking": self._showRanking,
                 "createSubset": self._createSubset}
 
-    # --------------------------- handlers ------------------------------------
+    # --------------------------- selection in the form -----------------------
     def _outputNames(self):
         return list(readOutputsJson(self.protocol._getExtraPath()).values())
 
@@ -79,65 +107,148 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
         index = self.volumeIndex.get() or 0
         return items[index] if index < len(items) else None
 
+    def _figure(self, fig, title):
+        return FigureView(fig, title=f"{TITLE}: {title}", masterWindow=self.getWindow())
+
+    # --------------------------- the table -----------------------------------
+    def tableRows(self, outSet):
+        """One dict per output item: id, scores (:data:`COLUMNS`), image locations."""
+        rows = []
+        for item in outSet.iterItems():
+            row = {"id": item.getObjId()}
+            for key, attr, _, _ in COLUMNS:
+                obj = getattr(item, attr, None)
+                row[key] = None if obj is None else obj.get()
+            for key, attr in IMAGES:
+                row[key] = imageLocation(getattr(item, attr, None))
+            rows.append(row)
+        return rows
+
     def _showTable(self, _=None):
         sel = self._selected()
         outSet = getattr(self.protocol, sel[1], None) if sel else None
         if outSet is None:
-            return [self.infoMessage("No output yet.", title="Compare reprojections")]
-        _, column, direction = SORTS[self.sortBy.get() or 0]
-        columns = f"id enabled _index _filename {IMAGE_COLUMNS} {SCORE_COLUMNS}"
-        viewParams = {MODE: MODE_MD, ORDER: columns, VISIBLE: columns, RENDER: IMAGE_COLUMNS,
-                      SORT_BY: f"{column} {direction}", ZOOM: 100}
-        return [ObjectView(self._project, outSet.strId(), outSet.getFileName(),
-                           viewParams=viewParams)]
+            return [self.infoMessage("No output yet.", title=TITLE)]
+        label, key, descending = SORTS[self.sortBy.get() or 0]
+        rows = self.tableRows(outSet)
+        flagged = sum(bool(r["isOutlier"]) for r in rows)
+        header = (f"Map {sel[0]} ({sel[1]}): {len(rows)} images, {flagged} flagged (outlier "
+                  f"score > {OUTLIER_THRESHOLD:g}); sorted by {label}, worst first.\n"
+                  "Pictures: aligned image | reprojection | residual (red: image above "
+                  "the reprojection, blue: below). Select rows to make a subset of them.")
+        return [TableView(self, sel, rows, key, descending, header)]
 
+    def subsetFromRows(self, rows, label=None):
+        """Launch a ProtUserSubSet keeping the given table rows of the selected map;
+        returns the line the table window shows."""
+        if not rows:
+            return "Select rows first (click, shift- or ctrl-click)."
+        subset = self.launchSubsetIds([r["id"] for r in rows],
+                                      label or f"{len(rows)} selected images")
+        self.lastSubset = subset
+        return f"Launched '{subset.getObjLabel()}'; its output appears in the project."
+
+    # --------------------------- figures -------------------------------------
     def _showHistograms(self, _=None):
         sel = self._selected()
         if sel is None:
-            return [self.infoMessage("No scores yet.", title="Compare reprojections")]
+            return [self.infoMessage("No scores yet.", title=TITLE)]
         scores = readScores(self.protocol._getExtraPath(), sel[0])
         fig = plots.plot_score_histograms(scores, OUTLIER_THRESHOLD,
                                           is_outlier=scores["isOutlier"],
-                                          names=HISTOGRAM_SCORES)
-        return [Plotter(figure=fig)]
+                                          names=HISTOGRAM_SCORES,
+                                          map_name=self.mapNames().get(sel[0], sel[1]))
+        return [self._figure(fig, "score histograms")]
 
     def _showRanking(self, _=None):
         table = readRanking(self.protocol._getExtraPath())
         if table is None:
-            return [self.infoMessage("No ranking (a single map, or ranking off).",
-                                     title="Compare reprojections")]
-        return [Plotter(figure=plots.plot_ranking(table))]
+            return [self.infoMessage("No ranking (a single map, or ranking off).", title=TITLE)]
+        return [self._figure(plots.plot_ranking(table, self.mapNames()), "ranking of the maps")]
+
+    def mapNames(self):
+        """``{volumeId: "map <id>: <file name>"}`` of the candidate maps."""
+        names = {}
+        for vid, vol in self.protocol._iterCandidates():
+            label = vol.getObjLabel() or os.path.basename(vol.getFileName() or "")
+            names[vid] = f"map {vid}: {label}" if label else f"map {vid}"
+        return names
 
     # --------------------------- subsets -------------------------------------
     def _createSubset(self, _=None):
         if self._selected() is None:
-            return [self.infoMessage("No output yet.", title="Compare reprojections")]
+            return [self.infoMessage("No output yet.", title=TITLE)]
         subset = self.launchSubset(self.keep.get())
         return [self.infoMessage(f"Launched '{subset.getObjLabel()}' (ProtUserSubSet); its "
                                  "output appears in the project.", title="Create subset")]
 
     def launchSubset(self, keep=KEEP_INLIERS, wait=False):
-        """Launch a ProtUserSubSet keeping the images (not) flagged in the selected output.
+        """Launch a ProtUserSubSet keeping the images (not) flagged in the selected output."""
+        volId, name = self._selected()
+        wanted = keep == KEEP_OUTLIERS
+        ids = [item.getObjId() for item in getattr(self.protocol, name).iterItems()
+               if bool(item._qc_isOutlier.get()) == wanted]
+        return self.launchSubsetIds(ids, f"{'flagged' if wanted else 'kept'} images",
+                                    wait=wait)
 
-        The selection (item ids) is written to ``extra/subsets/`` of the
-        protocol; returns the new subset protocol.
+    def launchSubsetIds(self, ids, what, wait=False):
+        """Launch a ProtUserSubSet of the selected output keeping item ``ids``.
+
+        The selection is written to ``extra/subsets/`` of the protocol; returns
+        the new subset protocol.
         """
         volId, name = self._selected()
         outSet = getattr(self.protocol, name)
-        wanted = keep == KEEP_OUTLIERS
-        ids = [str(item.getObjId()) for item in outSet.iterItems()
-               if bool(item._qc_isOutlier.get()) == wanted]
         folder = self.protocol._getExtraPath("subsets")
         os.makedirs(folder, exist_ok=True)
-        fn = os.path.abspath(os.path.join(folder, f"{name}_{'flagged' if wanted else 'kept'}"
-                                                  ".txt"))
+        tag = what.replace(" ", "_")
+        fn = os.path.abspath(os.path.join(folder, f"{name}_{tag}.txt"))
         with open(fn, "w") as fh:
-            fh.write(" ".join(ids))
+            fh.write(" ".join(str(i) for i in ids))
         project = self.getProject()
         subset = project.newProtocol(ProtUserSubSet, outputClassName=outSet.getClassName(),
                                      sqliteFile=fn + ",")
         subset.inputObject.set(self.protocol)
         subset.inputObject.setExtended(name)
-        subset.setObjLabel(f"{'flagged' if wanted else 'kept'} images of map {volId}")
+        subset.setObjLabel(f"{what} of map {volId}")
         project.launchProtocol(subset, wait=wait)
         return subset
+
+
+def rowPicture(row, size=64):
+    """Aligned image | reprojection | residual of one table row (RGB array).
+
+    The residual is the saved one when the run saved residuals, otherwise the
+    gray-fitted difference computed here by :func:`~xmipp_qc.core.residuals.gray_residuals`.
+    """
+    if row.get("image") is None or row.get("reprojection") is None:
+        return None
+    image, reprojection = readImages([row["image"], row["reprojection"]])
+    if row.get("residual") is not None:
+        residual = readImages([row["residual"]])[0]
+    else:
+        residual = gray_residuals(image, reprojection)[0][0]
+    return thumbnails.strip([thumbnails.grayThumb(image, size),
+                             thumbnails.grayThumb(reprojection, size),
+                             thumbnails.signedThumb(residual, size)])
+
+
+class TableView:
+    """View opening the per-image table of one map (a pyworkflow View: ``show()``)."""
+
+    def __init__(self, viewer, selected, rows, sortBy, descending, header):
+        self.viewer, self.selected, self.rows = viewer, selected, rows
+        self.sortBy, self.descending, self.header = sortBy, descending, header
+        self.window = None
+
+    def show(self):
+        viewer = self.viewer
+        columns = [Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
+        self.window = TableWindow(
+            f"{TITLE}: images of map {self.selected[0]}", self.rows, columns,
+            picture=rowPicture, pictureLabel="image | reproj. | residual",
+            sortBy=self.sortBy, descending=self.descending, header=self.header,
+            actions=[("Subset from selected rows", viewer.subsetFromRows)],
+            masterWindow=viewer.getWindow())
+        self.window.show()
+        return self.window
