@@ -7,16 +7,27 @@ and box than the images (the blobs are rescaled, so the physical map is the
 same). Candidate maps are the true map plus decoys; ``extra/truth.json`` holds
 the planted outliers, the true alignment (px of the images) and which candidate
 is the true map. Hidden from the GUI: it exists for tests, benchmarks and demos.
+
+Streaming (``interval`` > 0, particles only): the maps are output first, then
+the particles arrive in batches every ``interval`` seconds (the set stays open
+until the last one). Particles can be grouped by micrograph
+(``particlesPerMicrograph``: consecutive ids share a micrograph, whose id is
+their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
+them), and a stretch of bad micrographs (``badMicrographs``, e.g. ``5-8``) can
+be made junk-rich (``badJunkFraction`` of their particles are junk).
 """
 
 import json
+import math
+import os
+import time
 from dataclasses import replace
 
 import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
-from pyworkflow.object import Pointer
+from pyworkflow.object import Pointer, Set
 
 from xmipp_qc.convert import writeStack, xmippToTransform
 from xmipp_qc.core.simulate import (
@@ -36,6 +47,15 @@ def _parseList(text):
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _parseRange(text):
+    """``"5-8"`` -> (5, 8); ``""`` -> None."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    first, _, last = text.partition("-")
+    return int(first), int(last or first)
+
+
 class XmippQcProtSyntheticParticles(EMProtocol):
     """Writes simulated 2D images and candidate 3D maps with known truth."""
 
@@ -45,7 +65,8 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                         "outputClasses2D": emobj.SetOfClasses2D,
                         "outputVolume": emobj.Volume,
                         "outputVolumes": emobj.SetOfVolumes,
-                        "outputClasses3D": emobj.SetOfClasses3D}
+                        "outputClasses3D": emobj.SetOfClasses3D,
+                        "outputMicrographs": emobj.SetOfMicrographs}
 
     @classmethod
     def isDisabled(cls):
@@ -90,6 +111,19 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                                                "outputClasses3D are produced.")
         form.addParam("truePosition", params.IntParam, default=1,
                       label="Position of the true map", help="1-based, among the candidates.")
+        form.addSection(label="Session")
+        form.addParam("particlesPerMicrograph", params.IntParam, default=0,
+                      label="Particles per micrograph", help="0 = no micrographs.")
+        form.addParam("badMicrographs", params.StringParam, default="",
+                      label="Bad micrographs", help="Range of micrograph numbers, e.g. 5-8, "
+                                                    "whose particles are junk-rich.")
+        form.addParam("badJunkFraction", params.FloatParam, default=0.8,
+                      label="Junk fraction in bad micrographs")
+        form.addParam("interval", params.FloatParam, default=0.0, label="Interval (s)",
+                      help="Seconds between batches of particles; 0 = static.")
+        form.addParam("particlesPerBatch", params.IntParam, default=100,
+                      label="Particles per batch",
+                      help="Rounded up to whole micrographs.")
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
@@ -101,6 +135,9 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         stack = self._getExtraPath("images.mrcs")
         sim = self._simulate(blobs, stack)
         kind = self.imageKind.get()
+        if self.interval.get() > 0:
+            self._streamOutputs(blobs, sim, stack)
+            return
         images = (self._makeParticles(sim, stack) if kind == KIND_PARTICLES
                   else self._makeAverages(stack, len(sim.kinds)))
         self._defineOutputs(**{"outputParticles" if kind == KIND_PARTICLES
@@ -135,14 +172,85 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                         [self.seed.get(), b]))
                 mrc.data[start:start + len(sim.kinds)] = sim.images
                 parts.append(replace(sim, images=None))
+            join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
+                    ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+            self._plantBadStretch(blobs, mrc, join["kinds"])
             mrc.data[blank] = 0.0
             mrc.voxel_size = self.samplingRate.get()
-        join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
-                ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
         for k in ("defocus_u", "defocus_v", "defocus_angle"):
             join[k] = None if parts[0].defocus_u is None else np.concatenate(
                 [getattr(p, k) for p in parts])
         return replace(parts[0], **join)
+
+    def _micId(self, i):
+        """Micrograph id of particle index ``i`` (0-based), or None."""
+        per = self.particlesPerMicrograph.get()
+        return i // per + 1 if per > 0 else None
+
+    def _plantBadStretch(self, blobs, mrc, kinds):
+        """Junk in the bad micrographs' particles (images and ``kinds`` in place)."""
+        bad = _parseRange(self.badMicrographs.get())
+        if bad is None or self.particlesPerMicrograph.get() <= 0:
+            return
+        idx = np.array([i for i in range(len(kinds)) if bad[0] <= self._micId(i) <= bad[1]])
+        if not len(idx):
+            return
+        junk = simulate_particles(
+            blobs, len(idx), box=self.boxSize.get(), snr=self.snr.get(),
+            pixel_size_a=self.samplingRate.get(), max_shift_px=self.maxShift.get(),
+            ctf=self.withCtf.get(), outlier_fraction=self.badJunkFraction.get(),
+            outlier_kinds=("junk",), seed=np.random.default_rng([self.seed.get(), 99]))
+        isJunk = junk.kinds == "junk"
+        mrc.data[idx[isJunk]] = junk.images[isJunk]
+        kinds[idx[isJunk]] = "junk"
+
+    def _streamOutputs(self, blobs, sim, stack):
+        """Maps first, then the particles (and micrographs) in batches over time."""
+        volumes = self._writeVolumes(blobs)
+        self._writeTruth(sim, len(volumes))
+        self._defineOutputs(outputVolume=self._volume(volumes[self.truePosition.get() - 1]))
+        if len(volumes) > 1:
+            self._defineOutputs(outputVolumes=self._makeVolumes(volumes))
+        n, perMic = len(sim.kinds), self.particlesPerMicrograph.get()
+        per = self.particlesPerBatch.get()
+        per = math.ceil(per / perMic) * perMic if perMic > 0 else per
+        for start in range(0, n, per):
+            if start:
+                time.sleep(self.interval.get())
+            state = Set.STREAM_CLOSED if start + per >= n else Set.STREAM_OPEN
+            parts = self._openSet(emobj.SetOfParticles, "particles.sqlite", sim)
+            for i in range(start, min(n, start + per)):
+                parts.append(self._makeParticle(sim, stack, i))
+            self._updateOutputSet("outputParticles", parts, state)
+            if perMic > 0:
+                self._appendMicrographs(range(start, min(n, start + per)), state)
+
+    def _appendMicrographs(self, indices, state):
+        mics = self._openSet(emobj.SetOfMicrographs, "micrographs.sqlite")
+        fn = self._getExtraPath("micrograph.mrc")
+        if not os.path.exists(fn):
+            writeStack(fn, np.zeros((1, 16, 16), np.float32), self.samplingRate.get())
+        for micId in sorted({self._micId(i) for i in indices}):
+            mic = emobj.Micrograph(location=fn)
+            mic.setObjId(micId)
+            mic.setMicName(f"mic_{micId:05d}.mrc")
+            mics.append(mic)
+        self._updateOutputSet("outputMicrographs", mics, state)
+
+    def _openSet(self, setClass, baseName, sim=None):
+        fn = self._getPath(baseName)
+        outSet = setClass(filename=fn)
+        if os.path.exists(fn) and os.path.getsize(fn) > 0:
+            outSet.loadAllProperties()
+            outSet.enableAppend()
+            return outSet
+        self._acquisition(outSet)
+        if sim is not None:
+            outSet.setHasCTF(sim.defocus_u is not None)
+            if self.withAlignment:
+                outSet.setAlignmentProj()
+        outSet.setStreamState(Set.STREAM_OPEN)
+        return outSet
 
     def _volPixel(self):
         return self.volSamplingRate.get() or self.samplingRate.get()
@@ -165,16 +273,26 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         if self.withAlignment:
             parts.setAlignmentProj()
         for i in range(len(sim.kinds)):
-            p = emobj.Particle(location=(i + 1, stack))
-            p.setObjId(i + 1)
-            if self.withAlignment:
-                p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
-            if sim.defocus_u is not None:
-                p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
-                                        defocusV=float(sim.defocus_v[i]),
-                                        defocusAngle=float(sim.defocus_angle[i])))
-            parts.append(p)
+            parts.append(self._makeParticle(sim, stack, i))
         return parts
+
+    def _makeParticle(self, sim, stack, i):
+        p = emobj.Particle(location=(i + 1, stack))
+        p.setObjId(i + 1)
+        if self.withAlignment:
+            p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
+        if sim.defocus_u is not None:
+            p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
+                                    defocusV=float(sim.defocus_v[i]),
+                                    defocusAngle=float(sim.defocus_angle[i])))
+        micId = self._micId(i)
+        if micId is not None:
+            coord = emobj.Coordinate(x=0, y=0)
+            coord.setMicId(micId)
+            coord.setMicName(f"mic_{micId:05d}.mrc")
+            p.setCoordinate(coord)
+            p.setMicId(micId)
+        return p
 
     def _makeAverages(self, stack, n):
         avgs = self._createSetOfAverages()
@@ -272,6 +390,9 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             "reportedAngles": sim.angles.tolist(), "reportedShifts": sim.shifts.tolist(),
             "trueVolumeId": self.truePosition.get(), "nMaps": nMaps,
             "imagePixelSize": self.samplingRate.get(), "volumePixelSize": self._volPixel(),
+            "micIds": [self._micId(i) for i in range(len(sim.kinds))]
+            if self.particlesPerMicrograph.get() > 0 else [],
+            "badMicrographs": list(_parseRange(self.badMicrographs.get()) or []),
         }
         with open(self._getExtraPath("truth.json"), "w") as fh:
             json.dump(truth, fh, indent=1)
@@ -285,6 +406,8 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             errors.append(f"Unknown outlier kinds or decoys: {', '.join(bad)}")
         if not 1 <= self.truePosition.get() <= len(_parseList(self.decoys.get())) + 1:
             errors.append("The true map position must be within the candidates.")
+        if self.interval.get() > 0 and self.imageKind.get() != KIND_PARTICLES:
+            errors.append("Only particles can arrive in streaming (interval > 0).")
         return errors
 
     def _summary(self):
