@@ -30,6 +30,7 @@ import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
 from pwem.protocols import ProtAnalysis3D
+from pyworkflow.object import Boolean
 
 from xmipp_qc.convert import (
     acquisitionToDict,
@@ -43,6 +44,10 @@ from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import parse_symmetry
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
+from xmipp_qc.protocols.compare_reprojections_emission import (
+    CompareReprojectionsEmission,
+    readReference,
+)
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
 from xmipp_qc.protocols.compare_reprojections_outputs import (
     EXTRACT_BOTH,
@@ -58,6 +63,7 @@ from xmipp_qc.protocols.compare_reprojections_results import (
     readRanking,
     readScores,
 )
+from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojectionsStreaming
 
 __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
            "XmippQcProtCompareReprojections"]
@@ -65,7 +71,9 @@ __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_
 NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
 
 
-class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
+class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
+                                      CompareReprojectionsStreaming,
+                                      CompareReprojectionsInputs,
                                       CompareReprojectionsOutputs, ProtAnalysis3D):
     """Compares images with the reprojections of one or more maps.
 
@@ -77,6 +85,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
     ``numberOfThreads - 1`` at a time (default 2) and skips the chunks already
     saved (continue). Steps per chunk, run by Scipion's parallel executor,
     left the cores idle: it sleeps 3 s whenever no new step can start.
+    An open input is scored as it arrives (:mod:`.compare_reprojections_streaming`).
     """
 
     _label = "compare reprojections"
@@ -86,6 +95,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         ProtAnalysis3D.__init__(self, **kwargs)
         self._models = {}  # {volId: MapModel} of the map whose chunks are running
         self._modelLock = threading.Lock()
+        self.streamingRun = Boolean()  # set at the first launch: the input was open
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -139,6 +149,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                       condition="doRanking and doExtraction",
                       choices=["Particles", "Volume", "Both"], label="Extract",
                       help="Particles need 3D classes as input.")
+        self._defineStreamingParams(form)
         form.addParallelSection(threads=3, mpi=0)
 
     # --------------------------- INSERT steps functions ----------------------
@@ -146,6 +157,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         limit_blas_threads()  # the chunk pool is the parallelism (see native_threads)
         self.info(f"BLAS threads per chunk thread: {blas_threads()}")
         volIds = [vid for vid, _ in self._iterCandidates()]
+        if self._decideStreaming():
+            self._insertStreamingSteps(volIds)
+            return
         nChunks = max(1, math.ceil(self._input2DSize() / self.chunkSize.get()))
         convert = self._insertFunctionStep(self.convertStep, needsGPU=False)
         down = self._insertFunctionStep(self.downSampleStep, prerequisites=[convert],
@@ -192,6 +206,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                 mrc.data[start:start + len(block)] = to_working_grid(
                     block, pixel, int(workBox), workPixel, ndim=2)[0]
             mrc.voxel_size = float(workPixel)
+        self._downSampleVolumes(workBox, workPixel)
+
+    def _downSampleVolumes(self, workBox, workPixel):
         for vid, vol in self._iterCandidates():
             data, _ = to_working_grid(readVolume(vol), vol.getSamplingRate(), int(workBox),
                                       workPixel, ndim=3)
@@ -212,16 +229,25 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         sl = self._chunkSlice(chunk)
         if sl.start >= len(inp["ids"]):
             return
-        images = self._workingImages(sl)
-        _, pixel, _, workPixel = inp["sampling"]
-        given = "angles" in inp and not self._needsMatching()
+        arrays = {k: inp[k][sl] for k in ("ids", "angles", "shifts", "defocus") if k in inp}
+        self._scoreChunk(volId, chunk, self._workingImages(sl), arrays, inp["sampling"],
+                         acquisition)
+
+    def _scoreChunk(self, volId, chunk, images, arrays, sampling, acquisition):
+        """One chunk of working images against one map, saved as chunk ``chunk``.
+
+        The one in-process chunk function: the closed-input steps and the
+        streaming step both call it. ``arrays``: ``ids`` and optionally
+        ``angles``, ``shifts`` (input px), ``defocus`` of these images.
+        """
+        _, pixel, _, workPixel = sampling
+        given = "angles" in arrays and not self._needsMatching()
         result = pipeline.process_chunk(
-            self._getModel(volId), images, ids=inp["ids"][sl],
-            angles=inp["angles"][sl] if given else None,
-            shifts=pipeline.shifts_to_work(inp["shifts"][sl], workPixel, pixel)
+            self._getModel(volId), images, ids=arrays["ids"],
+            angles=arrays["angles"] if given else None,
+            shifts=pipeline.shifts_to_work(arrays["shifts"], workPixel, pixel)
             if given else None,
-            defocus=inp["defocus"][sl] if "defocus" in inp else None,
-            acquisition=acquisition)
+            defocus=arrays.get("defocus"), acquisition=acquisition)
         self._saveChunk(volId, chunk, result, workPixel)
 
     def evaluateResiduals(self, volId):
@@ -255,7 +281,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             if model is None:  # maps come one after another: keep only the current one
                 vol = readVolume(emobj.Volume(location=self._getExtraPath(
                     f"volume_{volId}.mrc")))
-                self._models = {volId: pipeline.MapModel(vol, self._options())}
+                kept = self._models if self._isStreaming() else {}  # streaming: all maps
+                self._models = {**kept, volId: pipeline.MapModel(vol, self._options())}
                 model = self._models[volId]
             if self._needsMatching():
                 model.gallery  # noqa: B018  (built under the lock, once)
@@ -347,6 +374,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             lines.append("No usable 3D assignment: angles found by projection matching.")
         for vid in readOutputsJson(self._getExtraPath()):
             fn = self._volPath(vid, "scores.npz")
+            ref = readReference(self._volPath(vid))
+            if ref is not None and self._isStreaming():
+                lines.append(self._referenceLine(vid, ref))
             if os.path.exists(fn):
                 s = readScores(self._getExtraPath(), vid)
                 lines.append(f"Map {vid}: {int(s['isOutlier'].sum())} of {len(s['ids'])} "
