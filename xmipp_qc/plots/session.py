@@ -55,12 +55,13 @@ def plot_session(mic_rates: ArrayLike, mic_counts: ArrayLike, window_centres: Ar
     fig = Figure(figsize=(8.0, 6.0), layout="constrained")
     top, bottom = fig.subplots(2, 1)
     order = np.arange(1, len(rates) + 1)
-    top.bar(order[enough & ~bad], 100 * rates[enough & ~bad], color=_MIC_COLOR, width=0.8,
-            label="micrograph")
-    top.bar(order[bad], 100 * rates[bad], color=_BAD_COLOR, width=0.8,
-            label=f"bad micrograph ({int(bad.sum())})")
-    top.bar(order[~enough], 100 * rates[~enough], color="none", edgecolor="grey",
-            width=0.8, label=f"fewer than {min_particles} particles")
+    groups = ((enough & ~bad, {"color": _MIC_COLOR}, "micrograph"),
+              (bad, {"color": _BAD_COLOR}, f"bad micrograph ({int(bad.sum())})"),
+              (~enough, {"facecolor": "none", "edgecolor": "grey"},
+               f"fewer than {min_particles} particles (not decided)"))
+    for sel, style, label in groups:
+        if sel.any():
+            top.bar(order[sel], 100 * rates[sel], width=0.8, label=label, **style)
     top.axhline(100 * threshold, color="k", ls="--", lw=1,
                 label=f"bad-micrograph threshold {100 * threshold:.0f}%")
     top.set_xlabel("micrograph (order of acquisition)")
@@ -78,6 +79,7 @@ def plot_session(mic_rates: ArrayLike, mic_counts: ArrayLike, window_centres: Ar
     bottom.set_xlabel("particle number (order of arrival)")
     bottom.set_ylabel("flagged particles (%)")
     bottom.set_ylim(0, 105)
+    bottom.set_xlim(left=0)
     bottom.set_title(f"{map_name}: outlier rate over the session")
     bottom.legend(loc="upper right", fontsize="small")
     return fig

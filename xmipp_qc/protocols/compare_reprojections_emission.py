@@ -261,6 +261,17 @@ class CompareReprojectionsEmission:
         return readImages([(int(s["index"][p]) + 1, self._volPath(
             volId, f"{name}_{int(s['chunk'][p]):05d}.mrcs")) for p in positions])
 
+    def _streamingLines(self, vid, ref, session):
+        """Summary lines of a streaming map: burn-in statistics, output so far, session."""
+        lines = [self._referenceLine(vid, ref)]
+        if session:
+            n, bad = session["n_output"], session["n_flagged"]
+            lines.append(f"Map {vid}: {n} images output so far, {bad} flagged "
+                         f"({100 * bad / max(n, 1):.1f}%); {len(session['mic_ids'])} "
+                         f"micrographs, {len(session['bad_mics'])} with at least "
+                         f"{100 * self.badMicRate.get():.0f}% flagged.")
+        return lines
+
     def _referenceLine(self, vid, ref):
         """Summary line of a map's burn-in statistics."""
         loc, scale = ref["location_scale"]["combined"]

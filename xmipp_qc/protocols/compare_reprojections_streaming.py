@@ -56,6 +56,7 @@ class StreamBook:
         self.seen = set()  # input ids read (enabled or not)
         self.nextChunk = 0
         self.sizes = {}  # chunk -> number of images (0: only disabled items)
+        self.micIds = {}  # chunk -> micId of its images (-1: none)
         self.closed = False
         self.todo = []  # (volId, chunk) to score
         self.running = {}  # future -> (volId, chunk)
@@ -70,7 +71,8 @@ class CompareReprojectionsStreaming:
     ``_iterCandidates``, ``_input2DDims``, ``_input3DDims``, ``_usesAssignment``,
     ``_imageSet``, ``_writeJson``, ``_volPath`` and, from
     :class:`.CompareReprojectionsEmission`, ``_emitReady``, ``_restoreEmission``,
-    ``_allEmitted`` and ``_finishEmission``.
+    ``_allEmitted`` and ``_finishEmission``, from
+    :class:`.CompareReprojectionsSession`, ``_sessionUpdate``.
     """
 
     def _defineStreamingParams(self, form):
@@ -121,6 +123,7 @@ class CompareReprojectionsStreaming:
                     vid, k = book.todo.pop(0)
                     book.running[pool.submit(self._streamChunk, vid, k)] = (vid, k)
                 progressed |= self._emitReady(book, volIds)
+                self._sessionUpdate(book, volIds)
                 if book.closed and not book.running and not book.todo \
                         and self._allEmitted(book, volIds):
                     return
@@ -132,6 +135,10 @@ class CompareReprojectionsStreaming:
 
     def closeStreamStep(self, volIds, stamp=None):
         """Whole-set files (input.npz, scores.npz), plots and closed outputs."""
+        book = self._restoreBook(volIds)
+        book.closed = True  # the stream step ends only then
+        self._emitReady(book, volIds)  # nothing new: reads the flags back
+        self._sessionUpdate(book, volIds, final=True)
         self._writeStreamInput()
         self._finishEmission(volIds)
 

@@ -63,6 +63,11 @@ from xmipp_qc.protocols.compare_reprojections_results import (
     readRanking,
     readScores,
 )
+from xmipp_qc.protocols.compare_reprojections_session import (
+    BAD_MICS,
+    CompareReprojectionsSession,
+    readSession,
+)
 from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojectionsStreaming
 
 __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
@@ -73,6 +78,7 @@ NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
 
 class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                                       CompareReprojectionsStreaming,
+                                      CompareReprojectionsSession,
                                       CompareReprojectionsInputs,
                                       CompareReprojectionsOutputs, ProtAnalysis3D):
     """Compares images with the reprojections of one or more maps.
@@ -89,7 +95,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
     """
 
     _label = "compare reprojections"
-    _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles}
+    _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles,
+                        BAD_MICS: emobj.SetOfMicrographs}
 
     def __init__(self, **kwargs):
         ProtAnalysis3D.__init__(self, **kwargs)
@@ -150,6 +157,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                       choices=["Particles", "Volume", "Both"], label="Extract",
                       help="Particles need 3D classes as input.")
         self._defineStreamingParams(form)
+        self._defineSessionParams(form)
         form.addParallelSection(threads=3, mpi=0)
 
     # --------------------------- INSERT steps functions ----------------------
@@ -376,14 +384,16 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
             fn = self._volPath(vid, "scores.npz")
             ref = readReference(self._volPath(vid))
             if ref is not None and self._isStreaming():
-                lines.append(self._referenceLine(vid, ref))
+                lines += self._streamingLines(vid, ref, readSession(self._getExtraPath(), vid))
             if os.path.exists(fn):
                 s = readScores(self._getExtraPath(), vid)
                 lines.append(f"Map {vid}: {int(s['isOutlier'].sum())} of {len(s['ids'])} "
                              f"images flagged; median cost {np.nanmedian(s['cost']):.3f}")
         table = readRanking(self._getExtraPath())
         if table:
-            lines += rankingLines(table)
+            lines += (["Running ranking, on the first "
+                       f"{table['n_output']} images output (streaming):"]
+                      if table.get("running") else []) + rankingLines(table)
         return lines or ["Not finished yet."]
 
     def _methods(self):

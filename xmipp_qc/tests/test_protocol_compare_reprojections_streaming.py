@@ -26,7 +26,11 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtCompareReprojections,
     XmippQcProtSyntheticParticles,
 )
-from xmipp_qc.protocols.compare_reprojections_results import readOutputsJson  # noqa: E402
+from xmipp_qc.protocols.compare_reprojections_results import (  # noqa: E402
+    readOutputsJson,
+    readRanking,
+)
+from xmipp_qc.protocols.protocol_compare_reprojections import EXTRACT_VOLUME  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 
@@ -48,14 +52,13 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self._waitOutput(src, "outputParticles", sleepTime=1)
         return src
 
-    def compare(self, src, **kwargs):
+    def compare(self, src, maps="outputVolume", **kwargs):
         kwargs = {"doRanking": False, "chunkSize": 64, "burnIn": 80, "numberOfThreads": 3,
                   **kwargs}
         prot = self.newProtocol(XmippQcProtCompareReprojections, **kwargs)
-        prot.inputSet2D.set(src)
-        prot.inputSet2D.setExtended("outputParticles")
-        prot.inputSet3D.set(src)
-        prot.inputSet3D.setExtended("outputVolume")
+        for param, name in ((prot.inputSet2D, "outputParticles"), (prot.inputSet3D, maps)):
+            param.set(src)  # pointers to the (still growing) outputs, as the GUI makes them
+            param.setExtended(name)
         return prot
 
     def refreshed(self, prot):
@@ -66,8 +69,9 @@ class TestCompareReprojectionsStreaming(BaseTest):
         return {item.getObjId(): bool(item._qc_isOutlier.get()) for item in outSet}
 
     def pollWhileSourceOpen(self, prot, src, timeout=150):
-        """Flags of the items output while the source was still streaming; final prot."""
-        early, deadline = {}, time.time() + timeout
+        """Flags of the items output while the source was still streaming, the last
+        running ranking seen, final prot."""
+        early, running, deadline = {}, None, time.time() + timeout
         while time.time() < deadline:
             src = self.refreshed(src) if src.isActive() else src
             prot = self.refreshed(prot)
@@ -76,18 +80,27 @@ class TestCompareReprojectionsStreaming(BaseTest):
             if out is not None and src.isActive():
                 out.loadAllProperties()
                 early.update(self.flagsOf(out))
+            table = readRanking(prot._getExtraPath())
+            running = table if table and table.get("running") else running
             if not prot.isActive():
                 break
             time.sleep(0.5)
         self.assertTrue(prot.isFinished(), f"compare did not finish: {prot.getErrorMessage()}")
-        return early, prot
+        return early, running, prot
 
-    def test_streaming_final_flags_burn_in_and_bad_micrographs(self):
-        src = self.source(seed=21)
-        prot = self.compare(src)
+    def test_streaming_final_flags_burn_in_bad_micrographs_ranking(self):
+        src = self.source(seed=21, decoys="mirrored", truePosition=1)
+        self._waitOutput(src, "outputMicrographs", sleepTime=1)
+        prot = self.compare(src, maps="outputVolumes", doRanking=True,
+                            extractOption=EXTRACT_VOLUME, badMicMinParticles=10,
+                            badMicRate=0.5, sessionWindow=40)
+        prot.inputMicrographs.set(src)
+        prot.inputMicrographs.setExtended("outputMicrographs")
         self.proj.launchProtocol(prot, wait=False)
-        early, prot = self.pollWhileSourceOpen(prot, src)
-        (vid, name), = readOutputsJson(prot._getExtraPath()).items()
+        early, running, prot = self.pollWhileSourceOpen(prot, src)
+        names = readOutputsJson(prot._getExtraPath())
+        self.assertEqual(len(names), 2)
+        vid, name = sorted(names.items())[0]  # the true map
         out = getattr(prot, name)
         self.assertTrue(out.isStreamClosed())
         ids = [item.getObjId() for item in out]
@@ -97,6 +110,21 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertEqual({i: final[i] for i in early}, early)  # flags final when emitted
         self.assertBurnIn(prot, f"vol{vid}")
         self.assertBadStretchFound(prot, final)
+        self.assertEqual(sorted(prot.badMicrographs.getIdSet()), list(range(BAD[0], BAD[1] + 1)))
+        self.assertTrue(prot.badMicrographs.isStreamClosed())
+        with open(prot._getExtraPath(f"session_vol{vid}.json")) as fh:
+            session = json.load(fh)
+        self.assertEqual(session["n_output"], N)
+        self.assertEqual(session["mic_ids"], list(range(1, N // PER_MIC + 1)))
+        self.assertEqual(session["bad_mics"], list(range(BAD[0], BAD[1] + 1)))
+        self.assertGreater(os.path.getsize(prot._getExtraPath(f"session_vol{vid}.png")), 5000)
+        self.assertIsNotNone(running, "no running ranking while streaming")
+        self.assertEqual(running["best"], vid)
+        self.assertLess(running["n_output"], N)
+        table = readRanking(prot._getExtraPath())
+        self.assertFalse(table.get("running", False))
+        self.assertEqual((table["best"], table["n_images"]), (vid, N))
+        self.assertTrue(prot.bestVolume.getFileName().endswith("map_01.mrc"))
 
     def assertBurnIn(self, prot, vol):
         with open(prot._getExtraPath(vol, "reference.json")) as fh:

@@ -40,8 +40,9 @@ def test_plot_session_labels(tmp_path):
     assert top.get_ylabel() == "flagged particles (%)"
     labels = [t.get_text() for t in top.get_legend().get_texts()]
     assert "bad micrograph (1)" in labels and "bad-micrograph threshold 50%" in labels
-    heights = [p.get_height() for p in top.patches]
+    heights = [p.get_height() for p in top.patches]  # kept, bad, undecided
     assert heights == pytest.approx([10.0, 90.0, 50.0])
+    assert "fewer than 10 particles (not decided)" in labels
     assert "particle number" in bottom.get_xlabel()
     fig.savefig(tmp_path / "session.png", dpi=60)
     assert (tmp_path / "session.png").stat().st_size > 1000
