@@ -9,7 +9,20 @@ XmippQcProtSyntheticParticles helper (not timed):
 * ``averages``: 200 class averages of box 64 at 3 Å/px without angles
   (projection matching, 5° c1 gallery), one map.
 
-Printed: per workload the wall time from launch to finish and the peak RSS of
+* ``streaming`` (``--rates``): particles of box 128 at 1.5 Å/px WITHOUT angles
+  (projection matching, 5° c1 gallery) after downsampling to box 64, arriving
+  in the open output of the synthetic helper at a set rate (one batch per
+  second) for ``--stream-seconds``; the compare protocol (2 chunk threads,
+  chunks of 256, burn-in 1,000) runs on it in streaming. Printed per rate: the
+  lag between a particle's arrival (the batch time the helper logs in
+  ``extra/arrivals.txt``) and its appearance in the output sqlite (polled every
+  0.25 s): median and 95th percentile, over all particles and over the last
+  quarter; the time from the first arrival to the first output; and whether
+  the protocol keeps up (the last quarter's median lag is within 20 s of the
+  second quarter's: the backlog does not grow). The target is 150,000
+  particles per hour (41.7/s) with matching and first outputs within a minute.
+
+Printed: per batch workload the wall time from launch to finish and the peak RSS of
 the protocol process, then per step kind (convertStep, downSampleStep,
 produceResiduals, evaluateResiduals, createOutputStep) the summed step time
 (from the protocol's own step start/end times, ``prot.loadSteps()``), the
@@ -25,9 +38,12 @@ Usage::
 
     .venv/bin/python benchmarks/compare_reprojections.py [--workloads particles averages]
         [--repeats 3] [--particles 10000]
+    .venv/bin/python benchmarks/compare_reprojections.py --workloads streaming \
+        --rates 30 42 60 [--stream-seconds 90]
 """
 
 import argparse
+import glob
 import os
 import re
 import statistics
@@ -37,6 +53,7 @@ import time
 from collections import defaultdict
 
 import headless_scipion  # noqa: F401  (first: a private headless Scipion)
+import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from pyworkflow.project import Manager  # noqa: E402
 
@@ -150,9 +167,79 @@ def stepTable(prot, samples):
     return dict(table)
 
 
+def runStreaming(project, rate, seconds, seed=0):
+    """One streaming run at ``rate`` particles/s: per-particle arrival and output times."""
+    n = int(rate * seconds)
+    src = project.newProtocol(XmippQcProtSyntheticParticles, nImages=n, boxSize=128,
+                              samplingRate=1.5, snr=0.5, maxShift=2.0, withAlignment=False,
+                              outlierFraction=0.01, outlierKinds="junk", seed=seed,
+                              interval=1.0, particlesPerBatch=int(round(rate)))
+    project.launchProtocol(src, wait=False)
+    while not hasattr(src, "outputParticles"):
+        time.sleep(0.2)
+        project._updateProtocol(src)
+    prot = project.newProtocol(XmippQcProtCompareReprojections, doRanking=False,
+                               numberOfThreads=3, chunkSize=256, burnIn=1000)
+    for param, name in ((prot.inputSet2D, "outputParticles"),
+                        (prot.inputSet3D, "outputVolume")):
+        param.set(src)
+        param.setExtended(name)
+    project.launchProtocol(prot, wait=False)
+    seen = pollOutputTimes(project, prot)
+    arrivals = np.loadtxt(src._getExtraPath("arrivals.txt"), ndmin=2)
+    ids = np.arange(1, n + 1)
+    arrived = arrivals[np.searchsorted(arrivals[:, 1], ids), 0]  # batch time of each id
+    out = np.array([seen.get(int(i), np.nan) for i in ids])
+    return {"rate": rate, "n": n, "arrived": arrived, "out": out}
+
+
+def pollOutputTimes(project, prot, period=0.25):
+    """``{id: first time seen in the output sqlite}`` until the protocol ends."""
+    from pwem.objects import SetOfParticles
+
+    seen = {}
+    while True:
+        project._updateProtocol(prot)
+        active = prot.isActive()
+        for fn in glob.glob(os.path.join(prot.getWorkingDir(), "reprojections_vol*.sqlite")):
+            try:
+                out = SetOfParticles(filename=fn)
+                now = time.time()
+                for i in out.getUniqueValues("id"):
+                    seen.setdefault(int(i), now)
+                out.close()
+            except Exception:  # noqa: BLE001  (being written: next poll)
+                pass
+        if not active:
+            if prot.isFailed():
+                raise RuntimeError(f"streaming compare failed: {prot.getErrorMessage()}")
+            return seen
+        time.sleep(period)
+
+
+def reportStreaming(rows):
+    print("\nstreaming: particles without angles (matched), box 128 -> 64, 2 chunk threads")
+    print(f"{'rate/s':>7}{'n':>7}{'lag med':>9}{'lag p95':>9}{'last q med':>11}"
+          f"{'last q p95':>11}{'first out':>10}{'out/s':>7}  keeps up")
+    for r in rows:
+        lag = r["out"] - r["arrived"]
+        q = len(lag) // 4
+        second, last = lag[q:2 * q], lag[3 * q:]
+        first = np.nanmin(r["out"]) - r["arrived"].min()
+        span = np.nanmax(r["out"]) - r["arrived"].min()
+        keeps = np.isfinite(lag).all() and np.median(last) - np.median(second) < 20.0
+        print(f"{r['rate']:>7.0f}{r['n']:>7}{np.nanmedian(lag):>9.1f}"
+              f"{np.nanpercentile(lag, 95):>9.1f}{np.median(last):>11.1f}"
+              f"{np.percentile(last, 95):>11.1f}{first:>10.1f}{r['n'] / span:>7.1f}  "
+              f"{'yes' if keeps else 'NO'}")
+    sys.stdout.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=["particles", "averages"])
+    parser.add_argument("--rates", nargs="+", type=float, default=[30.0, 42.0, 60.0])
+    parser.add_argument("--stream-seconds", type=float, default=90.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--particles", type=int, default=10000)
     parser.add_argument("--averages", type=int, default=200)
@@ -160,6 +247,10 @@ def main():
     project = Manager().createProject("bench_compare_reprojections")
     os.chdir(project.path)
     for workload in args.workloads:
+        if workload == "streaming":
+            reportStreaming([runStreaming(project, rate, args.stream_seconds)
+                             for rate in args.rates])
+            continue
         n = args.particles if workload == "particles" else args.averages
         rows = []
         for rep in range(args.repeats):

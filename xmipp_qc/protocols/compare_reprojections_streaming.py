@@ -99,6 +99,13 @@ class CompareReprojectionsStreaming:
                                   and inSet.isStreamOpen())
         return self.streamingRun.get()
 
+    def _streamingWarnings(self):
+        inSet = self.inputSet2D.get()
+        if isinstance(inSet, emobj.SetOfClasses2D) and inSet.isStreamOpen():
+            return ["The 2D classes are still changing: they are read once, as they are "
+                    "now (streaming is for particles and averages)."]
+        return []
+
     def _insertStreamingSteps(self, volIds):
         """Stream, close, rank: the stream step has a time stamp so that it always runs."""
         stream = self._insertFunctionStep(self.streamStep, volIds, str(datetime.now()),

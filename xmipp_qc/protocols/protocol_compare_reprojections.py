@@ -373,7 +373,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                 and not self._hasAssignment():
             return ["The images have no usable 3D assignment (or are 2D classes): their "
                     "angles will be found by projection matching."]
-        return []
+        return self._streamingWarnings()
 
     def _summary(self):
         lines = []
@@ -404,7 +404,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                 "[Sorzano2004] and, where requested, the CTF; residuals were scored with "
                 "Xmipp's measures and a residual-covariance divergence [Cherian2013], "
                 "combined into a robust outlier score. Implemented in numpy after Xmipp "
-                "[delaRosaTrevin2013]."]
+                "[delaRosaTrevin2013]." + (" Particles were scored as they arrived, against "
+                                           "score statistics fixed on the first "
+                                           f"{self.burnIn.get()} images." if
+                                           self._isStreaming() else "")]
 
     def _citations(self):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013"]

@@ -10,7 +10,8 @@ is the true map. Hidden from the GUI: it exists for tests, benchmarks and demos.
 
 Streaming (``interval`` > 0, particles only): the maps are output first, then
 the particles arrive in batches every ``interval`` seconds (the set stays open
-until the last one). Particles can be grouped by micrograph
+until the last one; ``extra/arrivals.txt`` lists the time of each batch and its
+last id). Particles can be grouped by micrograph
 (``particlesPerMicrograph``: consecutive ids share a micrograph, whose id is
 their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
 them), and a stretch of bad micrographs (``badMicrographs``, e.g. ``5-8``) can
@@ -222,6 +223,8 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             for i in range(start, min(n, start + per)):
                 parts.append(self._makeParticle(sim, stack, i))
             self._updateOutputSet("outputParticles", parts, state)
+            with open(self._getExtraPath("arrivals.txt"), "a") as fh:  # for benchmarks
+                fh.write(f"{time.time():.3f} {min(n, start + per)}\n")
             if perMic > 0:
                 self._appendMicrographs(range(start, min(n, start + per)), state)
 
