@@ -157,8 +157,9 @@ class CompareReprojectionsStreaming:
         """Sampling, acquisition and maps at the working grid (once); the restored book."""
         os.makedirs(self._streamPath(), exist_ok=True)
         if not os.path.exists(self._getExtraPath("input.npz")):
-            self._waitFirstImages()
-            box, pixel = self._input2DDims()
+            inSet = self._waitFirstImages()  # the form's copy may predate the first one
+            box, pixel = int(inSet.getDimensions()[0]), float(inSet.getSamplingRate())
+            inSet.close()
             workBox, workPixel = pipeline.common_sampling(
                 box, pixel, *self._input3DDims(), downsample=self.doDownSample.get(),
                 target_a=3.0)
@@ -171,10 +172,13 @@ class CompareReprojectionsStreaming:
         return self._restoreBook(volIds)
 
     def _waitFirstImages(self):
+        """The input, reloaded, once it has an image."""
         while True:
             inSet = self._reloadedInput()
-            if inSet.getSize() > 0 or inSet.isStreamClosed():
-                return
+            if inSet.getSize() > 0:
+                return inSet
+            if inSet.isStreamClosed():
+                raise ValueError(f"The input {inSet.getFileName()} closed without images.")
             inSet.close()
             time.sleep(POLL_SECONDS)
 

@@ -89,7 +89,7 @@ class TestCompareReprojectionsStreaming(BaseTest):
         return early, running, prot
 
     def test_streaming_final_flags_burn_in_bad_micrographs_ranking(self):
-        src = self.source(seed=21, decoys="mirrored", truePosition=1)
+        src = self.source(seed=21, decoys="mirrored", truePosition=1, blankImages="3,150")
         self._waitOutput(src, "outputMicrographs", sleepTime=1)
         prot = self.compare(src, maps="outputVolumes", doRanking=True,
                             extractOption=EXTRACT_VOLUME, badMicMinParticles=10,
@@ -109,7 +109,10 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertGreater(len(early), 0, "nothing output before the input closed")
         self.assertEqual({i: final[i] for i in early}, early)  # flags final when emitted
         self.assertBurnIn(prot, f"vol{vid}")
-        self.assertBadStretchFound(prot, final)
+        self.assertBadStretchFound(prot, {i: f for i, f in final.items() if i not in (3, 150)})
+        for item in out.iterItems(where="id IN (3, 150)"):  # one in the burn-in, one after
+            self.assertTrue(item._qc_isOutlier.get())
+            self.assertIn("constant", item._qc_failureReason.get())
         self.assertEqual(sorted(prot.badMicrographs.getIdSet()), list(range(BAD[0], BAD[1] + 1)))
         self.assertTrue(prot.badMicrographs.isStreamClosed())
         with open(prot._getExtraPath(f"session_vol{vid}.json")) as fh:
@@ -123,7 +126,8 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertLess(running["n_output"], N)
         table = readRanking(prot._getExtraPath())
         self.assertFalse(table.get("running", False))
-        self.assertEqual((table["best"], table["n_images"]), (vid, N))
+        self.assertEqual((table["best"], table["n_images"], table["n_excluded"]),
+                         (vid, N - 2, 2))  # the two blank images
         self.assertTrue(prot.bestVolume.getFileName().endswith("map_01.mrc"))
 
     def assertBurnIn(self, prot, vol):
