@@ -71,10 +71,12 @@ class CompareReprojectionsSession:
                            "particles' micId); the bad ones are output as "
                            "'badMicrographs'.")
         form.addParam("badMicRate", params.FloatParam, default=0.5,
+                      validators=[params.Range(0.0, 1.0, "Must be a fraction in [0, 1].")],
                       label="Bad micrograph: flagged fraction",
                       help="A micrograph is bad when at least this fraction of its "
                            "particles is flagged (by the first map).")
         form.addParam("badMicMinParticles", params.IntParam, default=10,
+                      validators=[params.Positive],
                       label="Bad micrograph: minimum particles",
                       help="Micrographs with fewer particles are never called bad.")
 

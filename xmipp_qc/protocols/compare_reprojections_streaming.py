@@ -75,7 +75,7 @@ class CompareReprojectionsStreaming:
     :class:`.CompareReprojectionsSession`, ``_sessionUpdate``.
     """
 
-    def _defineStreamingParams(self, form):
+    def _defineBurnInParams(self, form):
         form.addSection(label="Streaming")
         form.addParam("burnIn", params.IntParam, default=1000, validators=[params.Positive],
                       label="Burn-in (images)",

@@ -100,7 +100,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
 
     def __init__(self, **kwargs):
         ProtAnalysis3D.__init__(self, **kwargs)
-        self._models = {}  # {volId: MapModel} of the map whose chunks are running
+        self._models = {}  # {volId: MapModel} of the map whose chunks run (streaming: all)
         self._modelLock = threading.Lock()
         self.streamingRun = Boolean()  # set at the first launch: the input was open
 
@@ -156,7 +156,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                       condition="doRanking and doExtraction",
                       choices=["Particles", "Volume", "Both"], label="Extract",
                       help="Particles need 3D classes as input.")
-        self._defineStreamingParams(form)
+        self._defineBurnInParams(form)
         self._defineSessionParams(form)
         form.addParallelSection(threads=3, mpi=0)
 

@@ -197,3 +197,24 @@ class TestCompareReprojectionsStreaming(BaseTest):
             with np.load(fn) as z:
                 for i, flag in zip(z["ids"], z["isOutlier"]):
                     self.assertEqual(final[int(i)], bool(flag), i)
+
+    def test_session_shorter_than_burn_in_scores_like_a_closed_run(self):
+        src = self.source(seed=25, interval=1.0, nImages=120, badMicrographs="")
+        streamed = self.compare(src, burnIn=10000)
+        self.proj.launchProtocol(streamed, wait=False)
+        _, _, streamed = self.pollWhileSourceOpen(streamed, src)
+        (vid, name), = readOutputsJson(streamed._getExtraPath()).items()
+        with open(streamed._getExtraPath(f"vol{vid}", "reference.json")) as fh:
+            self.assertTrue(json.load(fh)["whole_set"])
+        closed = self.compare(self.refreshed(src), chunkSize=40, numberOfThreads=1)
+        self.launchProtocol(closed)
+        self.assertFalse(closed.streamingRun.get())
+        got, want = (self.itemScores(getattr(p, name)) for p in (streamed, closed))
+        self.assertEqual(sorted(got), list(range(1, 121)))
+        self.assertEqual({i: v[1] for i, v in got.items()}, {i: v[1] for i, v in want.items()})
+        np.testing.assert_allclose([got[i][0] for i in sorted(got)],
+                                   [want[i][0] for i in sorted(got)], rtol=1e-7, atol=1e-9)
+
+    def itemScores(self, outSet):
+        return {item.getObjId(): (item._qc_outlierScore.get(), bool(item._qc_isOutlier.get()))
+                for item in outSet}
