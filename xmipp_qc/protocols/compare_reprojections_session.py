@@ -1,4 +1,4 @@
-"""Session monitoring of a streaming *compare reprojections* run.
+"""Session monitoring of a *compare reprojections* run.
 
 While streaming (at most every ``SESSION_SECONDS``, more often when an update
 is cheap: at least 2 s and 10 times its own duration apart), and once at the
@@ -12,8 +12,9 @@ by the first map (rate >= ``badMicRate`` with at least ``badMicMinParticles``
 particles) go, once complete, to the open output ``badMicrographs`` (items of
 the optional ``inputMicrographs``), so a pipeline can stop using them. A
 micrograph is complete when a particle of a later micrograph has been output
-(particles arrive grouped by micrograph) or the input is closed. With several
-maps, the running ranking (with its interval) is saved in ``ranking.json``
+(particles arrive grouped by micrograph) or the input is closed. A closed run
+whose particles carry micrographs gets the same files, and the output once, at
+the end. With several maps, the running ranking (with its interval) is saved in ``ranking.json``
 (``running``: true, until the ranking step replaces it).
 """
 
@@ -29,7 +30,11 @@ from pyworkflow.object import Set
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.session import bad_micrographs, micrograph_rates, window_rates
 from xmipp_qc.protocols.compare_reprojections_emission import usableSqlite
-from xmipp_qc.protocols.compare_reprojections_results import jsonDefault, outputName
+from xmipp_qc.protocols.compare_reprojections_results import (
+    jsonDefault,
+    outputName,
+    readScores,
+)
 
 SESSION_SECONDS = 20.0  # longest wait between two session updates
 _SESSION_OVERHEAD = 10  # wait at least this many times the last update's duration
@@ -43,6 +48,14 @@ def readSession(extraPath, volId):
         return None
     with open(fn) as fh:
         return json.load(fh)
+
+
+def tapMicIds(images, micIds):
+    """Yield ``images``, appending each one's micrograph id (-1: none) to ``micIds``."""
+    for img in images:
+        micIds.append(int(img.getMicId()) if isinstance(img, emobj.Particle)
+                      and img.hasMicId() else -1)
+        yield img
 
 
 def _cat(arrays, dtype):
@@ -79,6 +92,25 @@ class CompareReprojectionsSession:
                       validators=[params.Positive],
                       label="Bad micrograph: minimum particles",
                       help="Micrographs with fewer particles are never called bad.")
+
+    def _closedSession(self, volIds):
+        """Session rates and bad micrographs of a closed run whose images have micrographs."""
+        with self._loadInput() as z:
+            if "micIds" not in z.files or not (z["micIds"] >= 0).any():
+                return
+            micOf = dict(zip(z["ids"].tolist(), z["micIds"].tolist()))
+        for pos, vid in enumerate(volIds):
+            s = readScores(self._getExtraPath(), vid)
+            mics = np.array([micOf.get(int(i), -1) for i in s["ids"]], np.int64)
+            rates = micrograph_rates(mics, s["isOutlier"])
+            self._saveSession(vid, s["ids"], s["isOutlier"], rates)
+            if pos == 0 and self.inputMicrographs.get() is not None:
+                bad = bad_micrographs(rates, max_rate=self.badMicRate.get(),
+                                      min_particles=self.badMicMinParticles.get())
+                out = self._openBadMics()
+                for mic in self._micItems([int(m) for m in bad]):
+                    out.append(mic)
+                self._updateOutputSet(BAD_MICS, out, Set.STREAM_CLOSED)
 
     def _sessionUpdate(self, book, volIds, final=False):
         """Rates, PNG, bad micrographs and running ranking, at most every SESSION_SECONDS."""

@@ -259,9 +259,13 @@ class CompareReprojectionsStreaming:
         arrays = self._streamChunkInput(k)
         if not len(arrays["ids"]):
             return
+        start = time.perf_counter()
         images = readImages([(i + 1, self._streamPath(f"images_{k:05d}.mrcs"))
                              for i in range(len(arrays["ids"]))])
         self._scoreChunk(volId, k, images, arrays, self._sampling, self._acquisition)
+        seconds = time.perf_counter() - start
+        self.info(f"Chunk {k} of map {volId}: {len(images)} images in {seconds:.1f} s "
+                  f"({len(images) / seconds:.1f}/s)")
 
     def _collectChunks(self, book):
         """Forget finished chunk jobs; re-raise the error of a failed one."""

@@ -67,6 +67,7 @@ from xmipp_qc.protocols.compare_reprojections_session import (
     BAD_MICS,
     CompareReprojectionsSession,
     readSession,
+    tapMicIds,
 )
 from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojectionsStreaming
 
@@ -187,14 +188,17 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
 
     # --------------------------- STEPS functions -----------------------------
     def convertStep(self):
-        meta = imagesToArrays(self._iterInputImages(), ALIGN_PROJ if self._usesAssignment()
-                              else ALIGN_NONE, withCtf=not self.ignoreCTF)
+        micIds = []  # filled as the images are read (session monitoring)
+        meta = imagesToArrays(tapMicIds(self._iterInputImages(), micIds), ALIGN_PROJ
+                              if self._usesAssignment() else ALIGN_NONE,
+                              withCtf=not self.ignoreCTF)
         box, pixel = self._input2DDims()
         workBox, workPixel = pipeline.common_sampling(
             box, pixel, *self._input3DDims(), downsample=self.doDownSample.get(),
             target_a=NEW_SAMPLING_RATE)
         arrays = {k: meta[k] for k in ("angles", "shifts", "defocus") if meta[k] is not None}
         np.savez(self._getExtraPath("input.npz"), ids=meta["ids"], **arrays,
+                 micIds=np.asarray(micIds, np.int64),
                  sampling=np.array([box, pixel, workBox, workPixel]))
         self._writeJson("locations.json", {"locations": meta["locations"],
                                            "acquisition": acquisitionToDict(self._imageSet())})
@@ -272,6 +276,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
             self._defineOutputs(**{outputName(vid): output})
             self._defineSourceRelation(self.inputSet2D, output)
             self._defineSourceRelation(self.inputSet3D, output)
+        self._closedSession([vid for vid, _ in self._iterCandidates()])
 
     def computeRankingVolumes(self):
         extra = self._getExtraPath()

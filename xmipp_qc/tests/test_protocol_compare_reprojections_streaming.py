@@ -214,6 +214,12 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertEqual({i: v[1] for i, v in got.items()}, {i: v[1] for i, v in want.items()})
         np.testing.assert_allclose([got[i][0] for i in sorted(got)],
                                    [want[i][0] for i in sorted(got)], rtol=1e-7, atol=1e-9)
+        for prot in (streamed, closed):  # session rates also from a closed run
+            with open(prot._getExtraPath(f"session_vol{vid}.json")) as fh:
+                session = json.load(fh)
+            self.assertEqual(session["mic_ids"], list(range(1, 7)))
+            self.assertEqual(session["mic_counts"], [PER_MIC] * 6)
+            self.assertEqual(session["n_flagged"], sum(v[1] for v in want.values()))
 
     def itemScores(self, outSet):
         return {item.getObjId(): (item._qc_outlierScore.get(), bool(item._qc_isOutlier.get()))
