@@ -25,6 +25,11 @@ XmippQcProtSyntheticParticles helper (not timed):
   150,000 particles per hour (41.7/s) with matching and first outputs within a
   minute. The load average is printed: on a shared machine the figures scale
   with it.
+  Measured 2026-12-03 on the 2 shared cores at load 8-10 (not quiet; the core
+  alone ran 30-33 images/s per thread there against 52/s at load 1.4):
+  30/s keeps up (lag median 2.8 s, p95 29.8 s, first output 37.5 s after the
+  first particle, burn-in included); 42/s does not (31 particles/s output, lag
+  median 36.6 s and growing 0.24 s/s, first output 51 s); 20/s keeps up.
 
 Printed: per batch workload the wall time from launch to finish and the peak RSS of
 the protocol process, then per step kind (convertStep, downSampleStep,
