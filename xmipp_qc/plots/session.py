@@ -75,7 +75,7 @@ def plot_session(mic_rates: ArrayLike, mic_counts: ArrayLike, window_centres: Ar
     bottom.plot(centres, 100 * wr, "o-", color=_WINDOW_COLOR, ms=3,
                 label=f"windows of {window} particles" if window else "window")
     bottom.axhline(100 * threshold, color="k", ls="--", lw=1,
-                   label=f"threshold {100 * threshold:.0f}%")
+                   label=f"bad-micrograph threshold {100 * threshold:.0f}%")
     bottom.set_xlabel("particle number (order of arrival)")
     bottom.set_ylabel("flagged particles (%)")
     bottom.set_ylim(0, 105)
