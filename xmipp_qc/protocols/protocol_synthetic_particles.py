@@ -19,16 +19,13 @@ be made junk-rich (``badJunkFraction`` of their particles are junk).
 """
 
 import json
-import math
-import os
-import time
 from dataclasses import replace
 
 import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
-from pyworkflow.object import Pointer, Set
+from pyworkflow.object import Pointer
 
 from xmipp_qc.convert import writeStack, xmippToTransform
 from xmipp_qc.core.simulate import (
@@ -38,6 +35,7 @@ from xmipp_qc.core.simulate import (
     phantom_blobs,
     simulate_particles,
 )
+from xmipp_qc.protocols.synthetic_session import SyntheticSessionMixin, parseRange
 
 KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
 DECOYS = ("mirrored", "other", "deformed")
@@ -48,16 +46,7 @@ def _parseList(text):
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def _parseRange(text):
-    """``"5-8"`` -> (5, 8); ``""`` -> None."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    first, _, last = text.partition("-")
-    return int(first), int(last or first)
-
-
-class XmippQcProtSyntheticParticles(EMProtocol):
+class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
     """Writes simulated 2D images and candidate 3D maps with known truth."""
 
     _label = "synthetic particles and maps (test helper)"
@@ -182,78 +171,6 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             join[k] = None if parts[0].defocus_u is None else np.concatenate(
                 [getattr(p, k) for p in parts])
         return replace(parts[0], **join)
-
-    def _micId(self, i):
-        """Micrograph id of particle index ``i`` (0-based), or None."""
-        per = self.particlesPerMicrograph.get()
-        return i // per + 1 if per > 0 else None
-
-    def _plantBadStretch(self, blobs, mrc, kinds):
-        """Junk in the bad micrographs' particles (images and ``kinds`` in place)."""
-        bad = _parseRange(self.badMicrographs.get())
-        if bad is None or self.particlesPerMicrograph.get() <= 0:
-            return
-        idx = np.array([i for i in range(len(kinds)) if bad[0] <= self._micId(i) <= bad[1]])
-        if not len(idx):
-            return
-        junk = simulate_particles(
-            blobs, len(idx), box=self.boxSize.get(), snr=self.snr.get(),
-            pixel_size_a=self.samplingRate.get(), max_shift_px=self.maxShift.get(),
-            ctf=self.withCtf.get(), outlier_fraction=self.badJunkFraction.get(),
-            outlier_kinds=("junk",), seed=np.random.default_rng([self.seed.get(), 99]))
-        isJunk = junk.kinds == "junk"
-        mrc.data[idx[isJunk]] = junk.images[isJunk]
-        kinds[idx[isJunk]] = "junk"
-
-    def _streamOutputs(self, blobs, sim, stack):
-        """Maps first, then the particles (and micrographs) in batches over time."""
-        volumes = self._writeVolumes(blobs)
-        self._writeTruth(sim, len(volumes))
-        self._defineOutputs(outputVolume=self._volume(volumes[self.truePosition.get() - 1]))
-        if len(volumes) > 1:
-            self._defineOutputs(outputVolumes=self._makeVolumes(volumes))
-        n, perMic = len(sim.kinds), self.particlesPerMicrograph.get()
-        per = self.particlesPerBatch.get()
-        per = math.ceil(per / perMic) * perMic if perMic > 0 else per
-        for start in range(0, n, per):
-            if start:
-                time.sleep(self.interval.get())
-            state = Set.STREAM_CLOSED if start + per >= n else Set.STREAM_OPEN
-            parts = self._openSet(emobj.SetOfParticles, "particles.sqlite", sim)
-            for i in range(start, min(n, start + per)):
-                parts.append(self._makeParticle(sim, stack, i))
-            self._updateOutputSet("outputParticles", parts, state)
-            with open(self._getExtraPath("arrivals.txt"), "a") as fh:  # for benchmarks
-                fh.write(f"{time.time():.3f} {min(n, start + per)}\n")
-            if perMic > 0:
-                self._appendMicrographs(range(start, min(n, start + per)), state)
-
-    def _appendMicrographs(self, indices, state):
-        mics = self._openSet(emobj.SetOfMicrographs, "micrographs.sqlite")
-        fn = self._getExtraPath("micrograph.mrc")
-        if not os.path.exists(fn):
-            writeStack(fn, np.zeros((1, 16, 16), np.float32), self.samplingRate.get())
-        for micId in sorted({self._micId(i) for i in indices}):
-            mic = emobj.Micrograph(location=fn)
-            mic.setObjId(micId)
-            mic.setMicName(f"mic_{micId:05d}.mrc")
-            mics.append(mic)
-        self._updateOutputSet("outputMicrographs", mics, state)
-
-    def _openSet(self, setClass, baseName, sim=None):
-        fn = self._getPath(baseName)
-        outSet = setClass(filename=fn)
-        if os.path.exists(fn) and os.path.getsize(fn) > 0:
-            outSet.loadAllProperties()
-            outSet.enableAppend()
-            return outSet
-        self._acquisition(outSet)
-        if sim is not None:
-            outSet.setHasCTF(sim.defocus_u is not None)
-            if self.withAlignment:
-                outSet.setAlignmentProj()
-        outSet.setStreamState(Set.STREAM_OPEN)
-        return outSet
 
     def _volPixel(self):
         return self.volSamplingRate.get() or self.samplingRate.get()
@@ -395,7 +312,7 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             "imagePixelSize": self.samplingRate.get(), "volumePixelSize": self._volPixel(),
             "micIds": [self._micId(i) for i in range(len(sim.kinds))]
             if self.particlesPerMicrograph.get() > 0 else [],
-            "badMicrographs": list(_parseRange(self.badMicrographs.get()) or []),
+            "badMicrographs": list(parseRange(self.badMicrographs.get()) or []),
         }
         with open(self._getExtraPath("truth.json"), "w") as fh:
             json.dump(truth, fh, indent=1)
