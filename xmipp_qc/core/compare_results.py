@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from xmipp_qc.core.residuals import ChunkSummary
 
-__all__ = ["SCORE_DIRECTIONS", "finalize", "rank"]
+__all__ = ["SCORE_DIRECTIONS", "burn_in_reference", "finalize", "rank"]
 
 #: Per-image arrays of a chunk result that :func:`finalize` concatenates.
 _CHUNK_ARRAYS = ("ids", "angles", "shifts", "matched", "match_corr", "match_margin")
@@ -46,13 +46,18 @@ def _same_scores(parts: list[ChunkSummary]) -> list[ChunkSummary]:
                          p.covariances, p.reasons) for p in parts]
 
 
-def finalize(results: Sequence[Any], **set_options: Any) -> dict[str, NDArray]:
+def finalize(results: Sequence[Any], reference: Mapping[str, Any] | None = None,
+             **set_options: Any) -> dict[str, NDArray]:
     """Set statistics of all chunks of one map, from their summaries alone.
 
     Parameters
     ----------
     results : sequence of ChunkResult
         Every chunk of the set (images not needed).
+    reference : dict, optional
+        Fixed reference statistics (:func:`burn_in_reference`): the images are
+        scored against them (:func:`~xmipp_qc.core.reference_statistics.score_with_reference`)
+        instead of against each other; ``set_options`` are then ignored.
     **set_options
         Keyword arguments of :func:`xmipp_qc.core.outliers.set_statistics`
         (``components``, ``threshold``).
@@ -73,7 +78,12 @@ def finalize(results: Sequence[Any], **set_options: Any) -> dict[str, NDArray]:
     from xmipp_qc.core.outliers import set_statistics
 
     summary = ChunkSummary.concatenate(_same_scores([r.summary for r in results]))
-    stats = set_statistics(summary, **set_options)
+    if reference is None:
+        stats = set_statistics(summary, **set_options)
+    else:
+        from xmipp_qc.core.reference_statistics import score_with_reference
+
+        stats = score_with_reference(summary, reference)
     out: dict[str, NDArray] = {k: np.concatenate([getattr(r, k) for r in results])
                                for k in _CHUNK_ARRAYS}
     out.update(summary.scores)
@@ -81,6 +91,22 @@ def finalize(results: Sequence[Any], **set_options: Any) -> dict[str, NDArray]:
     out["isOutlier"] = stats.is_outlier
     out["reason"] = stats.reasons
     return out
+
+
+def burn_in_reference(results: Sequence[Any], **set_options: Any) -> dict[str, Any]:
+    """Estimate the reference statistics of a burn-in set of chunk results (JSON dict).
+
+    ``finalize(results, reference=burn_in_reference(results, **o))`` equals
+    ``finalize(results, **o)`` to rounding; later chunks scored with the same
+    reference keep the scale of the burn-in
+    (:mod:`xmipp_qc.core.reference_statistics`).
+    """
+    from xmipp_qc.core.reference_statistics import reference_statistics
+
+    if not results:
+        raise ValueError("burn_in_reference needs at least one chunk result")
+    summary = ChunkSummary.concatenate(_same_scores([r.summary for r in results]))
+    return reference_statistics(summary, **set_options)
 
 
 def rank(results_per_map: Mapping[Any, Mapping[str, NDArray]], *, score: str = "cost",

@@ -68,6 +68,34 @@ EXTREME_SCALE_FACTOR = 100.0
 _FLOOR = -1.0
 
 
+def robust_location_scale(values: ArrayLike, valid: ArrayLike | None = None) -> list[float]:
+    """``[median, 1.4826 MAD]`` of the valid finite entries (the scale of :func:`robust_z`).
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+    valid : array_like of bool, shape (n,), optional
+        Entries defining the median and MAD; default all finite ones.
+
+    Returns
+    -------
+    list of two floats
+        ``[location, scale]``; NaN location if no entry is valid. If the MAD is
+        0 the mean absolute deviation (times 1.2533) is the scale, and if that
+        is 0 too, the scale is 1.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    sel = np.isfinite(x) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(x))
+    if not sel.any():
+        return [float("nan"), 1.0]
+    med = np.median(x[sel])
+    dev = np.abs(x[sel] - med)
+    scale = 1.4826 * np.median(dev)
+    if scale <= 0:
+        scale = 1.2533 * dev.mean() or 1.0
+    return [float(med), float(scale)]
+
+
 def robust_z(values: ArrayLike, valid: ArrayLike | None = None) -> NDArray[np.float64]:
     """Robust z-score ``(x - median) / (1.4826 MAD)`` over the valid entries.
 
@@ -80,18 +108,11 @@ def robust_z(values: ArrayLike, valid: ArrayLike | None = None) -> NDArray[np.fl
     Returns
     -------
     ndarray, shape (n,), float64
-        NaN where ``values`` is not finite. If the MAD is 0 the mean absolute
-        deviation (times 1.2533) is used, and if that is 0 too, the scale is 1.
+        NaN where ``values`` is not finite, or everywhere if no entry is valid.
+        The scale is that of :func:`robust_location_scale`.
     """
     x = np.asarray(values, dtype=np.float64)
-    sel = np.isfinite(x) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(x))
-    if not sel.any():
-        return np.full(x.shape, np.nan)
-    med = np.median(x[sel])
-    dev = np.abs(x[sel] - med)
-    scale = 1.4826 * np.median(dev)
-    if scale <= 0:
-        scale = 1.2533 * dev.mean() or 1.0
+    med, scale = robust_location_scale(x, valid)
     return (x - med) / scale
 
 
@@ -188,15 +209,6 @@ class SetStatistics:
     threshold: float
 
 
-def _classical_z(x: NDArray, ok: NDArray) -> NDArray:
-    """Signed z-score with the mean and std (ddof 0) of the valid finite entries."""
-    sel = ok & np.isfinite(x)
-    if not sel.any():
-        return np.full(x.shape, np.nan)
-    sd = x[sel].std()
-    return (x - x[sel].mean()) / (sd if sd > 0 else 1.0)
-
-
 def _failure_note(reasons: NDArray[np.str_]) -> str:
     """``"; failed: 48 x 'input shift of 833 px ...', 2 x '...'"`` (one example per kind)."""
     kinds: dict[str, list] = {}
@@ -208,16 +220,34 @@ def _failure_note(reasons: NDArray[np.str_]) -> str:
     return "; failed: " + ", ".join(f"{len(v)} x {v[0]!r}" for v in top)
 
 
-def _set_reasons(summary: ChunkSummary) -> NDArray[np.str_]:
-    """Per-image reasons, plus those only the set reveals: extreme scale, broken covariance."""
+def set_reasons(summary: ChunkSummary, median_std: float | None = None
+                ) -> tuple[NDArray[np.str_], float | None]:
+    """Per-image reasons, plus those only the set reveals: extreme scale, broken covariance.
+
+    Parameters
+    ----------
+    summary : ChunkSummary
+    median_std : float, optional
+        Typical ``imageStd`` of the set (a reference's); default the median over
+        this summary's valid images (needs 3 of them).
+
+    Returns
+    -------
+    reasons : ndarray of str, shape (n,)
+        Empty for the images that can enter set statistics.
+    median_std : float or None
+        The typical ``imageStd`` used (None if it could not be known).
+    """
     reasons = np.asarray(summary.reasons, dtype=object).copy()
     ok = reasons == ""
     broken = ok & ~np.isfinite(summary.covariances.reshape(summary.n, -1)).all(axis=1)
     reasons[broken] = "non-finite residual covariance"
     std = summary.scores.get("imageStd")
     good = ok & ~broken & (np.isfinite(std) & (std > 0) if std is not None else False)
-    if std is not None and good.sum() >= 3:
-        med = float(np.median(std[good]))
+    if median_std is None and std is not None and good.sum() >= 3:
+        median_std = float(np.median(std[good]))
+    if std is not None and median_std is not None:
+        med = median_std
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = std / med
         far = ok & ~broken & ~((ratio <= EXTREME_SCALE_FACTOR)
@@ -225,24 +255,7 @@ def _set_reasons(summary: ChunkSummary) -> NDArray[np.str_]:
         for i in np.flatnonzero(far):
             reasons[i] = (f"extreme image scale: std {std[i]:.3g} is {ratio[i]:.3g} times "
                           f"the set median {med:.3g}")
-    return reasons.astype(str)
-
-
-def _gray_z(a: NDArray, se: NDArray, ok: NDArray) -> NDArray[np.float64]:
-    """Robust z of ``(a - median(a)) / se``: the fitted scale's deficit in noise units."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return robust_z((a - np.median(a[ok])) / se, ok)
-
-
-def _combined(scores: Mapping[str, NDArray], ok: NDArray,
-              components: Mapping[str, int]) -> NDArray[np.float64]:
-    """Robust z of the mean oriented robust z of the components, each floored at -1."""
-    parts = [np.maximum(sign * robust_z(scores[k], ok), _FLOOR)
-             for k, sign in components.items() if k in scores]
-    if not parts:
-        raise ValueError(f"none of the outlier components {list(components)} is available")
-    raw = np.mean(parts, axis=0)
-    return robust_z(raw, ok)
+    return reasons.astype(str), median_std
 
 
 def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | None = None,
@@ -271,32 +284,16 @@ def set_statistics(summary: ChunkSummary, *, components: Mapping[str, int] | Non
     -------
     SetStatistics
     """
+    from xmipp_qc.core.reference_statistics import (
+        reference_statistics,
+        score_with_reference,
+    )
+
     if not np.isfinite(threshold):
         raise ValueError(f"the outlier threshold must be a finite number, got {threshold}")
-    set_reasons = _set_reasons(summary)
-    ok = set_reasons == ""
-    if ok.sum() < 3:
-        raise ValueError(f"need at least 3 valid images for set statistics, got {ok.sum()} "
-                         f"of {summary.n}{_failure_note(set_reasons)}")
-    s = summary.scores
-    out: dict[str, NDArray] = {}
-    out["zResMean"] = _classical_z(s["resMean"], ok)
-    out["zResStd"] = _classical_z(s["resStd"], ok)
-    out["zScoreResMean"] = np.abs(out["zResMean"])
-    out["zScoreResVar"] = np.abs(out["zResStd"])
-    centroid = jbld_centroid(summary.covariances[ok])
-    div = np.full(summary.n, np.nan)
-    div[ok] = jbld(summary.covariances[ok], centroid)
-    out["resCovDivergence"] = div
-    out["zScoreResCov"] = robust_z(div, ok)
-    out["zScoreGray"] = _gray_z(s["grayA"], s["grayASE"], ok)
-    if "grayInit" in s and "grayInitSE" in s:
-        out["zScoreGrayInit"] = _gray_z(s["grayInit"], s["grayInitSE"], ok)
-    merged = {**s, **out}
-    out["outlierScore"] = _combined(merged, ok, components or OUTLIER_COMPONENTS)
-    for v in out.values():
-        v[~ok] = np.nan
-    flag = ~ok | (out["outlierScore"] > threshold)
-    reasons = np.where(ok, np.where(flag, "outlier score above threshold", ""), set_reasons)
-    return SetStatistics(scores=out, is_outlier=flag, reasons=reasons.astype(str),
-                         centroid=centroid, threshold=float(threshold))
+    reasons, _ = set_reasons(summary)
+    if (reasons == "").sum() < 3:
+        raise ValueError(f"need at least 3 valid images for set statistics, got "
+                         f"{(reasons == '').sum()} of {summary.n}{_failure_note(reasons)}")
+    reference = reference_statistics(summary, components=components, threshold=threshold)
+    return score_with_reference(summary, reference)

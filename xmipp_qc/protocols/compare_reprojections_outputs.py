@@ -60,17 +60,20 @@ class CompareReprojectionsOutputs:
             item, rows.get(item.getObjId()), withResiduals))
         return out
 
-    def _outputRows(self, volId, scores):
-        """Per input id: finalize values plus the image locations of the chunk stacks."""
+    def _outputRows(self, volId, scores, chunk=None):
+        """Per input id: finalize values plus the image locations of the chunk stacks.
+
+        ``chunk``: all rows are the images of that chunk, in order (streaming).
+        """
         _, pixel, _, workPixel = self._loadInput()["sampling"]
         shifts = pipeline.shifts_to_input(scores["shifts"], workPixel, pixel)
         size = self.chunkSize.get()
         rows = {}
         for i, itemId in enumerate(scores["ids"]):
-            chunk, index = divmod(i, size)
+            c, index = divmod(i, size) if chunk is None else (chunk, i)
             row = {k: scores[k][i] for k in scores if scores[k].ndim == 1}
             row.update(angles=scores["angles"][i], shifts=shifts[i],
-                       stack=lambda name, c=chunk: self._volPath(volId, f"{name}_{c:05d}.mrcs"),
+                       stack=lambda name, c=c: self._volPath(volId, f"{name}_{c:05d}.mrcs"),
                        index=index + 1)
             rows[int(itemId)] = row
         return rows

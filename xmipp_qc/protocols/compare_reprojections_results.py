@@ -14,7 +14,18 @@ the names and formats live here, in one place:
                            (:func:`xmipp_qc.core.pipeline.finalize`);
 ``outputs.json``           ``{volumeId: outputName}`` of the candidate maps;
 ``ranking.json``           the ranking table of the maps (computeRankingVolumes);
+                           while streaming, the running one (``running``: true);
 ``*.png``                  key plots;
+
+and in streaming runs (:mod:`.compare_reprojections_streaming`):
+
+``stream/input_<k>.npz``   ids, given alignment, defocus, micIds of chunk k, in
+                           order of arrival, with ``stream/images_<k>.mrcs``;
+``vol<vid>/reference.json`` the burn-in statistics of the map;
+``vol<vid>/scores_<k>.npz`` final scores of chunk k (``scores.npz`` at the end
+                           joins them, with ``chunk`` and ``index`` per image);
+``session_vol<vid>.json``  outlier rates per micrograph and per window
+                           (``session_vol<vid>.png``, :mod:`xmipp_qc.plots.session`);
 
 and how one image's saved scores become the attributes of its output item.
 """

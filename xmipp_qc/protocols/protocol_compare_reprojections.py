@@ -36,6 +36,7 @@ import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
 from pwem.protocols import ProtAnalysis3D
+from pyworkflow.object import Boolean
 
 from xmipp_qc.convert import (
     acquisitionToDict,
@@ -50,6 +51,10 @@ from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.formats.mrc import StackWriter, write_stack, write_volume
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
+from xmipp_qc.protocols.compare_reprojections_emission import (
+    CompareReprojectionsEmission,
+    readReference,
+)
 from xmipp_qc.protocols.compare_reprojections_inputs import CompareReprojectionsInputs
 from xmipp_qc.protocols.compare_reprojections_outputs import (
     EXTRACT_BOTH,
@@ -65,6 +70,13 @@ from xmipp_qc.protocols.compare_reprojections_results import (
     readRanking,
     readScores,
 )
+from xmipp_qc.protocols.compare_reprojections_session import (
+    BAD_MICS,
+    CompareReprojectionsSession,
+    readSession,
+    tapMicIds,
+)
+from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojectionsStreaming
 
 __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
            "XmippQcProtCompareReprojections"]
@@ -72,7 +84,10 @@ __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_
 NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
 
 
-class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
+class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
+                                      CompareReprojectionsStreaming,
+                                      CompareReprojectionsSession,
+                                      CompareReprojectionsInputs,
                                       CompareReprojectionsOutputs, ProtAnalysis3D):
     """Does a 3D map explain these 2D images, which images does it not explain, and
     which of several maps explains them best?
@@ -99,6 +114,11 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
     shows the images with reprojections and residuals worst first, the score
     histograms and the ranking, and makes subsets.
 
+    An open input (streaming) is scored as it arrives: score statistics are
+    fixed on the first "Burn-in" images so that a flag never changes once its
+    item is in the output; outlier rates per micrograph and over the session
+    show where the map stops explaining the particles.
+
     Differences from Xmipp's "compare reprojections": no Xmipp binaries; the CTF
     is used in every path; "Comparison resolution" and "Low-pass edge" really
     low-pass the comparison; failed images are kept and flagged, not dropped; the
@@ -109,12 +129,14 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     _label = "compare reprojections"
     _devStatus = pw.BETA
-    _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles}
+    _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles,
+                        BAD_MICS: emobj.SetOfMicrographs}
 
     def __init__(self, **kwargs):
         ProtAnalysis3D.__init__(self, **kwargs)
-        self._models = {}  # {volId: MapModel} of the map whose chunks are running
+        self._models = {}  # {volId: MapModel} of the map whose chunks run (streaming: all)
         self._modelLock = threading.Lock()
+        self.streamingRun = Boolean()  # set at the first launch: the input was open
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -169,6 +191,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                       condition="doRanking and doExtraction",
                       choices=["Particles", "Volume", "Both"], label="Extract",
                       help="Particles need 3D classes as input.")
+        self._defineBurnInParams(form)
+        self._defineSessionParams(form)
         form.addParallelSection(threads=3, mpi=0)
 
     # --------------------------- INSERT steps functions ----------------------
@@ -176,6 +200,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         limit_blas_threads()  # the chunk pool is the parallelism (see native_threads)
         self.info(f"BLAS threads per chunk thread: {blas_threads()}")
         volIds = [vid for vid, _ in self._iterCandidates()]
+        if self._decideStreaming():
+            self._insertStreamingSteps(volIds)
+            return
         nChunks = max(1, math.ceil(self._input2DSize() / self.chunkSize.get()))
         convert = self._insertFunctionStep(self.convertStep, needsGPU=False)
         down = self._insertFunctionStep(self.downSampleStep, prerequisites=[convert],
@@ -195,14 +222,17 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     # --------------------------- STEPS functions -----------------------------
     def convertStep(self):
-        meta = imagesToArrays(self._iterInputImages(), ALIGN_PROJ if self._usesAssignment()
-                              else ALIGN_NONE, withCtf=not self.ignoreCTF)
+        micIds = []  # filled as the images are read (session monitoring)
+        meta = imagesToArrays(tapMicIds(self._iterInputImages(), micIds), ALIGN_PROJ
+                              if self._usesAssignment() else ALIGN_NONE,
+                              withCtf=not self.ignoreCTF)
         box, pixel = self._input2DDims()
         workBox, workPixel = pipeline.common_sampling(
             box, pixel, *self._input3DDims(), downsample=self.doDownSample.get(),
             target_a=NEW_SAMPLING_RATE)
         arrays = {k: meta[k] for k in ("angles", "shifts", "defocus") if meta[k] is not None}
         np.savez(self._getExtraPath("input.npz"), ids=meta["ids"], **arrays,
+                 micIds=np.asarray(micIds, np.int64),
                  sampling=np.array([box, pixel, workBox, workPixel]))
         self._writeJson("locations.json", {"locations": meta["locations"],
                                            "acquisition": acquisitionToDict(self._imageSet())})
@@ -218,6 +248,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                 block = readImages(locations[start:start + size])
                 out.write(np.arange(start, start + len(block)), to_working_grid(
                     block, pixel, int(workBox), workPixel, ndim=2)[0])
+        self._downSampleVolumes(workBox, workPixel)
+
+    def _downSampleVolumes(self, workBox, workPixel):
         for vid, vol in self._iterCandidates():
             data, _ = to_working_grid(readVolume(vol), vol.getSamplingRate(), int(workBox),
                                       workPixel, ndim=3)
@@ -238,16 +271,25 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         sl = self._chunkSlice(chunk)
         if sl.start >= len(inp["ids"]):
             return
-        images = self._workingImages(sl)
-        _, pixel, _, workPixel = inp["sampling"]
-        given = "angles" in inp and not self._needsMatching()
+        arrays = {k: inp[k][sl] for k in ("ids", "angles", "shifts", "defocus") if k in inp}
+        self._scoreChunk(volId, chunk, self._workingImages(sl), arrays, inp["sampling"],
+                         acquisition)
+
+    def _scoreChunk(self, volId, chunk, images, arrays, sampling, acquisition):
+        """One chunk of working images against one map, saved as chunk ``chunk``.
+
+        The one in-process chunk function: the closed-input steps and the
+        streaming step both call it. ``arrays``: ``ids`` and optionally
+        ``angles``, ``shifts`` (input px), ``defocus`` of these images.
+        """
+        _, pixel, _, workPixel = sampling
+        given = "angles" in arrays and not self._needsMatching()
         result = pipeline.process_chunk(
-            self._getModel(volId), images, ids=inp["ids"][sl],
-            angles=inp["angles"][sl] if given else None,
-            shifts=pipeline.shifts_to_work(inp["shifts"][sl], workPixel, pixel)
+            self._getModel(volId), images, ids=arrays["ids"],
+            angles=arrays["angles"] if given else None,
+            shifts=pipeline.shifts_to_work(arrays["shifts"], workPixel, pixel)
             if given else None,
-            defocus=inp["defocus"][sl] if "defocus" in inp else None,
-            acquisition=acquisition)
+            defocus=arrays.get("defocus"), acquisition=acquisition)
         self._saveChunk(volId, chunk, result, workPixel)
 
     def evaluateResiduals(self, volId):
@@ -264,6 +306,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             self._defineOutputs(**{outputName(vid): output})
             self._defineSourceRelation(self.inputSet2D, output)
             self._defineSourceRelation(self.inputSet3D, output)
+        self._closedSession([vid for vid, _ in self._iterCandidates()])
 
     def computeRankingVolumes(self):
         extra = self._getExtraPath()
@@ -281,7 +324,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             if model is None:  # maps come one after another: keep only the current one
                 vol = readVolume(emobj.Volume(location=self._getExtraPath(
                     f"volume_{volId}.mrc")))
-                self._models = {volId: pipeline.MapModel(vol, self._options())}
+                kept = self._models if self._isStreaming() else {}  # streaming: all maps
+                self._models = {**kept, volId: pipeline.MapModel(vol, self._options())}
                 model = self._models[volId]
             if self._needsMatching():
                 model.gallery  # noqa: B018  (built under the lock, once)
@@ -363,7 +407,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                 and not self._hasAssignment():
             return ["The images have no usable 3D assignment (or are 2D classes): their "
                     "angles will be found by projection matching."]
-        return []
+        return self._streamingWarnings()
 
     def _summary(self):
         lines = []
@@ -372,13 +416,18 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
             lines.append("No usable 3D assignment: angles found by projection matching.")
         for vid in readOutputsJson(self._getExtraPath()):
             fn = self._volPath(vid, "scores.npz")
+            ref = readReference(self._volPath(vid))
+            if ref is not None and self._isStreaming():
+                lines += self._streamingLines(vid, ref, readSession(self._getExtraPath(), vid))
             if os.path.exists(fn):
                 s = readScores(self._getExtraPath(), vid)
                 lines.append(f"Map {vid}: {int(s['isOutlier'].sum())} of {len(s['ids'])} "
                              f"images flagged; median cost {np.nanmedian(s['cost']):.3f}")
         table = readRanking(self._getExtraPath())
         if table:
-            lines += rankingLines(table)
+            lines += (["Running ranking, on the first "
+                       f"{table['n_output']} images output (streaming):"]
+                      if table.get("running") else []) + rankingLines(table)
         return lines or ["Not finished yet."]
 
     def _methods(self):
@@ -390,7 +439,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
                 "Xmipp's measures (among them the image Euclidean distance [Wang2005]) and a "
                 "residual-covariance divergence [Cherian2013], "
                 "combined into a robust outlier score. Implemented in numpy after Xmipp "
-                "[delaRosaTrevin2013]."]
+                "[delaRosaTrevin2013]." + (" Particles were scored as they arrived, against "
+                                           "score statistics fixed on the first "
+                                           f"{self.burnIn.get()} images." if
+                                           self._isStreaming() else "")]
 
     def _citations(self):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013", "Wang2005"]

@@ -7,6 +7,15 @@ and box than the images (the blobs are rescaled, so the physical map is the
 same). Candidate maps are the true map plus decoys; ``extra/truth.json`` holds
 the planted outliers, the true alignment (px of the images) and which candidate
 is the true map. Hidden from the GUI: it exists for tests, benchmarks and demos.
+
+Streaming (``interval`` > 0, particles only): the maps are output first, then
+the particles arrive in batches every ``interval`` seconds (the set stays open
+until the last one; ``extra/arrivals.txt`` lists the time of each batch and its
+last id). Particles can be grouped by micrograph
+(``particlesPerMicrograph``: consecutive ids share a micrograph, whose id is
+their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
+them), and a stretch of bad micrographs (``badMicrographs``, e.g. ``5-8``) can
+be made junk-rich (``badJunkFraction`` of their particles are junk).
 """
 
 import json
@@ -27,6 +36,7 @@ from xmipp_qc.core.simulate import (
     simulate_particles,
 )
 from xmipp_qc.formats.mrc import StackWriter, write_volume
+from xmipp_qc.protocols.synthetic_session import SyntheticSessionMixin, parseRange
 
 KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
 DECOYS = ("mirrored", "other", "deformed")
@@ -37,7 +47,7 @@ def _parseList(text):
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-class XmippQcProtSyntheticParticles(EMProtocol):
+class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
     """Writes simulated 2D images and candidate 3D maps with known truth."""
 
     _label = "synthetic particles and maps (test helper)"
@@ -46,7 +56,8 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                         "outputClasses2D": emobj.SetOfClasses2D,
                         "outputVolume": emobj.Volume,
                         "outputVolumes": emobj.SetOfVolumes,
-                        "outputClasses3D": emobj.SetOfClasses3D}
+                        "outputClasses3D": emobj.SetOfClasses3D,
+                        "outputMicrographs": emobj.SetOfMicrographs}
 
     @classmethod
     def isDisabled(cls):
@@ -91,6 +102,19 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                                                "outputClasses3D are produced.")
         form.addParam("truePosition", params.IntParam, default=1,
                       label="Position of the true map", help="1-based, among the candidates.")
+        form.addSection(label="Session")
+        form.addParam("particlesPerMicrograph", params.IntParam, default=0,
+                      label="Particles per micrograph", help="0 = no micrographs.")
+        form.addParam("badMicrographs", params.StringParam, default="",
+                      label="Bad micrographs", help="Range of micrograph numbers, e.g. 5-8, "
+                                                    "whose particles are junk-rich.")
+        form.addParam("badJunkFraction", params.FloatParam, default=0.8,
+                      label="Junk fraction in bad micrographs")
+        form.addParam("interval", params.FloatParam, default=0.0, label="Interval (s)",
+                      help="Seconds between batches of particles; 0 = static.")
+        form.addParam("particlesPerBatch", params.IntParam, default=100,
+                      label="Particles per batch",
+                      help="Rounded up to whole micrographs.")
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
@@ -102,6 +126,9 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         stack = self._getExtraPath("images.mrcs")
         sim = self._simulate(blobs, stack)
         kind = self.imageKind.get()
+        if self.interval.get() > 0:
+            self._streamOutputs(blobs, sim, stack)
+            return
         images = (self._makeParticles(sim, stack) if kind == KIND_PARTICLES
                   else self._makeAverages(stack, len(sim.kinds)))
         self._defineOutputs(**{"outputParticles" if kind == KIND_PARTICLES
@@ -136,8 +163,9 @@ class XmippQcProtSyntheticParticles(EMProtocol):
                 images[[i - start for i in blank if start <= i < start + len(images)]] = 0.0
                 out.write(np.arange(start, start + len(images)), images)
                 parts.append(replace(sim, images=None))
-        join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
-                ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+            join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
+                    ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+            self._plantBadStretch(blobs, out, join["kinds"], skip=blank)
         for k in ("defocus_u", "defocus_v", "defocus_angle"):
             join[k] = None if parts[0].defocus_u is None else np.concatenate(
                 [getattr(p, k) for p in parts])
@@ -164,16 +192,26 @@ class XmippQcProtSyntheticParticles(EMProtocol):
         if self.withAlignment:
             parts.setAlignmentProj()
         for i in range(len(sim.kinds)):
-            p = emobj.Particle(location=(i + 1, stack))
-            p.setObjId(i + 1)
-            if self.withAlignment:
-                p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
-            if sim.defocus_u is not None:
-                p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
-                                        defocusV=float(sim.defocus_v[i]),
-                                        defocusAngle=float(sim.defocus_angle[i])))
-            parts.append(p)
+            parts.append(self._makeParticle(sim, stack, i))
         return parts
+
+    def _makeParticle(self, sim, stack, i):
+        p = emobj.Particle(location=(i + 1, stack))
+        p.setObjId(i + 1)
+        if self.withAlignment:
+            p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
+        if sim.defocus_u is not None:
+            p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
+                                    defocusV=float(sim.defocus_v[i]),
+                                    defocusAngle=float(sim.defocus_angle[i])))
+        micId = self._micId(i)
+        if micId is not None:
+            coord = emobj.Coordinate(x=0, y=0)
+            coord.setMicId(micId)
+            coord.setMicName(f"mic_{micId:05d}.mrc")
+            p.setCoordinate(coord)
+            p.setMicId(micId)
+        return p
 
     def _makeAverages(self, stack, n):
         avgs = self._createSetOfAverages()
@@ -271,6 +309,9 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             "reportedAngles": sim.angles.tolist(), "reportedShifts": sim.shifts.tolist(),
             "trueVolumeId": self.truePosition.get(), "nMaps": nMaps,
             "imagePixelSize": self.samplingRate.get(), "volumePixelSize": self._volPixel(),
+            "micIds": [self._micId(i) for i in range(len(sim.kinds))]
+            if self.particlesPerMicrograph.get() > 0 else [],
+            "badMicrographs": list(parseRange(self.badMicrographs.get()) or []),
         }
         with open(self._getExtraPath("truth.json"), "w") as fh:
             json.dump(truth, fh, indent=1)
@@ -284,6 +325,8 @@ class XmippQcProtSyntheticParticles(EMProtocol):
             errors.append(f"Unknown outlier kinds or decoys: {', '.join(bad)}")
         if not 1 <= self.truePosition.get() <= len(_parseList(self.decoys.get())) + 1:
             errors.append("The true map position must be within the candidates.")
+        if self.interval.get() > 0 and self.imageKind.get() != KIND_PARTICLES:
+            errors.append("Only particles can arrive in streaming (interval > 0).")
         return errors
 
     def _summary(self):

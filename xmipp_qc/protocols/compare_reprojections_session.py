@@ -1,0 +1,234 @@
+"""Session monitoring of a *compare reprojections* run.
+
+While streaming (at most every ``SESSION_SECONDS``, more often when an update
+is cheap: at least 2 s and 10 times its own duration apart), and once at the
+end, for each map:
+the outlier rate per micrograph (particles' ``micId``) and per window of
+``sessionWindow`` particles in order of arrival
+(:mod:`xmipp_qc.core.session`), saved as ``extra/session_vol<vid>.json`` and
+drawn by :func:`xmipp_qc.plots.session.plot_session` into
+``extra/session_vol<vid>.png``. Micrographs whose particles are mostly flagged
+by the first map (rate >= ``badMicRate`` with at least ``badMicMinParticles``
+particles) go, once complete, to the open output ``badMicrographs`` (items of
+the optional ``inputMicrographs``), so a pipeline can stop using them. A
+micrograph is complete when a particle of a later micrograph has been output
+(particles arrive grouped by micrograph) or the input is closed. A closed run
+whose particles carry micrographs gets the same files, and the output once, at
+the end. With several maps, the running ranking (with its interval) is saved in ``ranking.json``
+(``running``: true, until the ranking step replaces it).
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import pwem.objects as emobj
+import pyworkflow.protocol.params as params
+from pyworkflow.object import Set
+
+from xmipp_qc.core import pipeline
+from xmipp_qc.core.session import bad_micrographs, micrograph_rates, window_rates
+from xmipp_qc.protocols.compare_reprojections_emission import usableSqlite
+from xmipp_qc.protocols.compare_reprojections_results import (
+    jsonDefault,
+    outputName,
+    readScores,
+)
+
+SESSION_SECONDS = 20.0  # longest wait between two session updates
+_SESSION_OVERHEAD = 10  # wait at least this many times the last update's duration
+BAD_MICS = "badMicrographs"
+
+
+def readSession(extraPath, volId):
+    """The saved session rates of one map (dict) or None."""
+    fn = os.path.join(extraPath, f"session_vol{volId}.json")
+    if not os.path.exists(fn):
+        return None
+    with open(fn) as fh:
+        return json.load(fh)
+
+
+def tapMicIds(images, micIds):
+    """Yield ``images``, appending each one's micrograph id (-1: none) to ``micIds``."""
+    for img in images:
+        micIds.append(int(img.getMicId()) if isinstance(img, emobj.Particle)
+                      and img.hasMicId() else -1)
+        yield img
+
+
+def _cat(arrays, dtype):
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+
+class CompareReprojectionsSession:
+    """Session rates, bad micrographs and running ranking (a mixin).
+
+    Notes
+    -----
+    The host provides the form params, ``doRanking``, ``_streamChunkInput``,
+    ``_volPath``, ``_writeJson`` and the book of
+    :class:`.CompareReprojectionsStreaming` (``sizes``, ``closed``) with the
+    ``flags`` and ``appended`` of :class:`.CompareReprojectionsEmission`.
+    """
+
+    def _defineSessionParams(self, form):
+        form.addSection(label="Session")
+        form.addParam("sessionWindow", params.IntParam, default=500,
+                      validators=[params.Positive], label="Window (particles)",
+                      help="Particles per point of the outlier rate over the session.")
+        form.addParam("inputMicrographs", params.PointerParam, allowsNull=True,
+                      pointerClass="SetOfMicrographs", label="Micrographs",
+                      help="Optional: the micrographs of the particles (ids = the "
+                           "particles' micId); the bad ones are output as "
+                           "'badMicrographs'.")
+        form.addParam("badMicRate", params.FloatParam, default=0.5,
+                      validators=[params.Range(0.0, 1.0, "Must be a fraction in [0, 1].")],
+                      label="Bad micrograph: flagged fraction",
+                      help="A micrograph is bad when at least this fraction of its "
+                           "particles is flagged (by the first map).")
+        form.addParam("badMicMinParticles", params.IntParam, default=10,
+                      validators=[params.Positive],
+                      label="Bad micrograph: minimum particles",
+                      help="Micrographs with fewer particles are never called bad.")
+
+    def _closedSession(self, volIds):
+        """Session rates and bad micrographs of a closed run whose images have micrographs."""
+        with self._loadInput() as z:
+            if "micIds" not in z.files or not (z["micIds"] >= 0).any():
+                return
+            micOf = dict(zip(z["ids"].tolist(), z["micIds"].tolist()))
+        for pos, vid in enumerate(volIds):
+            s = readScores(self._getExtraPath(), vid)
+            mics = np.array([micOf.get(int(i), -1) for i in s["ids"]], np.int64)
+            rates = micrograph_rates(mics, s["isOutlier"])
+            self._saveSession(vid, s["ids"], s["isOutlier"], rates)
+            if pos == 0 and self.inputMicrographs.get() is not None:
+                bad = bad_micrographs(rates, max_rate=self.badMicRate.get(),
+                                      min_particles=self.badMicMinParticles.get())
+                out = self._openBadMics()
+                for mic in self._micItems([int(m) for m in bad]):
+                    out.append(mic)
+                self._updateOutputSet(BAD_MICS, out, Set.STREAM_CLOSED)
+
+    def _sessionUpdate(self, book, volIds, final=False):
+        """Rates, PNG, bad micrographs and running ranking, at most every SESSION_SECONDS."""
+        now = time.time()
+        wait = min(SESSION_SECONDS, max(2.0, _SESSION_OVERHEAD * getattr(book, "sessionCost", 0)))
+        if not final and (now - getattr(book, "lastSession", 0.0) < wait
+                          or not any(book.flags[v] for v in volIds)):
+            return
+        for pos, vid in enumerate(volIds):
+            ids, flags, mics, prefix = self._sessionArrays(book, vid)
+            rates = micrograph_rates(mics, flags)
+            self._saveSession(vid, ids, flags, rates)
+            if pos == 0 and self.inputMicrographs.get() is not None:
+                self._emitBadMicrographs(book, rates, mics, prefix, final)
+        if self.doRanking and len(volIds) > 1 and not final:
+            self._runningRanking(book, volIds)
+        book.lastSession, book.sessionCost = time.time(), time.time() - now
+
+    def _sessionArrays(self, book, vid):
+        """Ids, flags and micIds of the output particles in arrival order; the length
+        of the contiguous prefix of output chunks (micrographs decided there)."""
+        ids, flags, mics, prefix, contiguous = [], [], [], 0, True
+        for k in sorted(book.flags[vid]):
+            chunkIds, isOut, _ = book.flags[vid][k]
+            contiguous = contiguous and all(c in book.flags[vid] for c in range(k)
+                                            if book.sizes.get(c))
+            if k not in book.micIds:
+                book.micIds[k] = self._streamChunkInput(k)["micIds"]
+            ids.append(chunkIds)
+            flags.append(isOut)
+            mics.append(book.micIds[k])
+            prefix += len(chunkIds) if contiguous else 0
+        return _cat(ids, np.int64), _cat(flags, bool), _cat(mics, np.int64), prefix
+
+    def _saveSession(self, vid, ids, flags, rates):
+        from xmipp_qc.plots.session import plot_session
+
+        window = self.sessionWindow.get()
+        centres, wrates = window_rates(flags, window)
+        enough = rates.counts >= self.badMicMinParticles.get()
+        bad = (rates.rates >= self.badMicRate.get()) & enough
+        self._writeJson(f"session_vol{vid}.json", {
+            "n_output": int(len(ids)), "n_flagged": int(flags.sum()),
+            "mic_ids": rates.mic_ids, "mic_counts": rates.counts,
+            "mic_flagged": rates.flagged, "bad_mics": rates.mic_ids[bad],
+            "window": window, "window_centres": centres, "window_rates": wrates})
+        fig = plot_session(rates.rates, rates.counts, centres, wrates,
+                           threshold=self.badMicRate.get(),
+                           min_particles=self.badMicMinParticles.get(),
+                           map_name=outputName(vid), bad=bad, window=window)
+        fig.savefig(self._getExtraPath(f"session_vol{vid}.png"), dpi=80)
+
+    def _emitBadMicrographs(self, book, rates, mics, prefix, final):
+        """Append complete bad micrographs (once) to the open output badMicrographs."""
+        done = mics[:prefix]  # the last micrograph there may still be arriving
+        complete = np.isin(rates.mic_ids, done) & (rates.mic_ids != (done[-1] if prefix else -2))
+        if final and book.closed:
+            complete[:] = True
+        bad = bad_micrographs(rates, max_rate=self.badMicRate.get(),
+                              min_particles=self.badMicMinParticles.get(), complete=complete)
+        if not hasattr(book, "badOut"):
+            book.badOut = self._badMicIds()
+        new = [int(m) for m in bad if int(m) not in book.badOut]
+        mics = self._micItems(new)
+        if mics or final:
+            out = self._openBadMics()
+            for mic in mics:
+                out.append(mic)
+            self._updateOutputSet(BAD_MICS, out, Set.STREAM_CLOSED if final
+                                  else Set.STREAM_OPEN)
+            book.badOut.update(m.getObjId() for m in mics)
+
+    def _micItems(self, ids):
+        if not ids:
+            return []
+        inSet = self.inputMicrographs.get()
+        fresh = type(inSet)(filename=inSet.getFileName())
+        where = f"id IN ({','.join(map(str, ids))})"
+        items = [m.clone() for m in fresh.iterItems(where=where)]
+        fresh.close()
+        return items
+
+    def _badMicFile(self):
+        return self._getPath("micrographs_bad.sqlite")
+
+    def _openBadMics(self):
+        fn = self._badMicFile()
+        usable = usableSqlite(fn)
+        out = emobj.SetOfMicrographs(filename=fn)
+        if usable:
+            out.loadAllProperties()
+            out.enableAppend()
+        else:
+            out.copyInfo(self.inputMicrographs.get())
+            out.setStreamState(Set.STREAM_OPEN)
+        return out
+
+    def _badMicIds(self):
+        if not usableSqlite(self._badMicFile()):
+            return set()
+        out = emobj.SetOfMicrographs(filename=self._badMicFile())
+        ids = {int(i) for i in out.getUniqueValues("id")}
+        out.close()
+        return ids
+
+    def _runningRanking(self, book, volIds):
+        """Ranking of the maps on the particles output for all of them so far."""
+        common = set.intersection(*(set(book.flags[v]) for v in volIds))
+        if not common:
+            return
+        per = {v: {"ids": np.concatenate([book.flags[v][k][0] for k in sorted(common)]),
+                   "cost": np.concatenate([book.flags[v][k][2] for k in sorted(common)])}
+               for v in volIds}
+        try:
+            table = pipeline.rank(per)
+        except ValueError as exc:  # too few shared valid images yet
+            self.info(f"Running ranking not available yet: {exc}")
+            return
+        table.update(running=True, n_output=int(len(per[volIds[0]]["ids"])))
+        with open(self._getExtraPath("ranking.json"), "w") as fh:
+            json.dump(table, fh, indent=1, default=jsonDefault)
