@@ -10,10 +10,10 @@ temporary folder, printed).
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import tkinter as tk
+import warnings
 
 import pytest
 
@@ -48,7 +48,8 @@ def screenshotFolder():
         _SHOTS = os.environ.get("XMIPP_QC_SCREENSHOTS") or tempfile.mkdtemp(
             prefix="xmipp-qc-screens-")
         os.makedirs(_SHOTS, exist_ok=True)
-        print(f"\nGUI screenshots in {_SHOTS}", file=sys.__stderr__, flush=True)  # uncaptured
+        # a warning: pytest lists it in its summary, output of passing tests is captured
+        warnings.warn(f"GUI screenshots in {_SHOTS}", UserWarning, stacklevel=2)
     return _SHOTS
 
 
