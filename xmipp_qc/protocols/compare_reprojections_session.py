@@ -50,6 +50,19 @@ def readSession(extraPath, volId):
         return json.load(fh)
 
 
+def sessionFigure(session, threshold, minParticles, mapName):
+    """The session figure of one map from its saved rates (:func:`readSession`)."""
+    from xmipp_qc.plots.session import plot_session
+
+    counts = np.asarray(session["mic_counts"], dtype=np.int64)
+    flagged = np.asarray(session["mic_flagged"], dtype=np.float64)
+    rates = flagged / np.maximum(counts, 1)  # as core.session.MicrographRates.rates
+    bad = np.isin(np.asarray(session["mic_ids"]), np.asarray(session["bad_mics"]))
+    return plot_session(rates, counts, session["window_centres"], session["window_rates"],
+                        threshold=threshold, min_particles=minParticles, map_name=mapName,
+                        bad=bad, window=session["window"])
+
+
 def tapMicIds(images, micIds):
     """Yield ``images``, appending each one's micrograph id (-1: none) to ``micIds``."""
     for img in images:
@@ -146,8 +159,6 @@ class CompareReprojectionsSession:
         return _cat(ids, np.int64), _cat(flags, bool), _cat(mics, np.int64), prefix
 
     def _saveSession(self, vid, ids, flags, rates):
-        from xmipp_qc.plots.session import plot_session
-
         window = self.sessionWindow.get()
         centres, wrates = window_rates(flags, window)
         enough = rates.counts >= self.badMicMinParticles.get()
@@ -157,10 +168,8 @@ class CompareReprojectionsSession:
             "mic_ids": rates.mic_ids, "mic_counts": rates.counts,
             "mic_flagged": rates.flagged, "bad_mics": rates.mic_ids[bad],
             "window": window, "window_centres": centres, "window_rates": wrates})
-        fig = plot_session(rates.rates, rates.counts, centres, wrates,
-                           threshold=self.badMicRate.get(),
-                           min_particles=self.badMicMinParticles.get(),
-                           map_name=outputName(vid), bad=bad, window=window)
+        fig = sessionFigure(readSession(self._getExtraPath(), vid), self.badMicRate.get(),
+                            self.badMicMinParticles.get(), outputName(vid))
         fig.savefig(self._getExtraPath(f"session_vol{vid}.png"), dpi=80)
 
     def _emitBadMicrographs(self, book, rates, mics, prefix, final):

@@ -35,7 +35,7 @@ class TestCompareReprojectionsGui(BaseTest):
         setupTestProject(cls)
         cls.syn = cls.newProtocol(XmippQcProtSyntheticParticles, nImages=N_IMAGES, boxSize=32,
                                   outlierFraction=0.05, outlierKinds="junk,wrong_conformation",
-                                  decoys="other", seed=11)
+                                  decoys="other", seed=11, particlesPerMicrograph=10)
         cls.launchProtocol(cls.syn)
         cls.prot = cls.newProtocol(XmippQcProtCompareReprojections,
                                    inputSet2D=cls.syn.outputParticles,
@@ -46,8 +46,8 @@ class TestCompareReprojectionsGui(BaseTest):
     def test_every_eye_button_opens_a_window_with_content(self):
         results = gd.analyzeResults(self.proj, self.prot, self._clickEverything,
                                     "compare_reprojections")
-        self.assertEqual(sorted(results), ["form", "histograms", "project", "ranking", "subset",
-                                           "table"])
+        self.assertEqual(sorted(results), ["form", "histograms", "project", "ranking",
+                                           "session", "subset", "table"])
 
     # --------------------------- the clicks ----------------------------------
     def _clickEverything(self, viewer):
@@ -57,6 +57,7 @@ class TestCompareReprojectionsGui(BaseTest):
         done["table"] = self._checkTable(form, viewer)
         done["histograms"] = self._checkHistograms(form)
         done["ranking"] = self._checkRanking(form)
+        done["session"] = self._checkSession(form)
         done["subset"] = self._checkSelectionSubset(viewer)
         return done
 
@@ -117,6 +118,22 @@ class TestCompareReprojectionsGui(BaseTest):
         names = [t.get_text() for t in ax.get_xticklabels()]
         self.assertTrue(all(n.startswith("map ") for n in names), names)
         gd.screenshot(top, "compare_reprojections_3_ranking")
+        return top
+
+    def _checkSession(self, form):
+        top = self._open(form, "displaySession")
+        perMic, perWindow = top.qcWindow.figure.get_axes()
+        self.assertIn("map 1", perMic.get_title())
+        self.assertIn(f"{N_IMAGES // 10} micrographs", perMic.get_title())
+        bars = [p for p in perMic.patches if p.get_height() > 0 or p.get_fill() is False]
+        self.assertEqual(len(perMic.patches), N_IMAGES // 10, "one bar per micrograph")
+        flagged = sum(bool(i._qc_isOutlier.get()) for i in self.prot.reprojections_vol1)
+        perMicFlagged = sum(round(p.get_height() / 100 * 10) for p in bars)
+        self.assertEqual(perMicFlagged, flagged, "the rates add up to the flagged particles")
+        labels = perMic.get_legend_handles_labels()[1]
+        self.assertTrue(any("threshold" in label for label in labels), labels)
+        self.assertGreater(len(perWindow.get_lines()[0].get_xdata()), 0)
+        gd.screenshot(top, "compare_reprojections_5_session")
         return top
 
     def _checkSelectionSubset(self, viewer):

@@ -27,6 +27,7 @@ from xmipp_qc.protocols.compare_reprojections_results import (
     readRanking,
     readScores,
 )
+from xmipp_qc.protocols.compare_reprojections_session import readSession, sessionFigure
 from xmipp_qc.protocols.protocol_compare_reprojections import XmippQcProtCompareReprojections
 from xmipp_qc.viewers import thumbnails
 from xmipp_qc.viewers.figure_window import FigureView
@@ -87,6 +88,12 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                            "threshold on the outlier score.")
         form.addParam("displayRanking", params.LabelParam, label="Ranking of the maps",
                       help="Mean score per map with its bootstrap interval, best first.")
+        form.addParam("displaySession", params.LabelParam,
+                      label="Outlier rate over the session",
+                      help="Fraction of flagged particles per micrograph (in acquisition "
+                           "order) and per window of particles in order of arrival, with the "
+                           "bad-micrograph threshold. Needs particles that carry their "
+                           "micrograph (streaming or closed input).")
         form.addParam("keep", params.EnumParam, default=KEEP_INLIERS,
                       choices=["images not flagged", "flagged images"], label="Subset keeps")
         form.addParam("createSubset", params.LabelParam, label="Create the subset",
@@ -94,7 +101,7 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
 
     def _getVisualizeDict(self):
         return {"displayTable": self._showTable, "displayHistograms": self._showHistograms,
-                "displayRanking": self._showRanking,
+                "displayRanking": self._showRanking, "displaySession": self._showSession,
                 "createSubset": self._createSubset}
 
     # --------------------------- selection in the form -----------------------
@@ -165,6 +172,17 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
         if table is None:
             return [self.infoMessage("No ranking (a single map, or ranking off).", title=TITLE)]
         return [self._figure(plots.plot_ranking(table, self.mapNames()), "ranking of the maps")]
+
+    def _showSession(self, _=None):
+        sel = self._selected()
+        session = readSession(self.protocol._getExtraPath(), sel[0]) if sel else None
+        if session is None:
+            return [self.infoMessage("No session rates: the particles carry no micrograph, "
+                                     "or no particle has been scored yet.", title=TITLE)]
+        fig = sessionFigure(session, self.protocol.badMicRate.get(),
+                            self.protocol.badMicMinParticles.get(),
+                            self.mapNames().get(sel[0], sel[1]))
+        return [self._figure(fig, "outlier rate over the session")]
 
     def mapNames(self):
         """``{volumeId: "map <id>: <file name>"}`` of the candidate maps."""
