@@ -31,7 +31,6 @@ from xmipp_qc.core import pipeline
 from xmipp_qc.core.session import bad_micrographs, micrograph_rates, window_rates
 from xmipp_qc.protocols.compare_reprojections_emission import usableSqlite
 from xmipp_qc.protocols.compare_reprojections_results import (
-    jsonDefault,
     outputName,
     readScores,
 )
@@ -239,5 +238,4 @@ class CompareReprojectionsSession:
             self.info(f"Running ranking not available yet: {exc}")
             return
         table.update(running=True, n_output=int(len(per[volIds[0]]["ids"])))
-        with open(self._getExtraPath("ranking.json"), "w") as fh:
-            json.dump(table, fh, indent=1, default=jsonDefault)
+        self._writeJson("ranking.json", table)

@@ -378,8 +378,12 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
         return self._getExtraPath(f"vol{volId}", *names)
 
     def _writeJson(self, name, data):
-        with open(self._getExtraPath(name), "w") as fh:
+        """Write ``extra/name`` atomically: a viewer or summary reading it while a
+        streaming run rewrites it sees the old or the new file, never a partial one."""
+        fn = self._getExtraPath(name)
+        with open(f"{fn}.part", "w") as fh:
             json.dump(data, fh, indent=1, default=jsonDefault)
+        os.replace(f"{fn}.part", fn)
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):

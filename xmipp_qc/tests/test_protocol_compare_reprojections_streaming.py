@@ -42,7 +42,7 @@ class TestCompareReprojectionsStreaming(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
 
-    def source(self, seed, interval=1.5, **kwargs):
+    def source(self, seed, interval=2.5, **kwargs):
         params = {"nImages": N, "boxSize": 32, "samplingRate": 3.0, "snr": 1.0,
                   "maxShift": 1.0, "outlierFraction": 0.0, "particlesPerMicrograph": PER_MIC,
                   "badMicrographs": f"{BAD[0]}-{BAD[1]}", "badJunkFraction": 0.9,
