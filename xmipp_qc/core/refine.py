@@ -139,7 +139,8 @@ class LocalRefiner:
     def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
                  max_shift_px: float | None = None, search_freq: float = 0.25,
                  n_iter: int = 4, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
-                 interpolation: str = "linear") -> None:
+                 interpolation: str = "linear", search_interpolation: str = "linear",
+                 search_pad: int = 4) -> None:
         vol = np.asarray(volume, dtype=np.float32)
         if not 0 < search_freq <= 0.5:
             raise ValueError(f"search_freq must be in (0, 0.5] cycles/px, got {search_freq}")
@@ -148,7 +149,7 @@ class LocalRefiner:
         if n_iter < 0 or step_deg <= 0 or chunk < 1:
             raise ValueError("n_iter must be >= 0, step_deg > 0 and chunk >= 1")
         self._full = FourierProjector(vol, pad=pad, interpolation=interpolation)
-        self._band = FourierProjector(vol, pad=pad, interpolation=interpolation,
+        self._band = FourierProjector(vol, pad=search_pad, interpolation=search_interpolation,
                                       max_freq=search_freq)
         n = self.box = self._full.box
         self.max_angle = np.radians(max_angle_deg)
