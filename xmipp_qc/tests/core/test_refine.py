@@ -120,8 +120,8 @@ def test_ctf_and_gray_model(dtype):
     plain = LocalRefiner(vol).refine(images, start, ctf=ctf, gray=False)
     np.testing.assert_array_equal(plain.gray_a, 1.0)
     sc = res.scores()
-    assert sorted(sc) == ["angleChange", "corrFinal", "corrGain", "corrInit", "grayInit",
-                          "grayInitSE", "shiftChange"]
+    assert sorted(sc) == ["angleChange", "anglePinned", "angleSE", "corrFinal", "corrGain",
+                          "corrInit", "grayInit", "grayInitSE", "shiftChange"]
     assert np.all(sc["corrGain"] >= 0) and np.median(sc["grayInit"]) > 2.5
 
 
