@@ -93,7 +93,8 @@ def line_projections(volume: NDArray, angles: NDArray, shifts: NDArray | None = 
     Parameters
     ----------
     volume : ndarray of shape (N, N, N)
-        Map ``[z, y, x]``, origin ``N // 2``; zero outside the box.
+        Map ``[z, y, x]``, origin ``N // 2``; only its density within ``N / 2 + 2``
+        px of the origin is integrated (zero outside the box).
     angles : ndarray of shape (n, 3)
         Xmipp Euler angles (degrees).
     shifts : ndarray of shape (n, 2), optional
@@ -116,9 +117,11 @@ def line_projections(volume: NDArray, angles: NDArray, shifts: NDArray | None = 
     z, y, x = np.meshgrid(g, g, g, indexing="ij")  # beam axis first
     for i, (e, (sx, sy)) in enumerate(zip(mats, s)):
         pts = e.T @ np.stack([(x + sx).ravel(), (y + sy).ravel(), z.ravel()])  # (3, P): x, y, z
-        coords = pts[::-1] + n_box // 2  # volume index order (z, y, x)
-        vals = ndimage.map_coordinates(coef, coords, order=order, mode="constant", cval=0.0,
-                                       prefilter=False)  # fmt: skip
+        inside = (pts**2).sum(axis=0) <= (n_box / 2 + 2) ** 2  # the map's sphere (+ taps)
+        coords = pts[::-1, inside] + n_box // 2  # volume index order (z, y, x)
+        vals = np.zeros(pts.shape[1])
+        vals[inside] = ndimage.map_coordinates(coef, coords, order=order, mode="constant",
+                                               cval=0.0, prefilter=False)  # fmt: skip
         out[i] = vals.reshape(n_box, n_box, n_box).sum(axis=0)
     return out
 
