@@ -27,7 +27,8 @@ and shifted reprojection (invariant to the gray model ``a P + b``).
 
 Flat correlations: the fit also gives the covariance of ``w`` (from the
 band residual's power, ``cov(c) / a^2``). Where the largest standard error
-exceeds ``max_se_deg`` (pure noise, a featureless or too noisy image, a
+exceeds ``max_se_deg`` (default: the bound ``max_angle_deg`` on the change;
+pure noise, a featureless or too noisy image, a
 rotation the projection does not change), the data do not pin the angles and
 the image keeps its input angles and shift, flagged ``pinned = False``,
 rather than following the noise (or the projector's own errors).
@@ -82,19 +83,19 @@ class LocalRefiner:
         interpolation error of pad 2 at the same cost per projection: the
         search must not follow the projector's own errors (noiseless images
         of an independent projector moved by up to 1 deg with pad 2).
-    max_se_deg : float
+    max_se_deg : float, optional
         An image pins its orientation when the largest standard error of its
         angles (at the refined orientation, from the Gauss-Newton fit and its
-        residual) is at most this (degrees); otherwise its correlation is too
-        flat to move on and it keeps its input angles and shift
-        (:attr:`RefineResult.pinned` is False).
+        residual) is at most this (degrees; default ``max_angle_deg``: the
+        correlation is not flat over the allowed change); otherwise it keeps
+        its input angles and shift (:attr:`RefineResult.pinned` is False).
     """
 
     def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
                  max_shift_px: float | None = None, search_freq: float = 0.25,
                  n_iter: int = 4, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
                  interpolation: str = "linear", search_interpolation: str = "linear",
-                 search_pad: int = 4, max_se_deg: float = 2.5) -> None:
+                 search_pad: int = 4, max_se_deg: float | None = None) -> None:
         vol = np.asarray(volume, dtype=np.float32)
         if not 0 < search_freq <= 0.5:
             raise ValueError(f"search_freq must be in (0, 0.5] cycles/px, got {search_freq}")
@@ -106,7 +107,8 @@ class LocalRefiner:
         self._band = FourierProjector(vol, pad=search_pad, interpolation=search_interpolation,
                                       max_freq=search_freq)
         n = self.box = self._full.box
-        self.max_angle, self.max_se = np.radians(max_angle_deg), np.radians(max_se_deg)
+        self.max_angle = np.radians(max_angle_deg)
+        self.max_se = self.max_angle if max_se_deg is None else np.radians(max_se_deg)
         self.max_shift = 0.05 * n if max_shift_px is None else float(max_shift_px)
         self.n_iter, self.step, self.chunk = int(n_iter), np.radians(step_deg), int(chunk)
         self._tol = np.radians(0.01)  # an image stops when its step or trust is below it

@@ -49,7 +49,8 @@ class RefineResult:
         inf when the image does not correlate positively with the map or does
         not change with an angle; NaN when the angles were not refined.
     pinned : ndarray of bool, shape (n,)
-        False where ``angle_se_deg > max_se_deg``: the correlation is too flat
+        False where ``angle_se_deg > max_se_deg`` (default: the bound on the
+        angular change, 5 deg): the correlation is too flat
         to pin the orientation, and the image kept its input angles and shift
         (its ``angle_change_deg`` is 0).
     """
