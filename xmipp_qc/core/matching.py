@@ -218,7 +218,7 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
     offs = _fine_offsets(gallery) if max_shift > 0 else np.zeros((1, 2))
     nb = gallery.neighbours[cand]  # (n, K, n_nb)
     n, k, n_nb = nb.shape
-    n_o, n_psi = len(offs), 2 * (grid.n_m - 1)
+    n_o, n_psi = len(offs), _fine_psi_samples(grid.n_m, gallery.angular_step)
     block = max(1, _BUDGET // (4 * k * n_psi * n_o * n_nb))
     out = np.empty((5, n, k, n_nb))  # corr, psi index, offset index, corr2, psi2 index
     off_phase = grid.shift_phases(offs)  # phases of centre + offset factorise
@@ -239,6 +239,17 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
     corr, corr2 = (out[0] * scale).reshape(n, -1), (out[3] * scale).reshape(n, -1)
     psi, psi2 = (out[i].reshape(n, -1) * (360.0 / n_psi) for i in (1, 4))
     return corr, nb.reshape(n, -1), psi, shifts.reshape(n, -1, 2), corr2, psi2
+
+
+def _fine_psi_samples(n_m: int, step: float) -> int:
+    """Psi samples of the fine search (an FFT-friendly length).
+
+    At least the angular Nyquist rate ``2 (n_m - 1)`` and a spacing of at most
+    half the direction step, so that the fine neighbours of a candidate are
+    compared at their peak psi (at the Nyquist rate alone, a small box's psi
+    step, e.g. 9 deg at N = 24, decided between neighbours 5 deg apart).
+    """
+    return scipy.fft.next_fast_len(max(2 * (n_m - 1), int(math.ceil(720.0 / step))), real=True)
 
 
 def _two_psi_peaks(c: NDArray, min_sep_deg: float) -> NDArray:

@@ -25,6 +25,14 @@ and shifted reprojection (invariant to the gray model ``a P + b``).
   that image is halved), and the total change ``|w_total|`` (the geodesic
   angle to the input orientation) is bounded by ``max_angle_deg``.
 
+Flat correlations: the fit also gives the covariance of ``w`` (from the
+band residual's power, ``cov(c) / a^2``). Where the largest standard error
+exceeds ``max_se_deg`` (default: the bound ``max_angle_deg`` on the change;
+pure noise, a featureless or too noisy image, a
+rotation the projection does not change), the data do not pin the angles and
+the image keeps its input angles and shift, flagged ``pinned = False``,
+rather than following the noise (or the projector's own errors).
+
 Bounds: Xmipp's ``continuous_assign2`` bounds each Euler increment by 5° and
 the shift change by ``floor(0.05 N)`` px (compare reprojections); here the
 geodesic rotation angle and the shift-change radius are bounded (defaults 5°
@@ -33,8 +41,6 @@ and ``0.05 N`` px).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import ArrayLike, NDArray
@@ -42,73 +48,11 @@ from scipy.spatial.transform import Rotation
 
 from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
 from xmipp_qc.core.projection import FourierProjector
+from xmipp_qc.core.refine_result import RefineResult
 from xmipp_qc.core.similarity import fit_gray
 from xmipp_qc.core.transform import circular_mask
 
 __all__ = ["LocalRefiner", "RefineResult", "refine_local"]
-
-
-@dataclass(frozen=True)
-class RefineResult:
-    """Output of :meth:`LocalRefiner.refine` for ``n`` images of box ``N``.
-
-    Attributes
-    ----------
-    angles : ndarray, shape (n, 3), float64
-        Refined Xmipp Euler angles (degrees).
-    shifts : ndarray, shape (n, 2), float64
-        Refined Xmipp shifts (px).
-    gray_a, gray_b : ndarray, shape (n,)
-        Least-squares gray model ``I ~ a P + b`` in the mask (1 and 0 when the
-        refinement was run with ``gray=False``).
-    projections : ndarray, shape (n, N, N), float32
-        The reprojections ``P(r + s)`` at the refined angles and shifts (with
-        the CTF), in the frame of the input image, full band.
-    residuals : ndarray, shape (n, N, N), float32
-        ``images - (gray_a * projections + gray_b)`` (not masked).
-    corr_initial, corr_final : ndarray, shape (n,)
-        Band-limited correlation at the input parameters and after refinement
-        (higher is better).
-    gray_initial, gray_initial_se : ndarray, shape (n,)
-        Band-limited least-squares scale ``a`` of ``I ~ a P`` at the input
-        parameters and its standard error under white noise (the evidence that
-        the map explains the image as given, in units of the noise).
-    angle_change_deg : ndarray, shape (n,)
-        Geodesic angle between the input and refined orientations (degrees).
-    shift_change_px : ndarray, shape (n,)
-        Length of the shift change (px).
-    """
-
-    angles: NDArray[np.float64]
-    shifts: NDArray[np.float64]
-    gray_a: NDArray[np.float64]
-    gray_b: NDArray[np.float64]
-    projections: NDArray[np.float32]
-    residuals: NDArray[np.float32]
-    corr_initial: NDArray[np.float64]
-    corr_final: NDArray[np.float64]
-    gray_initial: NDArray[np.float64]
-    gray_initial_se: NDArray[np.float64]
-    angle_change_deg: NDArray[np.float64]
-    shift_change_px: NDArray[np.float64]
-
-    def scores(self) -> dict[str, NDArray[np.float64]]:
-        """Per-image refinement scores for :func:`xmipp_qc.core.residuals.summarize_chunk`.
-
-        Returns
-        -------
-        dict of str to ndarray of shape (n,)
-            ``corrInit``, ``corrFinal`` (band-limited correlations, higher is
-            better), ``corrGain = corrFinal - corrInit`` (>= 0; a large gain
-            means the input parameters were wrong), ``angleChange`` (degrees)
-            and ``shiftChange`` (px), ``grayInit`` and ``grayInitSE``.
-        """
-        return {
-            "corrInit": self.corr_initial, "corrFinal": self.corr_final,
-            "corrGain": self.corr_final - self.corr_initial,
-            "angleChange": self.angle_change_deg, "shiftChange": self.shift_change_px,
-            "grayInit": self.gray_initial, "grayInitSE": self.gray_initial_se,
-        }
 
 
 class LocalRefiner:
@@ -134,12 +78,24 @@ class LocalRefiner:
     pad, interpolation : int, str
         Of the :class:`~xmipp_qc.core.projection.FourierProjector` of the
         final, full-band reprojections.
+    search_pad, search_interpolation : int, str
+        Of the band-limited projector of the search. Pad 4 has a quarter of the
+        interpolation error of pad 2 at the same cost per projection: the
+        search must not follow the projector's own errors (noiseless images
+        of an independent projector moved by up to 1 deg with pad 2).
+    max_se_deg : float, optional
+        An image pins its orientation when the largest standard error of its
+        angles (at the refined orientation, from the Gauss-Newton fit and its
+        residual) is at most this (degrees; default ``max_angle_deg``: the
+        correlation is not flat over the allowed change); otherwise it keeps
+        its input angles and shift (:attr:`RefineResult.pinned` is False).
     """
 
     def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
                  max_shift_px: float | None = None, search_freq: float = 0.25,
                  n_iter: int = 4, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
-                 interpolation: str = "linear") -> None:
+                 interpolation: str = "linear", search_interpolation: str = "linear",
+                 search_pad: int = 4, max_se_deg: float | None = None) -> None:
         vol = np.asarray(volume, dtype=np.float32)
         if not 0 < search_freq <= 0.5:
             raise ValueError(f"search_freq must be in (0, 0.5] cycles/px, got {search_freq}")
@@ -148,10 +104,11 @@ class LocalRefiner:
         if n_iter < 0 or step_deg <= 0 or chunk < 1:
             raise ValueError("n_iter must be >= 0, step_deg > 0 and chunk >= 1")
         self._full = FourierProjector(vol, pad=pad, interpolation=interpolation)
-        self._band = FourierProjector(vol, pad=pad, interpolation=interpolation,
+        self._band = FourierProjector(vol, pad=search_pad, interpolation=search_interpolation,
                                       max_freq=search_freq)
         n = self.box = self._full.box
         self.max_angle = np.radians(max_angle_deg)
+        self.max_se = self.max_angle if max_se_deg is None else np.radians(max_se_deg)
         self.max_shift = 0.05 * n if max_shift_px is None else float(max_shift_px)
         self.n_iter, self.step, self.chunk = int(n_iter), np.radians(step_deg), int(chunk)
         self._tol = np.radians(0.01)  # an image stops when its step or trust is below it
@@ -245,8 +202,13 @@ class LocalRefiner:
 
     # --- angles -----------------------------------------------------------------
     def _gn_step(self, fi: NDArray, fp: NDArray, mats: NDArray, shifts: NDArray,
-                 ctf: NDArray | None) -> NDArray:
-        """Gauss-Newton rotation vector (n, 3) in radians for the current matrices."""
+                 ctf: NDArray | None) -> tuple[NDArray, NDArray]:
+        """Gauss-Newton rotation vector (n, 3) and its covariance (n, 3, 3), radians.
+
+        The fit ``F_I ~ a F_P + sum_j c_j D_j`` is least squares in the band;
+        its residual gives the noise level, hence ``cov(c)``, and ``w = c / a``
+        has ``cov(w) = cov(c) / a^2`` (infinite when ``a <= 0``).
+        """
         g = fi * self._phase(shifts).conj()
         n = len(mats)
         rots = Rotation.from_rotvec(np.eye(3) * self.step).as_matrix()  # (3, 3, 3)
@@ -261,7 +223,19 @@ class LocalRefiner:
         sol = np.linalg.solve(a_mat, rhs[..., None])[..., 0]
         gain = sol[:, 0]
         w = np.where(gain[:, None] > 0, sol[:, 1:] / np.where(gain > 0, gain, 1.0)[:, None], 0.0)
-        return w
+        res = g - np.einsum("nj,njs->ns", sol.astype(np.float32), b)
+        tau2 = self._dot(res, res) / max(float(self._w.sum()) - 4.0, 1.0)
+        cov = np.linalg.inv(a_mat)[:, 1:, 1:] * tau2[:, None, None]
+        cov /= np.where(gain > 0, gain * gain, 0.0)[:, None, None]
+        return w, np.nan_to_num(cov, nan=np.inf)
+
+    @staticmethod
+    def _largest_se(cov: NDArray) -> NDArray:
+        """Largest standard error (n,) in radians of covariances (n, 3, 3); inf if unbounded."""
+        ok = np.isfinite(cov).all(axis=(1, 2)) & (np.abs(cov).max(axis=(1, 2)) < 1e6)
+        safe = np.where(ok[:, None, None], cov, np.eye(3))
+        val = np.linalg.eigvalsh(0.5 * (safe + np.transpose(safe, (0, 2, 1))))
+        return np.where(ok, np.sqrt(np.maximum(val[:, -1], 0.0)), np.inf)
 
     def _clamp(self, mats: NDArray, m0: NDArray) -> NDArray:
         """Project orientations onto the ball of radius ``max_angle`` about ``m0``."""
@@ -282,11 +256,13 @@ class LocalRefiner:
         best_c, best_m, best_fp = self._corr(fi, fp, best_s), m0.copy(), fp.copy()
         trust = np.full(len(fi), max(self.max_angle, self.step))
         active = np.arange(len(fi)) if self.max_angle > 0 else np.arange(0)
+        se, s_start = np.full(len(fi), np.nan), best_s.copy()
         for _ in range(self.n_iter):
             if active.size == 0:
                 break
             act, c_act = active, (ctf[active] if ctf is not None and ctf.ndim == 3 else ctf)
-            w = self._gn_step(fi[act], best_fp[act], best_m[act], best_s[act], c_act)
+            w, cov = self._gn_step(fi[act], best_fp[act], best_m[act], best_s[act], c_act)
+            se[act] = self._largest_se(cov)  # at the current best orientation
             norm = np.linalg.norm(w, axis=1)
             w *= np.minimum(1.0, trust[act] / np.maximum(norm, 1e-12))[:, None]
             prop_m = self._clamp(Rotation.from_rotvec(w).as_matrix() @ best_m[act], m0[act])
@@ -301,7 +277,10 @@ class LocalRefiner:
                                   0.5 * trust[act])
             done = (ok & (np.minimum(norm, trust[act]) < self._tol)) | (trust[act] < self._tol)
             active = act[~done]
-        return best_m, best_s, np.stack([corr0, best_c, a0, se0], axis=1)
+        flat = se > self.max_se  # the image does not pin its orientation: keep the input
+        best_m[flat], best_s[flat], best_fp[flat] = m0[flat], s_start[flat], fp[flat]
+        best_c[flat] = self._corr(fi[flat], fp[flat], s_start[flat])
+        return best_m, best_s, np.stack([corr0, best_c, a0, se0, np.degrees(se)], axis=1)
 
     def refine(self, images: ArrayLike, angles: ArrayLike, shifts: ArrayLike | None = None, *,
                ctf: ArrayLike | None = None, gray: bool = True,
@@ -342,7 +321,7 @@ class LocalRefiner:
         if per_image and len(c) != n:
             raise ValueError(f"ctf has {len(c)} images, expected {n}")
         mats, out_s = np.empty((n, 3, 3)), np.empty((n, 2))
-        fits = np.empty((n, 4))
+        fits = np.empty((n, 5))
         for s in range(0, n, self.chunk):
             sl = slice(s, min(n, s + self.chunk))
             cc = c[sl] if per_image else c
@@ -368,7 +347,9 @@ class LocalRefiner:
                             residuals=resid, corr_initial=fits[:, 0], corr_final=fits[:, 1],
                             gray_initial=fits[:, 2], gray_initial_se=fits[:, 3],
                             angle_change_deg=np.degrees(rel),
-                            shift_change_px=np.hypot(*(out_s - sh).T))
+                            shift_change_px=np.hypot(*(out_s - sh).T),
+                            angle_se_deg=fits[:, 4],
+                            pinned=~(fits[:, 4] > np.degrees(self.max_se)))
 
 
 def refine_local(volume: ArrayLike, images: ArrayLike, angles: ArrayLike,

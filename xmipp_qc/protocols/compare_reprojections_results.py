@@ -50,7 +50,8 @@ XMIPP_SCORES = {"cost": "cost", "corrIdx": "corrIdx", "corrMask": "corrMask",
 QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": "zResStd",
              "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
              "matchCorr": "match_corr", "matchMargin": "match_margin",
-             "angleChange": "angleChange", "shiftChange": "shiftChange"}
+             "angleChange": "angleChange", "shiftChange": "shiftChange",
+             "angleSE": "angleSE", "anglePinned": "anglePinned"}
 
 
 def outputName(volId):
