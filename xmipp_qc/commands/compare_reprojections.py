@@ -6,7 +6,10 @@ unless ``--no-downsample``, at least 3 Å/px), then, chunk by chunk
 (:mod:`xmipp_qc.core.pipeline`): projection matching when there are no angles
 (or ``--no-assignment``), local refinement, reprojection (with the CTF if
 ``--use-ctf``) and residual scores; finally set statistics, outlier flags and
-the ranking of the maps.
+the ranking of the maps. The decisions (working grid, options, chunks, set
+statistics) are those of the protocol (:mod:`xmipp_qc.core.compare_policy`) and
+the chunks run through the same worker (:mod:`xmipp_qc.compare_run`, run folder
+``--out/run``), ``--threads`` at a time, with progress on stderr.
 
 Writes, for map k (``volK``) in ``--out``:
 
@@ -17,16 +20,20 @@ Writes, for map k (``volK``) in ``--out``:
 * ``volK_reprojections.mrcs``, ``volK_residuals.mrcs``, ``volK_aligned.mrcs``:
   one slot per input row, at the working sampling, in the aligned frame;
 * ``volK_report.png``: outlier-score histogram and the worst images;
-* ``ranking.json`` (and ``ranking.png`` with several maps).
+* ``ranking.json`` (and ``ranking.png`` with several maps);
+* ``run/``: the run folder's small files (``run.json``, chunk inputs, chunk
+  results, ``volK/scores.npz``: the set scores in chunk order).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -55,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-shift", type=float, help="Refinement shift bound (px of the working sampling; "
       "default 5%% of the box).")
     a("--max-angle", type=float, help="Refinement rotation bound (degrees; default 5).")
-    a("--resol", type=float, help="Low-pass the comparison at this resolution (Å).")
-    a("--sigma", type=float, help="Width of that low-pass edge (Fourier px; default 0.02 N).")
+    a("--resol", type=float, help="Low-pass the comparison at this resolution (Å; ignored "
+      "at or below twice the working pixel size).")
+    a("--sigma", type=float, help="Width of that low-pass edge (Fourier px; default 3).")
     a("--mask-radius", type=float, help="Comparison disc radius (px, working sampling).")
     a("--pixel-size", type=float, help="Override the images' pixel size (Å/px).")
     a("--volume-pixel-size", type=float,
@@ -66,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--threshold", type=float, default=3.5, help="Outlier-score flag threshold.")
     a("--rank-score", default="cost", help="Score that ranks the maps (default cost).")
     a("--chunk-size", type=int, default=256, help="Images processed together.")
+    a("--threads", "-j", type=int, default=1, help="Chunks processed at the same time.")
+    a("--quiet", "-q", action="store_true", help="No progress messages on stderr.")
     a("--worst", type=int, default=6, help="Worst images shown in each report.")
 
 
@@ -76,6 +86,14 @@ class _Grid:
     box: int
     pixel_a: float
 
+    @classmethod
+    def of(cls, particles, map_pixels, downsample: bool) -> _Grid:
+        """The run's grid (:func:`xmipp_qc.core.compare_policy.working_grid`)."""
+        from xmipp_qc.core.compare_policy import working_grid
+
+        groups = zip(particles.box.tolist(), particles.pixel_size_a.tolist())
+        return cls(*working_grid(list(groups), map_pixels, downsample=downsample))
+
     def cropped(self, box: int, pixel_a: float) -> int:
         """Box of an input of this box and pixel size after Fourier resizing."""
         from xmipp_qc.core.resample import resized_box
@@ -84,27 +102,15 @@ class _Grid:
 
     def exact_pixel(self, box: int, pixel_a: float) -> float:
         """Exact pixel size of that input on the working grid (converts its shifts)."""
-        from xmipp_qc.core.resample import resized_box
+        from xmipp_qc.core.compare_policy import exact_pixel
 
-        _, exact = resized_box(box, pixel_a, self.pixel_a)
-        return self.pixel_a if abs(exact - self.pixel_a) <= 1e-9 * self.pixel_a else exact
+        return exact_pixel(box, pixel_a, self.pixel_a)
 
     def fit(self, data: np.ndarray, pixel_a: float, ndim: int) -> np.ndarray:
         """Images (ndim 2) or a map (ndim 3) on the working grid."""
         from xmipp_qc.core.pipeline import to_working_grid
 
         return to_working_grid(data, pixel_a, self.box, self.pixel_a, ndim=ndim)[0]
-
-
-def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
-    from xmipp_qc.core.pipeline import common_sampling
-
-    keys = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())),
-                  key=lambda k: -k[0] * k[1])
-    ref_box, ref_px = keys[0]  # the largest physical box defines the working box
-    coarsest = max([px for _, px in keys] + list(map_pixels))
-    box, px = common_sampling(ref_box, ref_px, ref_box, coarsest, downsample=downsample)
-    return _Grid(box, px)
 
 
 def _load_maps(args, particles):
@@ -124,26 +130,24 @@ def _load_maps(args, particles):
 
 
 def _options(args, grid: _Grid):
-    from xmipp_qc.core.pipeline import CompareOptions
+    from xmipp_qc.core.compare_policy import compare_options
 
-    return CompareOptions(
-        pixel_size_a=grid.pixel_a, angular_step=args.angular_sampling, symmetry=args.symmetry,
-        use_ctf=args.use_ctf, optimize_gray=args.optimize_gray, refine=not args.no_refine,
-        max_shift_px=args.max_shift, max_angle_deg=args.max_angle, resolution_a=args.resol,
-        sigma=args.sigma, mask_radius=args.mask_radius)
+    return compare_options(
+        grid.pixel_a, resolution_a=args.resol, sigma=args.sigma,
+        angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=args.use_ctf,
+        optimize_gray=args.optimize_gray, refine=not args.no_refine,
+        max_shift_px=args.max_shift, max_angle_deg=args.max_angle,
+        mask_radius=args.mask_radius)
 
 
-def _groups(particles, chunk: int):
+def _chunks(particles, chunk: int) -> list:
     """Row chunks sharing box, pixel size and acquisition (one CTF model each)."""
+    from xmipp_qc.core.compare_policy import plan_chunks
+
     acq = particles.acquisition
-    keys = [particles.box, particles.pixel_size_a] + [acq[k] for k in sorted(acq)
-                                                      if k != "phase_shift_deg"]
-    table = np.stack([np.asarray(k, dtype=np.float64) for k in keys], axis=1)
-    _, label = np.unique(table, axis=0, return_inverse=True)
-    for g in np.unique(label):
-        rows = np.flatnonzero(label.reshape(-1) == g)
-        for a in range(0, len(rows), chunk):
-            yield rows[a:a + chunk]
+    keys = {"box": particles.box, "pixel": particles.pixel_size_a}
+    keys.update({k: acq[k] for k in acq if k != "phase_shift_deg"})
+    return plan_chunks(keys, particles.n, chunk)
 
 
 def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
@@ -178,19 +182,62 @@ def _chunk_inputs(particles, rows, grid: _Grid, args) -> dict:
     return kw
 
 
-def _process(particles, models, grid: _Grid, args, writers) -> list[list]:
-    from xmipp_qc.core.pipeline import process_chunk
+def _prepare(folder: str, particles, maps, grid: _Grid, options, chunks, args) -> None:
+    """The run folder of :mod:`xmipp_qc.compare_run`: images, maps, chunk inputs, run.json."""
+    import mrcfile
 
-    results: list[list] = [[] for _ in models]
-    for rows in _groups(particles, args.chunk_size):
-        images = _read_chunk(particles, rows, grid)
-        kw = _chunk_inputs(particles, rows, grid, args)
-        for k, model in enumerate(models):
-            r = process_chunk(model, images, **kw)
-            for name, w in writers[k].items():
-                w.write(rows, getattr(r, name))
-            results[k].append(replace(r, reprojections=None, residuals=None, aligned=None))
-    return results
+    from xmipp_qc import compare_run
+    from xmipp_qc.formats.mrc import write_volume
+
+    os.makedirs(folder, exist_ok=True)
+    matching = particles.angles is None or args.no_assignment
+    compare_run.write_run(folder, options, maps=range(1, len(maps) + 1),
+                          stacks=("reprojections", "residuals", "aligned"), matching=matching)
+    for k, (_, vol, px) in enumerate(maps, start=1):
+        write_volume(compare_run.path(folder, "volume", k), grid.fit(vol, px, 3), grid.pixel_a)
+    shape = (particles.n, grid.box, grid.box)
+    with mrcfile.new_mmap(compare_run.path(folder, "images"), shape=shape, mrc_mode=2,
+                          overwrite=True) as mrc:
+        mrc.voxel_size = grid.pixel_a
+        for c, rows in enumerate(chunks):
+            mrc.data[rows] = _read_chunk(particles, rows, grid)
+            compare_run.write_chunk_input(folder, c, positions=rows,
+                                          **_chunk_inputs(particles, rows, grid, args))
+
+
+def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
+    from xmipp_qc import compare_run
+
+    jobs = [(k, c) for k in range(1, n_maps + 1) for c in range(len(chunks))]
+    log = logging.getLogger("xmipp_qc.compare_run")
+    log.info("%d images x %d maps: %d chunks of up to %d images, %d at a time", n_images,
+             n_maps, len(jobs), args.chunk_size, args.threads)
+    progress = compare_run.Progress(len(jobs), n_images * n_maps)
+    compare_run.run_local(folder, jobs, threads=args.threads, progress=progress)
+
+
+def _gather(folder: str, k: int, chunks, n: int, grid: _Grid, out: str) -> None:
+    """Chunk stacks of map k -> ``volK_<stack>.mrcs``, one slot per input row."""
+    from xmipp_qc import compare_run
+    from xmipp_qc.formats.mrc import StackWriter, read_images
+
+    for name in ("reprojections", "residuals", "aligned"):
+        with StackWriter(os.path.join(out, f"vol{k}_{name}.mrcs"), n, grid.box,
+                         grid.pixel_a) as w:
+            for c, rows in enumerate(chunks):
+                w.write(rows, read_images(compare_run.path(folder, name, k, c)))
+
+
+def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
+    """Remove the run folder's image files (kept: run.json, chunk inputs and results)."""
+    from xmipp_qc import compare_run
+
+    for k in range(1, n_maps + 1):
+        os.remove(compare_run.path(folder, "volume", k))
+        for c in range(n_chunks):
+            for name in ("reprojections", "residuals", "aligned"):
+                os.remove(compare_run.path(folder, name, k, c))
+    os.remove(compare_run.path(folder, "images"))
 
 
 def _in_row_order(final: dict, n: int) -> dict:
@@ -253,40 +300,59 @@ def _map_summary(k: int, path: str, final: dict, star: str, pixel: float) -> dic
             "mean_cost": float(np.nanmean(final["cost"]))}
 
 
+def _configure_logging(quiet: bool) -> None:
+    """Progress (INFO of the ``xmipp_qc`` logger) on stderr unless ``quiet``."""
+    logger = logging.getLogger("xmipp_qc")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler = next((h for h in logger.handlers if getattr(h, "xmipp_qc_cli", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.xmipp_qc_cli = True
+        handler.setFormatter(logging.Formatter(f"xmipp-qc {NAME}: %(message)s"))
+        logger.addHandler(handler)
+    handler.setStream(sys.stderr)  # the current stderr (a test may have replaced it)
+
+
 def run(args: argparse.Namespace) -> int:
+    _configure_logging(args.quiet)
     try:
         return _run(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"xmipp-qc {NAME}: error: {exc}", file=sys.stderr)
         return 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from xmipp_qc.core.pipeline import MapModel, finalize, rank
-    from xmipp_qc.formats.mrc import StackWriter
+    from xmipp_qc import compare_run
+    from xmipp_qc.core.compare_policy import finalize_map
+    from xmipp_qc.core.pipeline import rank
     from xmipp_qc.formats.star import read_particles
 
+    if args.threads < 1 or args.chunk_size < 1:
+        raise ValueError("--threads and --chunk-size must be >= 1")
     os.makedirs(args.out, exist_ok=True)
     particles = read_particles(args.images, pixel_size_a=args.pixel_size,
                                relion_project=args.relion_project)
     maps = _load_maps(args, particles)
-    grid = _working_grid(particles, [px for _, _, px in maps], not args.no_downsample)
+    grid = _Grid.of(particles, [px for _, _, px in maps], not args.no_downsample)
     options = _options(args, grid)
-    models = [MapModel(grid.fit(vol, px, 3), options) for _, vol, px in maps]
-    writers = [{s: StackWriter(os.path.join(args.out, f"vol{k + 1}_{s}.mrcs"), particles.n,
-                               grid.box, grid.pixel_a)
-                for s in ("reprojections", "residuals", "aligned")} for k in range(len(maps))]
-    ok = False
-    try:
-        results = _process(particles, models, grid, args, writers)
-        ok = True
-    finally:
-        for group in writers:
-            for w in group.values():
-                w.close(keep=ok)
+    chunks = _chunks(particles, args.chunk_size)
+    folder = os.path.join(args.out, "run")
+    shutil.rmtree(folder, ignore_errors=True)  # never mix a previous run's chunks
+    _prepare(folder, particles, maps, grid, options, chunks, args)
+    _process(folder, len(maps), chunks, particles.n, args)
+    matching = compare_run.read_run(folder)["matching"]
+    results = []
+    for k in range(1, len(maps) + 1):
+        final = finalize_map(compare_run.load_results(folder, k, range(len(chunks))),
+                             matching=matching, threshold=args.threshold)
+        np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
+        _gather(folder, k, chunks, particles.n, grid, args.out)
+        results.append(final)
+    _clean(folder, len(maps), len(chunks))
     finals, summaries = {}, []
     for k, ((path, vol, px), res) in enumerate(zip(maps, results), start=1):
-        final = _in_row_order(finalize(res, threshold=args.threshold), particles.n)
+        final = _in_row_order(res, particles.n)
         star = _write_star(particles, final, grid, f"vol{k}", args.out)
         _write_report(final, f"vol{k}", args.out, os.path.basename(path), args.threshold,
                       args.worst)
