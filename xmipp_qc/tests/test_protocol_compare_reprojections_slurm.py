@@ -209,12 +209,13 @@ class TestCompareReprojectionsSlurm(BaseTest):
 
     @staticmethod
     def queuedJobs(prot):
-        """Ids of the Slurm jobs of ``prot`` still pending or running (ascending)."""
-        out = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True,
+        """Ids of the Slurm jobs of ``prot`` still pending or running (ascending): those
+        whose job script is in its logs/ folder (job names repeat across projects)."""
+        logs = os.path.abspath(prot._getLogsPath()) + os.sep
+        out = subprocess.run(["squeue", "-h", "-o", "%i %o"], capture_output=True,
                              text=True, check=True).stdout.split()
-        return sorted(int(j) for j, name in zip(out[::2], out[1::2])
-                      if name == str(prot.getObjId())
-                      or name.startswith(f"{prot.getObjId()}-"))
+        return sorted(int(j) for j, script in zip(out[::2], out[1::2])
+                      if script.startswith(logs))
 
     def firstJob(self, prot, timeout=60):
         """Id of the first Slurm job of ``prot`` seen in the queue."""
