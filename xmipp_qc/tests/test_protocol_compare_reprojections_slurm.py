@@ -116,24 +116,28 @@ class TestCompareReprojectionsSlurm(BaseTest):
         """Launch (a queued run returns at once) and poll until the run ends."""
         if resume:
             prot.runMode.set(pwcts.MODE_RESUME)
-        before = prot.endTime.get()
+        before = self.runMarker(prot)
         self.proj.launchProtocol(prot, wait=False)
         return self.waitFor(prot, timeout, before)
 
-    def waitFor(self, prot, timeout=180, endedBefore=None):
-        """Poll the run until it has ended (again) and none of its Slurm jobs is
-        left; return the seconds waited.
+    @staticmethod
+    def runMarker(prot):
+        """How many protocol processes have started (each logs "RUNNING/RESUMING
+        PROTOCOL" in logs/run.stdout, also inside a Slurm job)."""
+        fn = prot.getStdoutLog()
+        if not os.path.exists(fn):
+            return 0
+        with open(fn, errors="replace") as fh:
+            return len(re.findall(r"(RUNNING|RESUMING) PROTOCOL -", fh.read()))
 
-        Ended again: seen active, then not, with an end time other than
-        ``endedBefore`` (a continued run's database can say "failed" until the
-        new process writes).
-        """
-        t0, seenActive = time.time(), False
+    def waitFor(self, prot, timeout=180, before=0):
+        """Poll until a protocol process started after ``before`` (runMarker; a
+        continued run's database says "failed" until its new process writes) has
+        ended and none of the run's Slurm jobs is left; return the seconds waited."""
+        t0 = time.time()
         while time.time() - t0 < timeout:
             self.proj._updateProtocol(prot)
-            seenActive = seenActive or prot.isActive()
-            if (seenActive and not prot.isActive()
-                    and prot.endTime.get() not in (None, endedBefore)
+            if (self.runMarker(prot) > before and not prot.isActive()
                     and not self.queuedJobs(prot)):
                 return time.time() - t0
             time.sleep(0.5)
