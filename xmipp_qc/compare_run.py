@@ -40,8 +40,9 @@ import numpy as np
 
 from xmipp_qc.core.pipeline import ChunkResult, CompareOptions, MapModel, process_chunk
 
-__all__ = ["ChunkError", "Progress", "chunk_count", "missing_chunks", "path", "read_run",
-           "run_chunk", "run_local", "write_chunk_input", "write_run"]
+__all__ = ["STACKS", "ChunkError", "Progress", "chunk_count", "load_model", "load_results",
+           "missing_chunks", "path", "read_run", "run_chunk", "run_local", "write_chunk_input",
+           "write_run"]
 
 logger = logging.getLogger("xmipp_qc.compare_run")
 
@@ -90,13 +91,13 @@ def read_run(folder: str) -> dict:
 
 
 def write_chunk_input(folder: str, chunk: int, *, positions, ids, angles=None, shifts=None,
-                      defocus=None, acquisition=None) -> None:
+                      defocus=None, acquisition=None, stack: str | None = None) -> None:
     """Write the input of one chunk (atomically).
 
     Parameters
     ----------
     positions : array_like of int, shape (n,)
-        0-based positions of its images in ``images_work.mrcs``.
+        0-based positions of its images in ``images_work.mrcs`` (or ``stack``).
     ids : array_like of int, shape (n,)
         The caller's item ids.
     angles, shifts : array_like, shape (n, 3), (n, 2), optional
@@ -107,6 +108,9 @@ def write_chunk_input(folder: str, chunk: int, *, positions, ids, angles=None, s
     acquisition : mapping, optional
         ``voltage_kv``, ``cs_mm``, ``amplitude_contrast`` (one value for the
         chunk) and ``phase_shift_deg`` (one value or one per image).
+    stack : str, optional
+        Stack of the images on the working grid, relative to the folder, when
+        not ``images_work.mrcs`` (e.g. one stack per chunk of a streaming run).
     """
     data = {"positions": np.asarray(positions, dtype=np.int64),
             "ids": np.asarray(ids, dtype=np.int64)}
@@ -117,6 +121,8 @@ def write_chunk_input(folder: str, chunk: int, *, positions, ids, angles=None, s
         if k not in _ACQUISITION:
             raise ValueError(f"unknown acquisition key {k}")
         data[f"acq_{k}"] = np.asarray(v, dtype=np.float64)
+    if stack is not None:
+        data["stack"] = np.asarray(str(stack))
     os.makedirs(path(folder, "input"), exist_ok=True)
     target = path(folder, "input", chunk=chunk)
     with open(target + ".part", "wb") as fh:
@@ -156,13 +162,15 @@ def _chunk_input(folder: str, chunk: int) -> dict:
     if acq:
         data["acquisition"] = {k: (v if k == "phase_shift_deg" and v.ndim else float(v))
                                for k, v in acq.items()}
+    data["stack"] = os.path.join(folder, str(data["stack"])) if "stack" in data \
+        else path(folder, "images")
     return data
 
 
-def _images(folder: str, positions: np.ndarray) -> np.ndarray:
+def _images(stack: str, positions: np.ndarray) -> np.ndarray:
     import mrcfile
 
-    with mrcfile.mmap(path(folder, "images"), mode="r") as mrc:
+    with mrcfile.mmap(stack, mode="r") as mrc:
         data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
         lo = int(positions[0]) if len(positions) else 0
         if np.array_equal(positions, np.arange(lo, lo + len(positions))):  # one slice
@@ -183,7 +191,7 @@ def run_chunk(folder: str, map_id: int, chunk: int, *, model: MapModel | None = 
     run = run or read_run(folder)
     model = model or load_model(folder, map_id, run)
     inp = _chunk_input(folder, chunk)
-    result = process_chunk(model, _images(folder, inp["positions"]), ids=inp["ids"],
+    result = process_chunk(model, _images(inp["stack"], inp["positions"]), ids=inp["ids"],
                            angles=inp.get("angles"), shifts=inp.get("shifts"),
                            defocus=inp.get("defocus"), acquisition=inp.get("acquisition"))
     os.makedirs(os.path.dirname(path(folder, "result", map_id, chunk)), exist_ok=True)

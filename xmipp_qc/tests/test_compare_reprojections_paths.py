@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 from pyworkflow import Config
+from threadpoolctl import threadpool_limits
 
 Config.setDomain("pwem")
 
@@ -159,10 +160,15 @@ def _run_folder(tmp_path, n=30, box=24):
     os.makedirs(folder)
     compare_run.write_run(folder, compare_options(3.0), maps=[7], matching=False)
     write_volume(compare_run.path(folder, "volume", 7), sim.blobs_volume(blobs, box), 3.0)
-    write_stack(compare_run.path(folder, "images"), ps.images, 3.0)
-    for c, rows in enumerate((np.arange(0, 20), np.arange(20, n))):
-        compare_run.write_chunk_input(folder, c, positions=rows, ids=rows + 100,
-                                      angles=ps.angles[rows], shifts=ps.shifts[rows])
+    write_stack(compare_run.path(folder, "images"), ps.images[:20], 3.0)
+    rows = np.arange(20)
+    compare_run.write_chunk_input(folder, 0, positions=rows, ids=rows + 100,
+                                  angles=ps.angles[rows], shifts=ps.shifts[rows])
+    rows = np.arange(20, n)  # chunk 1 in a stack of its own (as a streaming step would)
+    write_stack(os.path.join(folder, "more.mrcs"), ps.images[rows], 3.0)
+    compare_run.write_chunk_input(folder, 1, positions=rows - 20, ids=rows + 100,
+                                  angles=ps.angles[rows], shifts=ps.shifts[rows],
+                                  stack="more.mrcs")
     return folder
 
 
@@ -181,7 +187,8 @@ def test_worker_program_equals_the_in_process_pool(tmp_path):
     assert compare_run.missing_chunks(folder, 7, [0, 1]) == []
     for c in (0, 1):
         os.remove(compare_run.path(folder, "result", 7, c))
-    compare_run.run_local(folder, [(7, 0), (7, 1)], threads=2)
+    with threadpool_limits(1, user_api="blas"):  # as the worker, the protocol and the CLI
+        compare_run.run_local(folder, [(7, 0), (7, 1)], threads=2)
     for c, w in enumerate(worker):
         local = ChunkResult.load(compare_run.path(folder, "result", 7, c))
         np.testing.assert_array_equal(local.ids, w.ids)
@@ -193,8 +200,9 @@ def test_worker_program_equals_the_in_process_pool(tmp_path):
 
 def test_failed_chunk_is_named_and_saved_chunks_stay(tmp_path):
     folder = _run_folder(tmp_path)
-    compare_run.write_chunk_input(folder, 1, positions=np.arange(20, 30), ids=np.arange(10),
-                                  angles=np.zeros((10, 3)), shifts=np.zeros((10, 3)))
+    compare_run.write_chunk_input(folder, 1, positions=np.arange(10), ids=np.arange(10),
+                                  angles=np.zeros((10, 3)), shifts=np.zeros((10, 3)),
+                                  stack="more.mrcs")
     with pytest.raises(compare_run.ChunkError, match=r"chunk 1 of map 7 failed: shifts"):
         compare_run.run_local(folder, [(7, 0), (7, 1)], threads=1)
     assert compare_run.missing_chunks(folder, 7, [0, 1]) == [1]
