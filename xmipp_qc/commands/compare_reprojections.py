@@ -300,17 +300,27 @@ def _map_summary(k: int, path: str, final: dict, star: str, pixel: float) -> dic
             "mean_cost": float(np.nanmean(final["cost"]))}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted."""
+
+    @property
+    def stream(self):
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def _configure_logging(quiet: bool) -> None:
     """Progress (INFO of the ``xmipp_qc`` logger) on stderr unless ``quiet``."""
     logger = logging.getLogger("xmipp_qc")
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    handler = next((h for h in logger.handlers if getattr(h, "xmipp_qc_cli", False)), None)
-    if handler is None:
-        handler = logging.StreamHandler()
-        handler.xmipp_qc_cli = True
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(f"xmipp-qc {NAME}: %(message)s"))
         logger.addHandler(handler)
-    handler.setStream(sys.stderr)  # the current stderr (a test may have replaced it)
 
 
 def run(args: argparse.Namespace) -> int:
