@@ -59,6 +59,7 @@ import time
 from collections import defaultdict
 
 import headless_scipion  # noqa: F401  (first: a private headless Scipion)
+import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from pyworkflow.project import Manager  # noqa: E402
 
@@ -191,8 +192,8 @@ def queueMode(project, args):
     queue = [partition, {"JOB_CPUS": "1", "QUEUE_FOR_JOBS": "Y"}]
     print(f"\nqueue per step: {n} particles (box 128 -> 64), 2 Slurm jobs in flight "
           f"(1 CPU each), medians of {args.repeats} runs")
-    print(f"{'chunks':>7}{'size':>6}{'local s':>9}{'queue s':>9}{'jobs':>6}{'chunk s':>9}"
-          f"{'overhead/job s':>16}{'fixed s':>9}")
+    print(f"{'chunks':>7}{'size':>6}{'waves':>6}{'local s':>9}{'queue s':>9}{'jobs':>6}"
+          f"{'chunk s':>9}{'step overhead s':>17}")
     figures = []
     for size in args.queue_chunks:
         local, queued, rows = [], [], []
@@ -202,14 +203,45 @@ def queueMode(project, args):
             queued.append(r["wall"])
             rows += chunkTimes(r["prot"])
         jobs = len(rows) // args.repeats
+        waves = math.ceil(jobs / 2)
         chunkSec = statistics.median(w for _, w in rows)
         overhead = statistics.median(s - w for s, w in rows)
         qWall = statistics.median(queued)
-        fixed = max(qWall - math.ceil(jobs / 2) * (chunkSec + overhead), 0.0)
-        figures.append((jobs, size, chunkSec, overhead, fixed))
-        print(f"{jobs:>7}{size:>6}{statistics.median(local):>9.1f}{qWall:>9.1f}{jobs:>6}"
-              f"{chunkSec:>9.2f}{overhead:>16.2f}{fixed:>9.1f}")
+        figures.append((waves, qWall, size, chunkSec))
+        print(f"{jobs:>7}{size:>6}{waves:>6}{statistics.median(local):>9.1f}{qWall:>9.1f}"
+              f"{jobs:>6}{chunkSec:>9.2f}{overhead:>17.2f}")
     projectNodes(n, figures)
+
+
+def projectNodes(n, figures, total=1_000_000, size=5000, cores=32):
+    """Wall of the chunk waves fitted as ``a + b * waves``; projected onto N nodes.
+
+    ``b`` is the wall time of one wave of jobs (the worker's chunk plus the
+    overhead of one job as seen on the wall: sbatch, start-up, pyworkflow's
+    status polls at 3, 9, 18, 30 s... and its 3 s step-scheduling sleep).
+    """
+    waves = [f[0] for f in figures]
+    walls = [f[1] for f in figures]
+    if len(set(waves)) < 2:
+        return
+    b, a = np.polyfit(waves, walls, 1)
+    perImage = statistics.median(f[3] / f[2] for f in figures)
+    chunk = statistics.median(f[3] for f in figures)
+    perJob = b - chunk
+    print(f"\nfit: queue wall = {a:.1f} s + {b:.1f} s per wave of jobs; the worker's chunk "
+          f"takes {chunk:.1f} s of it, so each job costs about {perJob:.1f} s more on the "
+          f"wall; {perImage * 1e3:.2f} ms per image per CPU")
+    chunks = math.ceil(total / size)
+    print(f"projection: {total:,} particles in chunks of {size} ({chunks} Slurm jobs, "
+          f"{size * perImage:.0f} s each), nodes of {cores} CPUs, 1 CPU per job, "
+          f"numberOfThreads = jobs in flight + 1; the steps before and after the chunks "
+          f"(convert, downsample, scores, outputs) run on the submit host and grow with "
+          f"the particles ({a:.0f} s here for {n})")
+    print(f"{'nodes':>6}{'in flight':>10}{'waves':>7}{'chunk wall h':>14}")
+    for nodes in (1, 4, 16, 64):
+        inFlight = nodes * cores
+        w = math.ceil(chunks / inFlight)
+        print(f"{nodes:>6}{inFlight:>10}{w:>7}{w * (size * perImage + perJob) / 3600:>14.2f}")
 
 
 def cliMode(args):
@@ -247,26 +279,6 @@ def cliMode(args):
     for threads, w in walls.items():
         m = statistics.median(w)
         print(f"{threads:>8}{m:>9.1f}{2 * n / m:>9.1f}{one / m:>10.2f}")
-
-
-def projectNodes(n, figures, total=1_000_000, cores=32):
-    """Projected wall time of ``total`` particles on N nodes, in chunks of the largest
-    measured size with its measured time and overhead per job."""
-    jobs, size, chunkSec, overhead, fixed = max(figures, key=lambda f: f[1])
-    perImage = chunkSec / size
-    chunks = math.ceil(total / size)
-    print(f"\nprojection from the row of the largest chunks: {total:,} particles, chunks of {size} "
-          f"({chunks} Slurm jobs), {perImage * 1e3:.2f} ms/image per CPU, "
-          f"{overhead:.1f} s overhead per job, nodes of {cores} CPUs, 1 CPU per job, "
-          f"numberOfThreads = jobs in flight + 1; the fixed steps (convert, downsample, "
-          f"scores, outputs: {fixed:.1f} s here for {n}) grow with the particles and run "
-          f"on the submit host")
-    print(f"{'nodes':>6}{'in flight':>10}{'chunk waves':>12}{'wall (chunks) h':>16}")
-    for nodes in (1, 4, 16, 64):
-        inFlight = nodes * cores
-        waves = math.ceil(chunks / inFlight)
-        print(f"{nodes:>6}{inFlight:>10}{waves:>12}"
-              f"{waves * (size * perImage + overhead) / 3600:>16.2f}")
 
 
 def stepTable(prot, samples):
