@@ -22,6 +22,8 @@ import json
 import math
 import os
 import sys
+import threading
+import time
 
 import numpy as np
 import pwem.objects as emobj
@@ -86,6 +88,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
 
     _label = "compare reprojections"
     _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles}
+
+    def __init__(self, **kwargs):
+        ProtAnalysis3D.__init__(self, **kwargs)
+        self._submitted = threading.local()  # last queue job id of each step thread
 
     @property
     def stepsExecutionMode(self):
@@ -267,10 +273,31 @@ class XmippQcProtCompareReprojections(CompareReprojectionsInputs,
         if not compare_run.missing_chunks(extra, volId, [chunk]):
             self.info(f"chunk {chunk} of map {volId}: already saved")
             return
+        self._submitted.jobId = None
         self.runJob(sys.executable, f"-m xmipp_qc.compare_run --folder {extra} "
                                     f"--map {volId} --chunk {chunk}", numberOfThreads=1)
-        if compare_run.missing_chunks(extra, volId, [chunk]):
+        if compare_run.missing_chunks(extra, volId, [chunk]) and not self._jobSettled(
+                self._submitted.jobId, lambda: not compare_run.missing_chunks(
+                    extra, volId, [chunk])):
             raise compare_run.ChunkError(self._chunkFailure(extra, volId, chunk))
+
+    def appendJobId(self, jobId):
+        """Also remember the job of this step thread (see :meth:`_jobSettled`)."""
+        super().appendJobId(jobId)
+        self._submitted.jobId = jobId
+
+    def _jobSettled(self, jobId, done, checks=3, pause=2.0):
+        """Whether ``done()`` after all: the queue's check command can answer empty
+        for a live job (a busy controller); it must say "gone" ``checks`` times in a
+        row, ``pause`` s apart, before a missing result counts as a failed job."""
+        from pyworkflow.protocol.launch import _checkJobStatus
+
+        gone = 0
+        while jobId is not None and gone < checks and not done():
+            time.sleep(pause)
+            running = _checkJobStatus(self.getHostConfig(), jobId) == pwcts.STATUS_RUNNING
+            gone = 0 if running else gone + 1
+        return done()
 
     def _chunkFailure(self, extra, volId, chunk):
         with np.load(compare_run.path(extra, "input", chunk=chunk)) as z:

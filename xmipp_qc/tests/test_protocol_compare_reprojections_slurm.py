@@ -122,22 +122,28 @@ class TestCompareReprojectionsSlurm(BaseTest):
 
     @staticmethod
     def runMarker(prot):
-        """How many protocol processes have started (each logs "RUNNING/RESUMING
-        PROTOCOL" in logs/run.stdout, also inside a Slurm job)."""
+        """(processes started, whether the last one has logged its end): each
+        protocol process, also inside a Slurm job, logs "RUNNING/RESUMING PROTOCOL"
+        when it starts and "PROTOCOL FINISHED/FAILED/ABORTED" when it ends."""
         fn = prot.getStdoutLog()
         if not os.path.exists(fn):
-            return 0
+            return 0, False
         with open(fn, errors="replace") as fh:
-            return len(re.findall(r"(RUNNING|RESUMING) PROTOCOL -", fh.read()))
+            text = fh.read()
+        starts = [m.end() for m in re.finditer(r"(RUNNING|RESUMING) PROTOCOL -", text)]
+        ends = [m.end() for m in re.finditer(r"PROTOCOL (FINISHED|FAILED|ABORTED)", text)]
+        return len(starts), bool(starts and ends and ends[-1] > starts[-1])
 
-    def waitFor(self, prot, timeout=180, before=0):
-        """Poll until a protocol process started after ``before`` (runMarker; a
-        continued run's database says "failed" until its new process writes) has
-        ended and none of the run's Slurm jobs is left; return the seconds waited."""
+    def waitFor(self, prot, timeout=180, before=(0, False)):
+        """Poll until a protocol process started after ``before`` (runMarker) has
+        logged its end, the run is no longer active and none of its Slurm jobs is
+        left (a continued run's database says "failed" until its new process
+        writes); return the seconds waited."""
         t0 = time.time()
         while time.time() - t0 < timeout:
             self.proj._updateProtocol(prot)
-            if (self.runMarker(prot) > before and not prot.isActive()
+            started, ended = self.runMarker(prot)
+            if (started > before[0] and ended and not prot.isActive()
                     and not self.queuedJobs(prot)):
                 return time.time() - t0
             time.sleep(0.5)
