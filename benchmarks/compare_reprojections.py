@@ -43,16 +43,38 @@ and ``xmipp_angular_projection_matching`` 200 images of box 64 in 77 s
 (2.6 images/s); the Xmipp figure of a workload is those rates applied to it
 (10,000 particles: 890 s; 200 averages: 77 + 18 = 95 s).
 
+Queue mode (``--workloads queue``, needs the local Slurm of
+``scripts/services/slurm.sh``: source it and call ``slurm_start`` first): the
+same particles (``--queue-particles``, default 2,000) compared locally and with
+the queue per step (one Slurm job per chunk, ``numberOfThreads - 1 = 2`` in
+flight) for each chunk size of ``--queue-chunks``. Printed per chunk count:
+local and queue wall time, Slurm jobs created, the worker's own seconds per
+chunk (from its log) and the overhead per job (chunk step time minus the
+worker's time: sbatch, scheduling, Python start-up, pyworkflow's 3 s status
+polls). A projection onto N nodes follows from those figures: with J jobs in
+flight, ``wall ~ fixed + ceil(chunks / J) * (chunk + overhead)``.
+
+Command-line mode (``--workloads cli``): ``xmipp-qc compare-reprojections`` on
+``--cli-particles`` (default 2,000) synthetic particles of box 64 at 3 Å/px in
+a STAR file, against 2 maps, angles found by projection matching
+(``--no-assignment``), with ``--threads 1`` and ``--threads 2``: wall time and
+images/s (image-map pairs per second), side by side in one run.
+
 Usage::
 
     .venv/bin/python benchmarks/compare_reprojections.py [--workloads particles averages]
         [--repeats 3] [--particles 10000]
     .venv/bin/python benchmarks/compare_reprojections.py --workloads streaming \
         --rates 30 42 60 [--stream-seconds 90]
+    .venv/bin/python benchmarks/compare_reprojections.py --workloads queue \
+        [--queue-chunks 1000 500 250 125] [--queue-particles 2000]
+    .venv/bin/python benchmarks/compare_reprojections.py --workloads cli [--cli-particles 2000]
 """
 
 import argparse
 import glob
+import json
+import math
 import os
 import re
 import statistics
@@ -139,17 +161,22 @@ class RssSampler(threading.Thread):
             time.sleep(self.period)
 
 
-def runCompare(project, images, volume, workload):
+def runCompare(project, images, volume, workload, chunkSize=256, queue=None):
     prot = project.newProtocol(XmippQcProtCompareReprojections, inputSet2D=images,
                                inputSet3D=volume, doRanking=False, numberOfThreads=3,
-                               chunkSize=256)
+                               chunkSize=chunkSize)
+    if queue:  # [partition, {"QUEUE_FOR_JOBS": "Y", ...}]
+        prot._useQueue.set(True)
+        prot._queueParams.set(json.dumps(queue))
     sampler = RssSampler(prot)
     t0 = time.time()
     project.launchProtocol(prot, wait=False)
     sampler.start()
+    seenActive = False
     while True:
         project._updateProtocol(prot)
-        if prot.isFinished() or prot.isFailed():
+        seenActive = seenActive or prot.isActive()
+        if seenActive and (prot.isFinished() or prot.isFailed()):
             break
         time.sleep(0.2)
     wall = time.time() - t0
@@ -157,7 +184,126 @@ def runCompare(project, images, volume, workload):
     sampler.join()
     if prot.isFailed():
         raise RuntimeError(f"{workload}: compare failed: {prot.getErrorMessage()}")
-    return {"wall": wall, "peak_mb": sampler.hwm, "steps": stepTable(prot, sampler.samples)}
+    return {"wall": wall, "peak_mb": sampler.hwm, "steps": stepTable(prot, sampler.samples),
+            "prot": prot}
+
+
+def chunkTimes(prot):
+    """Per chunk step: (step seconds, the worker's own seconds from its log)."""
+    from xmipp_qc import compare_run
+
+    extra = prot._getExtraPath()
+    (volId,) = compare_run.read_run(extra)["maps"]
+    rows = []
+    for step in prot.loadSteps():
+        if step.funcName.get() != "chunkJobStep":
+            continue
+        chunk = json.loads(step.argsStr.get())[1]
+        stepSec = (step.endTime.datetime() - step.initTime.datetime()).total_seconds()
+        with open(compare_run.path(extra, "log", volId, chunk)) as fh:
+            worker = float(re.findall(r"images in ([\d.]+) s", fh.read())[-1])
+        rows.append((stepSec, worker))
+    return rows
+
+
+def queueMode(project, args):
+    """Local vs queue-per-step wall time as the chunk count grows, overhead per job."""
+    partition = os.environ.get("XMIPP_QC_SLURM_PARTITION")
+    if not partition:
+        sys.exit("queue mode needs the local Slurm: source scripts/services/slurm.sh; "
+                 "slurm_start (sets XMIPP_QC_SLURM_PARTITION and SLURM_CONF)")
+    n = args.queue_particles
+    images, volume = makeInputs(project, "particles", n, seed=0)
+    queue = [partition, {"JOB_CPUS": "1", "QUEUE_FOR_JOBS": "Y"}]
+    print(f"\nqueue per step: {n} particles (box 128 -> 64), 2 Slurm jobs in flight "
+          f"(1 CPU each), medians of {args.repeats} runs")
+    print(f"{'chunks':>7}{'size':>6}{'waves':>6}{'local s':>9}{'queue s':>9}{'jobs':>6}"
+          f"{'chunk s':>9}{'step overhead s':>17}")
+    figures = []
+    for size in args.queue_chunks:
+        local, queued, rows = [], [], []
+        for _ in range(args.repeats):
+            local.append(runCompare(project, images, volume, "local", size)["wall"])
+            r = runCompare(project, images, volume, "queue", size, queue)
+            queued.append(r["wall"])
+            rows += chunkTimes(r["prot"])
+        jobs = len(rows) // args.repeats
+        waves = math.ceil(jobs / 2)
+        chunkSec = statistics.median(w for _, w in rows)
+        overhead = statistics.median(s - w for s, w in rows)
+        qWall = statistics.median(queued)
+        figures.append((waves, qWall, size, chunkSec))
+        print(f"{jobs:>7}{size:>6}{waves:>6}{statistics.median(local):>9.1f}{qWall:>9.1f}"
+              f"{jobs:>6}{chunkSec:>9.2f}{overhead:>17.2f}")
+    projectNodes(n, figures)
+
+
+def projectNodes(n, figures, total=1_000_000, size=5000, cores=32):
+    """Wall of the chunk waves fitted as ``a + b * waves``; projected onto N nodes.
+
+    ``b`` is the wall time of one wave of jobs (the worker's chunk plus the
+    overhead of one job as seen on the wall: sbatch, start-up, pyworkflow's
+    status polls at 3, 9, 18, 30 s... and its 3 s step-scheduling sleep).
+    """
+    waves = [f[0] for f in figures]
+    walls = [f[1] for f in figures]
+    if len(set(waves)) < 2:
+        return
+    b, a = np.polyfit(waves, walls, 1)
+    perImage = statistics.median(f[3] / f[2] for f in figures)
+    chunk = statistics.median(f[3] for f in figures)
+    perJob = b - chunk
+    print(f"\nfit: queue wall = {a:.1f} s + {b:.1f} s per wave of jobs; the worker's chunk "
+          f"takes {chunk:.1f} s of it, so each job costs about {perJob:.1f} s more on the "
+          f"wall; {perImage * 1e3:.2f} ms per image per CPU")
+    chunks = math.ceil(total / size)
+    print(f"projection: {total:,} particles in chunks of {size} ({chunks} Slurm jobs, "
+          f"{size * perImage:.0f} s each), nodes of {cores} CPUs, 1 CPU per job, "
+          f"numberOfThreads = jobs in flight + 1; the steps before and after the chunks "
+          f"(convert, downsample, scores, outputs) run on the submit host and grow with "
+          f"the particles ({a:.0f} s here for {n})")
+    print(f"{'nodes':>6}{'in flight':>10}{'waves':>7}{'chunk wall h':>14}")
+    for nodes in (1, 4, 16, 64):
+        inFlight = nodes * cores
+        w = math.ceil(chunks / inFlight)
+        print(f"{nodes:>6}{inFlight:>10}{w:>7}{w * (size * perImage + perJob) / 3600:>14.2f}")
+
+
+def cliMode(args):
+    """The command line with --threads 1 and 2 on the same files, alternately."""
+    import tempfile
+
+    from xmipp_qc.cli import main as cliMain
+    from xmipp_qc.core import simulate as sim
+    from xmipp_qc.formats.mrc import write_stack, write_volume
+
+    n, box, px = args.cli_particles, 64, 3.0
+    root = tempfile.mkdtemp(prefix="xmipp-qc-bench-cli-")
+    blobs = sim.phantom_blobs(box, seed=1)
+    ps = sim.simulate_particles(blobs, n, box=box, snr=1.0, pixel_size_a=px, seed=2)
+    write_stack(os.path.join(root, "stack.mrcs"), ps.images, px)
+    for name, b in (("true", blobs), ("other", sim.phantom_blobs(box, seed=3))):
+        write_volume(os.path.join(root, f"{name}.mrc"), sim.blobs_volume(b, box), px)
+    rows = [f"{i + 1:06d}@stack.mrcs {px} 10000" for i in range(n)]
+    with open(os.path.join(root, "particles.star"), "w") as fh:
+        fh.write("\n".join(["data_particles", "loop_", "_rlnImageName #1",
+                            "_rlnDetectorPixelSize #2", "_rlnMagnification #3", *rows]) + "\n")
+    walls = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for threads in (1, 2):
+            t0 = time.time()
+            cliMain(["compare-reprojections", "--images", os.path.join(root, "particles.star"),
+                     "--volume", os.path.join(root, "true.mrc"), "--volume",
+                     os.path.join(root, "other.mrc"), "--out", os.path.join(root, "out"),
+                     "--no-assignment", "--threads", str(threads), "--quiet"])
+            walls[threads].append(time.time() - t0)
+    print(f"\ncommand line: {n} particles x 2 maps, projection matching, medians of "
+          f"{args.repeats} runs")
+    print(f"{'threads':>8}{'wall s':>9}{'pairs/s':>9}{'speed-up':>10}")
+    one = statistics.median(walls[1])
+    for threads, w in walls.items():
+        m = statistics.median(w)
+        print(f"{threads:>8}{m:>9.1f}{2 * n / m:>9.1f}{one / m:>10.2f}")
 
 
 def stepTable(prot, samples):
@@ -288,6 +434,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--particles", type=int, default=10000)
     parser.add_argument("--averages", type=int, default=200)
+    parser.add_argument("--queue-chunks", type=int, nargs="+", default=[1000, 500, 250, 125])
+    parser.add_argument("--queue-particles", type=int, default=2000)
+    parser.add_argument("--cli-particles", type=int, default=2000)
     args = parser.parse_args()
     project = Manager().createProject("bench_compare_reprojections")
     os.chdir(project.path)
@@ -295,6 +444,12 @@ def main():
         if workload == "streaming":
             reportStreaming([runStreaming(project, rate, args.stream_seconds)
                              for rate in args.rates])
+            continue
+        if workload == "queue":
+            queueMode(project, args)
+            continue
+        if workload == "cli":
+            cliMode(args)
             continue
         n = args.particles if workload == "particles" else args.averages
         rows = []

@@ -21,7 +21,9 @@ Writes, for map k (``volK``) in ``--out``:
   and only those it flags (outliers and failed images), ready for the next
   RELION job;
 * ``volK_report.png``: outlier-score histogram and the worst images;
-* ``ranking.json`` (and ``ranking.png`` with several maps).
+* ``ranking.json`` (and ``ranking.png`` with several maps);
+* ``run/``: the run folder's small files (``run.json``, chunk inputs, chunk
+  results, ``volK/scores.npz``: the set scores in chunk order).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import argparse
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -97,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Score that ranks the maps (default %(default)s; e.g. imedValue, resStd).")
     a("--chunk-size", type=int, default=256, metavar="N",
       help="Images processed together; memory grows with it (default %(default)s).")
+    a("--threads", "-j", type=int, default=1, metavar="N",
+      help="Chunks processed at the same time, one core each (default %(default)s; "
+           "RELION: --j).")
     a("--worst", type=int, default=6, metavar="N",
       help="Worst images shown in each report (default %(default)s).")
 
@@ -108,6 +113,14 @@ class _Grid:
     box: int
     pixel_a: float
 
+    @classmethod
+    def of(cls, particles, map_pixels, downsample: bool) -> _Grid:
+        """The run's grid (:func:`xmipp_qc.core.compare_policy.working_grid`)."""
+        from xmipp_qc.core.compare_policy import working_grid
+
+        groups = zip(particles.box.tolist(), particles.pixel_size_a.tolist())
+        return cls(*working_grid(list(groups), map_pixels, downsample=downsample))
+
     def cropped(self, box: int, pixel_a: float) -> int:
         """Box of an input of this box and pixel size after Fourier resizing."""
         from xmipp_qc.core.resample import resized_box
@@ -116,10 +129,9 @@ class _Grid:
 
     def exact_pixel(self, box: int, pixel_a: float) -> float:
         """Exact pixel size of that input on the working grid (converts its shifts)."""
-        from xmipp_qc.core.resample import resized_box
+        from xmipp_qc.core.compare_policy import exact_pixel
 
-        _, exact = resized_box(box, pixel_a, self.pixel_a)
-        return self.pixel_a if abs(exact - self.pixel_a) <= 1e-9 * self.pixel_a else exact
+        return exact_pixel(box, pixel_a, self.pixel_a)
 
     def fit(self, data: np.ndarray, pixel_a: float, ndim: int) -> np.ndarray:
         """Images (ndim 2) or a map (ndim 3) on the working grid."""
@@ -128,28 +140,13 @@ class _Grid:
         return to_working_grid(data, pixel_a, self.box, self.pixel_a, ndim=ndim)[0]
 
 
-def _working_grid(particles, map_pixels, downsample: bool) -> _Grid:
-    from xmipp_qc.core.input_checks import MIN_BOX
-    from xmipp_qc.core.pipeline import common_sampling
-
-    keys = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())),
-                  key=lambda k: -k[0] * k[1])
-    ref_box, ref_px = keys[0]  # the largest physical box defines the working box
-    coarsest = max([px for _, px in keys] + list(map_pixels))
-    box, px = common_sampling(ref_box, ref_px, ref_box, coarsest, downsample=downsample)
-    if box < MIN_BOX:
-        raise ValueError(f"{particles.path}: images of {ref_box} px at {ref_px:g} Å/px give a "
-                         f"{box} px working box at {px:g} Å/px; need at least {MIN_BOX} px "
-                         "(try --no-downsample)")
-    return _Grid(box, px)
-
-
 def _check_options(args) -> None:
     """Every option value, before any work (ValueError listing the problems)."""
     from xmipp_qc.core import option_checks as check
     from xmipp_qc.core.compare_results import SCORE_DIRECTIONS
 
     problems = (check.at_least("--chunk-size", args.chunk_size, 1)
+                + check.at_least("--threads", args.threads, 1)
                 + check.at_least("--worst", args.worst, 0)
                 + check.finite("--threshold", args.threshold)
                 + check.choice("--rank-score", args.rank_score, SCORE_DIRECTIONS)
@@ -208,26 +205,24 @@ def _load_maps(args, particles):
 
 
 def _options(args, grid: _Grid):
-    from xmipp_qc.core.pipeline import CompareOptions
+    from xmipp_qc.core.compare_policy import compare_options
 
-    return CompareOptions(
-        pixel_size_a=grid.pixel_a, angular_step=args.angular_sampling, symmetry=args.symmetry,
-        use_ctf=args.use_ctf, optimize_gray=args.optimize_gray, refine=not args.no_refine,
-        max_shift_px=args.max_shift, max_angle_deg=args.max_angle, resolution_a=args.resol,
-        sigma=args.sigma, mask_radius=args.mask_radius)
+    return compare_options(
+        grid.pixel_a, resolution_a=args.resol, sigma=args.sigma,
+        angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=args.use_ctf,
+        optimize_gray=args.optimize_gray, refine=not args.no_refine,
+        max_shift_px=args.max_shift, max_angle_deg=args.max_angle,
+        mask_radius=args.mask_radius)
 
 
-def _groups(particles, chunk: int):
+def _chunks(particles, chunk: int) -> list:
     """Row chunks sharing box, pixel size and acquisition (one CTF model each)."""
+    from xmipp_qc.core.compare_policy import plan_chunks
+
     acq = particles.acquisition
-    keys = [particles.box, particles.pixel_size_a] + [acq[k] for k in sorted(acq)
-                                                      if k != "phase_shift_deg"]
-    table = np.stack([np.asarray(k, dtype=np.float64) for k in keys], axis=1)
-    _, label = np.unique(table, axis=0, return_inverse=True)
-    for g in np.unique(label):
-        rows = np.flatnonzero(label.reshape(-1) == g)
-        for a in range(0, len(rows), chunk):
-            yield rows[a:a + chunk]
+    keys = {"box": particles.box, "pixel": particles.pixel_size_a}
+    keys.update({k: acq[k] for k in acq if k != "phase_shift_deg"})
+    return plan_chunks(keys, particles.n, chunk)
 
 
 def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
@@ -255,26 +250,65 @@ def _chunk_inputs(particles, rows, grid: _Grid, args) -> dict:
         kw["shifts"] = shifts_to_work(particles.shifts[rows], grid.exact_pixel(box, px), px)
     if args.use_ctf:
         if particles.defocus is None:
-            raise ValueError("--use-ctf needs rlnDefocusU/V/Angle in the STAR file")
+            raise ValueError(f"{particles.path}: --use-ctf needs rlnDefocusU/V/Angle columns")
         kw["defocus"] = particles.defocus[rows]
         kw["acquisition"] = {k: (v[rows] if k == "phase_shift_deg" else float(v[rows[0]]))
                              for k, v in particles.acquisition.items()}
     return kw
 
 
-def _process(particles, models, grid: _Grid, args, writers) -> list[list]:
-    from xmipp_qc.core.pipeline import process_chunk
+def _prepare(folder: str, particles, maps, grid: _Grid, options, chunks, args) -> None:
+    """The run folder of :mod:`xmipp_qc.compare_run`: images, maps, chunk inputs, run.json."""
+    from xmipp_qc import compare_run
+    from xmipp_qc.formats.mrc import StackWriter, write_volume
 
-    results: list[list] = [[] for _ in models]
-    for rows in _groups(particles, args.chunk_size):
-        images = _read_chunk(particles, rows, grid)
-        kw = _chunk_inputs(particles, rows, grid, args)
-        for k, model in enumerate(models):
-            r = process_chunk(model, images, **kw)
-            for name, w in writers[k].items():
-                w.write(rows, getattr(r, name))
-            results[k].append(replace(r, reprojections=None, residuals=None, aligned=None))
-    return results
+    os.makedirs(folder, exist_ok=True)
+    matching = particles.angles is None or args.no_assignment
+    compare_run.write_run(folder, options, maps=range(1, len(maps) + 1),
+                          stacks=("reprojections", "residuals", "aligned"), matching=matching)
+    for k, (_, vol, px) in enumerate(maps, start=1):
+        write_volume(compare_run.path(folder, "volume", k), grid.fit(vol, px, 3), grid.pixel_a)
+    with StackWriter(compare_run.path(folder, "images"), particles.n, grid.box,
+                     grid.pixel_a) as images:
+        for c, rows in enumerate(chunks):
+            images.write(rows, _read_chunk(particles, rows, grid))
+            compare_run.write_chunk_input(folder, c, positions=rows,
+                                          **_chunk_inputs(particles, rows, grid, args))
+
+
+def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
+    from xmipp_qc import compare_run
+
+    jobs = [(k, c) for k in range(1, n_maps + 1) for c in range(len(chunks))]
+    log = logging.getLogger("xmipp_qc.compare_run")
+    log.info("%d images x %d maps: %d chunks of up to %d images, %d at a time", n_images,
+             n_maps, len(jobs), args.chunk_size, args.threads)
+    progress = compare_run.Progress(len(jobs), n_images * n_maps)
+    compare_run.run_local(folder, jobs, threads=args.threads, progress=progress)
+
+
+def _gather(folder: str, k: int, chunks, n: int, grid: _Grid, out: str) -> None:
+    """Chunk stacks of map k -> ``volK_<stack>.mrcs``, one slot per input row."""
+    from xmipp_qc import compare_run
+    from xmipp_qc.formats.mrc import StackWriter, read_images
+
+    for name in ("reprojections", "residuals", "aligned"):
+        with StackWriter(os.path.join(out, f"vol{k}_{name}.mrcs"), n, grid.box,
+                         grid.pixel_a) as w:
+            for c, rows in enumerate(chunks):
+                w.write(rows, read_images(compare_run.path(folder, name, k, c)))
+
+
+def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
+    """Remove the run folder's image files (kept: run.json, chunk inputs and results)."""
+    from xmipp_qc import compare_run
+
+    for k in range(1, n_maps + 1):
+        os.remove(compare_run.path(folder, "volume", k))
+        for c in range(n_chunks):
+            for name in ("reprojections", "residuals", "aligned"):
+                os.remove(compare_run.path(folder, name, k, c))
+    os.remove(compare_run.path(folder, "images"))
 
 
 def _in_row_order(final: dict, n: int) -> dict:
@@ -356,9 +390,12 @@ def run(args: argparse.Namespace) -> int:
     Options, the output folder, the STAR file, the stacks and the maps are all
     checked before any image is processed; results are written to a staging
     folder swapped in as ``--out`` only when the run succeeds
-    (:class:`~xmipp_qc.commands.output_folder.OutputFolder`).
+    (:class:`~xmipp_qc.commands.output_folder.OutputFolder`). The decisions
+    (working grid, options, chunks) are :mod:`xmipp_qc.core.compare_policy`'s
+    and the chunks run through :mod:`xmipp_qc.compare_run`, as in the protocol.
     """
     from xmipp_qc.commands.output_folder import OutputFolder
+    from xmipp_qc.core.input_checks import MIN_BOX
     from xmipp_qc.formats.star import read_particles
 
     _check_options(args)
@@ -369,7 +406,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.images}: --use-ctf needs rlnDefocusU/V/Angle columns")
     _check_stacks(particles)
     maps = _load_maps(args, particles)
-    grid = _working_grid(particles, [px for _, _, px in maps], not args.no_downsample)
+    grid = _Grid.of(particles, [px for _, _, px in maps], not args.no_downsample)
+    if grid.box < MIN_BOX:
+        raise ValueError(f"{particles.path}: the working box would be {grid.box} px at "
+                         f"{grid.pixel_a:g} Å/px; need at least {MIN_BOX} px "
+                         "(try --no-downsample)")
     with folder as out:
         summaries, table = _run(args, particles, maps, grid, out)
     for m in summaries:
@@ -383,28 +424,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, particles, maps, grid: _Grid, out: str):
-    from xmipp_qc.core.pipeline import MapModel, finalize, rank
-    from xmipp_qc.formats.mrc import StackWriter
+    from xmipp_qc import compare_run
+    from xmipp_qc.core.compare_policy import finalize_map
+    from xmipp_qc.core.pipeline import rank
 
     options = _options(args, grid)
-    models = [MapModel(grid.fit(vol, px, 3), options) for _, vol, px in maps]
-    writers = [{s: StackWriter(os.path.join(out, f"vol{k + 1}_{s}.mrcs"), particles.n,
-                               grid.box, grid.pixel_a)
-                for s in ("reprojections", "residuals", "aligned")} for k in range(len(maps))]
-    ok = False
-    try:
-        results = _process(particles, models, grid, args, writers)
-        ok = True
-    finally:
-        for group in writers:
-            for w in group.values():
-                w.close(keep=ok)
+    chunks = _chunks(particles, args.chunk_size)
+    folder = os.path.join(out, "run")
+    _prepare(folder, particles, maps, grid, options, chunks, args)
+    _process(folder, len(maps), chunks, particles.n, args)
+    matching = compare_run.read_run(folder)["matching"]
     finals, summaries = {}, []
-    for k, ((path, vol, px), res) in enumerate(zip(maps, results), start=1):
+    for k, (path, vol, px) in enumerate(maps, start=1):
         try:
-            final = _in_row_order(finalize(res, threshold=args.threshold), particles.n)
+            final = finalize_map(compare_run.load_results(folder, k, range(len(chunks))),
+                                 matching=matching, threshold=args.threshold)
         except ValueError as exc:
             raise ValueError(f"{args.images} against {path}: {exc}") from None
+        np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
+        _gather(folder, k, chunks, particles.n, grid, out)
+        final = _in_row_order(final, particles.n)
         star = _write_star(particles, final, grid, f"vol{k}", out)
         selection = _write_selection(particles, final, f"vol{k}", out)
         _write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
@@ -412,6 +451,7 @@ def _run(args: argparse.Namespace, particles, maps, grid: _Grid, out: str):
         finals[f"vol{k}"] = final
         summaries.append({**_map_summary(k, path, final, star,
                                          grid.exact_pixel(vol.shape[0], px)), **selection})
+    _clean(folder, len(maps), len(chunks))
     table = rank(finals, score=args.rank_score)
     if len(maps) > 1:
         from xmipp_qc.plots.reprojections import plot_ranking

@@ -19,8 +19,10 @@ Chunks
     ``chunkSize``: a slow session gets small chunks (low lag), a backlog gets
     full ones. Chunk ``k`` is ``extra/stream/input_<k>.npz`` (ids, given
     alignment, defocus, micrograph ids, sampling) and ``images_<k>.mrcs``; the
-    chunk of one map is scored by the protocol's one chunk function
-    (``_scoreChunk``) into ``vol<vid>/chunk_<k>.npz``, as in a closed run.
+    chunk of one map is scored by the chunk worker's
+    :func:`~xmipp_qc.compare_run.run_chunk` (in-process, from the chunk input
+    ``chunks/chunk_<k>.npz`` naming that stack) into ``vol<vid>/chunk_<k>.npz``,
+    as in a closed run.
 Flags and continue
     See :mod:`.compare_reprojections_emission`: flags are computed against
     burn-in statistics and saved before any item is output; a continued run
@@ -40,8 +42,9 @@ import pwem.objects as emobj
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
 
+from xmipp_qc import compare_run
 from xmipp_qc.convert import acquisitionToDict, imagesToArrays, readImages
-from xmipp_qc.core import pipeline
+from xmipp_qc.core import compare_policy
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.formats.mrc import write_stack
 from xmipp_qc.protocols.compare_reprojections_results import outputName
@@ -68,7 +71,8 @@ class CompareReprojectionsStreaming:
 
     Notes
     -----
-    The host provides the form params, ``_scoreChunk``, ``_downSampleVolumes``,
+    The host provides the form params, ``_writeRunJson``, ``_writeChunkInput``,
+    ``_getModel``, ``_downSampleVolumes``,
     ``_iterCandidates``, ``_input2DDims``, ``_input3DDims``, ``_usesAssignment``,
     ``_imageSet``, ``_writeJson``, ``_volPath`` and, from
     :class:`.CompareReprojectionsEmission`, ``_emitReady``, ``_restoreEmission``,
@@ -161,10 +165,11 @@ class CompareReprojectionsStreaming:
             inSet = self._waitFirstImages()  # the form's copy may predate the first one
             box, pixel = int(inSet.getDimensions()[0]), float(inSet.getSamplingRate())
             inSet.close()
-            workBox, workPixel = pipeline.common_sampling(
-                box, pixel, *self._input3DDims(), downsample=self.doDownSample.get(),
-                target_a=3.0)
+            workBox, workPixel = compare_policy.working_grid(
+                [(box, pixel)], [v.getSamplingRate() for _, v in self._iterCandidates()],
+                downsample=self.doDownSample.get())
             self._downSampleVolumes(workBox, workPixel)
+            self._writeRunJson(workPixel)
             self._writeJson("locations.json", {"locations": [], "acquisition":
                                                acquisitionToDict(self._imageSet())})
             self._writeJson("outputs.json", {vid: outputName(vid) for vid in volIds})
@@ -249,6 +254,10 @@ class CompareReprojectionsStreaming:
         np.savez(part, ids=meta["ids"], skipped=np.asarray(skipped, np.int64),
                  micIds=np.array([-1 if m is None else int(m) for m in micIds], np.int64),
                  sampling=self._sampling, **arrays)
+        if items:  # the chunk worker's input: this chunk's own stack
+            self._writeChunkInput(k, np.arange(len(items)), {"ids": meta["ids"], **arrays},
+                                  pixel, workPixel, self._acquisition,
+                                  stack=os.path.join("stream", f"images_{k:05d}.mrcs"))
         os.replace(part, self._streamPath(f"input_{k:05d}.npz"))
 
     def _streamChunkInput(self, k):
@@ -261,12 +270,10 @@ class CompareReprojectionsStreaming:
         if not len(arrays["ids"]):
             return
         start = time.perf_counter()
-        images = readImages([(i + 1, self._streamPath(f"images_{k:05d}.mrcs"))
-                             for i in range(len(arrays["ids"]))])
-        self._scoreChunk(volId, k, images, arrays, self._sampling, self._acquisition)
+        n = compare_run.run_chunk(self._getExtraPath(), volId, k, model=self._getModel(volId))
         seconds = time.perf_counter() - start
-        self.info(f"Chunk {k} of map {volId}: {len(images)} images in {seconds:.1f} s "
-                  f"({len(images) / seconds:.1f}/s)")
+        self.info(f"Chunk {k} of map {volId}: {n} images in {seconds:.1f} s "
+                  f"({n / seconds:.1f}/s)")
 
     def _collectChunks(self, book):
         """Forget finished chunk jobs; re-raise the error of a failed one."""

@@ -26,8 +26,9 @@ output sets, the extraction of the best map and the plots in
 import json
 import math
 import os
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import numpy as np
 import pwem.objects as emobj
@@ -36,20 +37,21 @@ import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
 from pwem.protocols import ProtAnalysis3D
+from pyworkflow.constants import QUEUE_FOR_JOBS
 from pyworkflow.object import Boolean
 
+from xmipp_qc import compare_run
 from xmipp_qc.convert import (
     acquisitionToDict,
     imagesToArrays,
     readImages,
     readVolume,
 )
+from xmipp_qc.core import compare_policy, pipeline
 from xmipp_qc.core import option_checks as check
-from xmipp_qc.core import pipeline
-from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 from xmipp_qc.core.working_grid import to_working_grid
-from xmipp_qc.formats.mrc import StackWriter, write_stack, write_volume
+from xmipp_qc.formats.mrc import StackWriter, write_volume
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_emission import (
     CompareReprojectionsEmission,
@@ -81,7 +83,7 @@ from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojecti
 __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
            "XmippQcProtCompareReprojections"]
 
-NEW_SAMPLING_RATE = 3.0  # Å/px, Xmipp's downsampling target
+NEW_SAMPLING_RATE = compare_policy.NEW_SAMPLING_RATE  # Å/px, Xmipp's downsampling target
 
 
 class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
@@ -125,6 +127,15 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
     refined angles and shifts are written into the output alignment; the outlier
     score and its threshold are new; the ranking always reads higher-is-better
     and comes with a confidence interval; downsampling is Fourier cropping.
+
+    The work is split into chunks of images, each processed against one map by
+    the chunk worker of :mod:`xmipp_qc.compare_run` (the same as the command
+    line's). Locally (or with the whole protocol submitted as one queue job)
+    the steps run one after another and the step of each map runs its chunks
+    in-process, ``numberOfThreads - 1`` at a time. With the queue used per
+    step, each chunk is its own step running the worker as a queue job
+    (``runJob``), ``numberOfThreads - 1`` jobs in flight. Either way, chunks
+    already saved are skipped (continue).
     """
 
     _label = "compare reprojections"
@@ -137,6 +148,27 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
         self._models = {}  # {volId: MapModel} of the map whose chunks run (streaming: all)
         self._modelLock = threading.Lock()
         self.streamingRun = Boolean()  # set at the first launch: the input was open
+        self._submitted = threading.local()  # last queue job id of each step thread
+
+    @property
+    def stepsExecutionMode(self):
+        """Parallel steps only with the queue per step (one queue job per chunk step).
+
+        pyworkflow reads this attribute of the instance when it chooses the
+        executor; locally the serial executor avoids the parallel one's sleeps.
+        """
+        return pwcts.STEPS_PARALLEL if self._queuePerStep() else pwcts.STEPS_SERIAL
+
+    def _queuePerStep(self):
+        """``useQueueForSteps()`` read from the run's own fields (no host config)."""
+        useQueue = getattr(self, "_useQueue", None)
+        queueParams = getattr(self, "_queueParams", None)
+        if useQueue is None or not useQueue.get() or not queueParams.hasValue():
+            return False
+        try:
+            return json.loads(queueParams.get())[1].get(QUEUE_FOR_JOBS) == "Y"
+        except (ValueError, IndexError, AttributeError):
+            return False
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -175,13 +207,14 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                       label="Comparison resolution (Å)",
                       help="Low-pass of the comparison and refinement; 0 = none. No effect "
                            "below twice the working pixel size.")
-        form.addParam("sigma", params.FloatParam, default=3.0,
+        form.addParam("sigma", params.FloatParam, default=compare_policy.DEFAULT_SIGMA,
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Low-pass edge (Fourier px)",
                       help="Width of the raised-cosine edge of that low-pass, in Fourier "
                            "pixels (1/box cycles/px).")
         form.addParam("chunkSize", params.IntParam, default=256, validators=[params.Positive],
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Images per chunk",
-                      help="Images processed together by one thread; memory grows with it.")
+                      help="Images processed together by one thread (or, with the queue "
+                           "used per step, by one queue job); memory grows with it.")
         form.addSection(label="Ranking")
         form.addParam("doRanking", params.BooleanParam, default=True,
                       label="Rank the maps", help="Needs a set of maps or 3D classes.")
@@ -208,12 +241,17 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
         down = self._insertFunctionStep(self.downSampleStep, prerequisites=[convert],
                                         needsGPU=False)
         evaluations, previous = [], down
-        for vid in volIds:  # one map after another, each with all the chunk threads
-            previous = self._insertFunctionStep(self.produceResiduals, vid, nChunks,
-                                                prerequisites=[previous], needsGPU=False)
+        for vid in volIds:
+            if self._queuePerStep():  # one queue job per chunk, all maps at once
+                done = [self._insertFunctionStep(self.chunkJobStep, vid, k,
+                                                 prerequisites=[down], needsGPU=False)
+                        for k in range(nChunks)]
+            else:  # one map after another, each with all the chunk threads
+                previous = self._insertFunctionStep(self.produceResiduals, vid, nChunks,
+                                                    prerequisites=[previous], needsGPU=False)
+                done = [previous]
             evaluations.append(self._insertFunctionStep(self.evaluateResiduals, vid,
-                                                        prerequisites=[previous],
-                                                        needsGPU=False))
+                                                        prerequisites=done, needsGPU=False))
         out = self._insertFunctionStep(self.createOutputStep, prerequisites=evaluations,
                                        needsGPU=False)
         if self.doRanking and len(volIds) > 1:
@@ -227,17 +265,56 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
                               if self._usesAssignment() else ALIGN_NONE,
                               withCtf=not self.ignoreCTF)
         box, pixel = self._input2DDims()
-        workBox, workPixel = pipeline.common_sampling(
-            box, pixel, *self._input3DDims(), downsample=self.doDownSample.get(),
-            target_a=NEW_SAMPLING_RATE)
+        workBox, workPixel = compare_policy.working_grid(
+            [(box, pixel)], [v.getSamplingRate() for _, v in self._iterCandidates()],
+            downsample=self.doDownSample.get())
         arrays = {k: meta[k] for k in ("angles", "shifts", "defocus") if meta[k] is not None}
         np.savez(self._getExtraPath("input.npz"), ids=meta["ids"], **arrays,
                  micIds=np.asarray(micIds, np.int64),
                  sampling=np.array([box, pixel, workBox, workPixel]))
+        acquisition = acquisitionToDict(self._imageSet())
         self._writeJson("locations.json", {"locations": meta["locations"],
-                                           "acquisition": acquisitionToDict(self._imageSet())})
+                                           "acquisition": acquisition})
         self._writeJson("outputs.json", {vid: outputName(vid)
                                          for vid, _ in self._iterCandidates()})
+        self._writeRunFolder(meta, pixel, workPixel, acquisition)
+
+    def _writeRunFolder(self, meta, pixel, workPixel, acquisition):
+        """run.json and one input file per chunk for the chunk worker (compare_run)."""
+        size = self.chunkSize.get()
+        for k, start in enumerate(range(0, len(meta["ids"]), size)):
+            sl = slice(start, start + size)
+            arrays = {key: meta[key][sl] for key in ("ids", "angles", "shifts", "defocus")
+                      if meta[key] is not None}
+            self._writeChunkInput(k, np.arange(len(meta["ids"]))[sl], arrays, pixel,
+                                  workPixel, acquisition)
+        self._writeRunJson(workPixel)
+
+    def _writeRunJson(self, workPixel):
+        """run.json of the chunk worker: the options decided by core.compare_policy."""
+        options = compare_policy.compare_options(
+            workPixel, resolution_a=self.resol.get(), sigma=self.sigma.get(),
+            angular_step=self.angularSampling.get(), symmetry=self.symmetryGroup.get().lower(),
+            use_ctf=not self.ignoreCTF.get(), optimize_gray=self.optimizeGray.get())
+        stacks = ["aligned", "reprojections"]
+        if self.doEvaluateResiduals:
+            stacks += ["residuals", "covariances"]
+        compare_run.write_run(self._getExtraPath(), options, stacks=stacks,
+                              maps=[vid for vid, _ in self._iterCandidates()],
+                              matching=self._needsMatching())
+
+    def _writeChunkInput(self, chunk, positions, arrays, pixel, workPixel, acquisition,
+                         stack=None):
+        """The chunk worker's input of one chunk; ``arrays``: ``ids`` and optionally
+        ``angles``, ``shifts`` (input px), ``defocus`` of its images."""
+        given = "angles" in arrays and not self._needsMatching()
+        compare_run.write_chunk_input(
+            self._getExtraPath(), chunk, positions=positions, ids=arrays["ids"],
+            angles=arrays["angles"] if given else None,
+            shifts=pipeline.shifts_to_work(arrays["shifts"], workPixel, pixel)
+            if given else None,
+            defocus=arrays.get("defocus"), stack=stack,
+            acquisition=None if self.ignoreCTF.get() else acquisition)
 
     def downSampleStep(self):
         _, pixel, workBox, workPixel = self._loadInput()["sampling"]
@@ -254,48 +331,69 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
         for vid, vol in self._iterCandidates():
             data, _ = to_working_grid(readVolume(vol), vol.getSamplingRate(), int(workBox),
                                       workPixel, ndim=3)
-            write_volume(self._getExtraPath(f"volume_{vid}.mrc"), data, workPixel)
+            write_volume(compare_run.path(self._getExtraPath(), "volume", vid), data, workPixel)
 
     def produceResiduals(self, volId, nChunks):
-        """All chunks of one map, ``numberOfThreads - 1`` at a time; saved chunks are kept."""
-        todo = [k for k in range(nChunks) if not os.path.exists(self._chunkPath(volId, k))]
-        with self._loadInput() as npz:  # read once, shared by the chunk threads
-            inp = dict(npz)
-        acquisition = self._loadLocations()["acquisition"]
-        workers = max(1, self.numberOfThreads.get() - 1)
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"map{volId}") as pool:
-            for _ in pool.map(lambda k: self._produceChunk(volId, k, inp, acquisition), todo):
-                pass  # re-raises a chunk's error here
-
-    def _produceChunk(self, volId, chunk, inp, acquisition):
-        sl = self._chunkSlice(chunk)
-        if sl.start >= len(inp["ids"]):
-            return
-        arrays = {k: inp[k][sl] for k in ("ids", "angles", "shifts", "defocus") if k in inp}
-        self._scoreChunk(volId, chunk, self._workingImages(sl), arrays, inp["sampling"],
-                         acquisition)
-
-    def _scoreChunk(self, volId, chunk, images, arrays, sampling, acquisition):
-        """One chunk of working images against one map, saved as chunk ``chunk``.
-
-        The one in-process chunk function: the closed-input steps and the
-        streaming step both call it. ``arrays``: ``ids`` and optionally
-        ``angles``, ``shifts`` (input px), ``defocus`` of these images.
+        """All chunks of one map in-process, ``numberOfThreads - 1`` at a time; saved
+        chunks are kept (``nChunks`` is the planned count; the run folder has the real one).
         """
-        _, pixel, _, workPixel = sampling
-        given = "angles" in arrays and not self._needsMatching()
-        result = pipeline.process_chunk(
-            self._getModel(volId), images, ids=arrays["ids"],
-            angles=arrays["angles"] if given else None,
-            shifts=pipeline.shifts_to_work(arrays["shifts"], workPixel, pixel)
-            if given else None,
-            defocus=arrays.get("defocus"), acquisition=acquisition)
-        self._saveChunk(volId, chunk, result, workPixel)
+        extra = self._getExtraPath()
+        todo = compare_run.missing_chunks(extra, volId, range(compare_run.chunk_count(extra)))
+        compare_run.run_local(extra, [(volId, k) for k in todo],
+                              threads=max(1, self.numberOfThreads.get() - 1))
+
+    def chunkJobStep(self, volId, chunk):
+        """One chunk of one map as a queue job running the chunk worker (compare_run)."""
+        extra = os.path.abspath(self._getExtraPath())
+        if chunk >= compare_run.chunk_count(extra):
+            return  # fewer enabled images than planned
+        if not compare_run.missing_chunks(extra, volId, [chunk]):
+            self.info(f"chunk {chunk} of map {volId}: already saved")
+            return
+        self._submitted.jobId = None
+        self.runJob(sys.executable, f"-m xmipp_qc.compare_run --folder {extra} "
+                                    f"--map {volId} --chunk {chunk}", numberOfThreads=1)
+        if compare_run.missing_chunks(extra, volId, [chunk]) and not self._jobSettled(
+                self._submitted.jobId, lambda: not compare_run.missing_chunks(
+                    extra, volId, [chunk])):
+            raise compare_run.ChunkError(self._chunkFailure(extra, volId, chunk))
+
+    def appendJobId(self, jobId):
+        """Also remember the job of this step thread (see :meth:`_jobSettled`)."""
+        super().appendJobId(jobId)
+        self._submitted.jobId = jobId
+
+    def _jobSettled(self, jobId, done, checks=3, pause=2.0):
+        """Whether ``done()`` after all: the queue's check command can answer empty
+        for a live job (a busy controller); it must say "gone" ``checks`` times in a
+        row, ``pause`` s apart, before a missing result counts as a failed job."""
+        from pyworkflow.protocol.launch import _checkJobStatus
+
+        gone = 0
+        while jobId is not None and gone < checks and not done():
+            time.sleep(pause)
+            running = _checkJobStatus(self.getHostConfig(), jobId) == pwcts.STATUS_RUNNING
+            gone = 0 if running else gone + 1
+        return done()
+
+    def _chunkFailure(self, extra, volId, chunk):
+        with np.load(compare_run.path(extra, "input", chunk=chunk)) as z:
+            first, last = int(z["positions"][0]) + 1, int(z["positions"][-1]) + 1
+        log = compare_run.path(extra, "log", volId, chunk)
+        tail = ""
+        if os.path.exists(log):
+            with open(log) as fh:
+                tail = f" Its last log line: {fh.read().strip().splitlines()[-1]}"
+        return (f"Chunk {chunk} of map {volId} (images {first}-{last}) has no result: its "
+                f"queue job ended without saving it (cancelled, out of time or failed). "
+                f"Worker log: {log}; the job's own output is in logs/.{tail} "
+                f"'Continue' reruns only the missing chunks.")
 
     def evaluateResiduals(self, volId):
-        results = [pipeline.ChunkResult.load(fn) for fn in self._chunkFiles(volId)]
-        components = MATCHED_OUTLIER_COMPONENTS if self._needsMatching() else None
-        scores = pipeline.finalize(results, components=components)
+        extra = self._getExtraPath()
+        results = compare_run.load_results(extra, volId, range(compare_run.chunk_count(extra)))
+        scores = compare_policy.finalize_map(results,
+                                             matching=compare_run.read_run(extra)["matching"])
         np.savez(self._volPath(volId, "scores.npz"), **scores)
         self._savePlots(volId, scores)
 
@@ -318,60 +416,22 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
 
     # --------------------------- step helpers --------------------------------
     def _getModel(self, volId):
-        """MapModel of the map being processed, built once (shared by the chunk threads)."""
+        """MapModel of a map from the run folder, built once (shared by the chunk threads
+        of a streaming run; all maps are kept there, they are used together)."""
         with self._modelLock:
             model = self._models.get(volId)
-            if model is None:  # maps come one after another: keep only the current one
-                vol = readVolume(emobj.Volume(location=self._getExtraPath(
-                    f"volume_{volId}.mrc")))
-                kept = self._models if self._isStreaming() else {}  # streaming: all maps
-                self._models = {**kept, volId: pipeline.MapModel(vol, self._options())}
-                model = self._models[volId]
+            if model is None:
+                model = compare_run.load_model(self._getExtraPath(), volId)
+                self._models[volId] = model
             if self._needsMatching():
                 model.gallery  # noqa: B018  (built under the lock, once)
-            model.refiner  # noqa: B018
+            if model.options.refine:
+                model.refiner  # noqa: B018
             return model
 
-    def _options(self):
-        _, _, workBox, workPixel = self._loadInput()["sampling"]
-        resol = self.resol.get() or None
-        return pipeline.CompareOptions(
-            pixel_size_a=float(workPixel), angular_step=self.angularSampling.get(),
-            symmetry=self.symmetryGroup.get().lower(), use_ctf=not self.ignoreCTF.get(),
-            optimize_gray=self.optimizeGray.get(),
-            resolution_a=resol if resol and resol > 2 * workPixel else None,
-            sigma=self.sigma.get() or None)
-
-    def _saveChunk(self, volId, chunk, result, workPixel):
-        os.makedirs(self._volPath(volId), exist_ok=True)
-        stacks = {"aligned": result.aligned, "reprojections": result.reprojections}
-        if self.doEvaluateResiduals:
-            stacks["residuals"] = result.residuals
-            stacks["covariances"] = result.summary.covariances
-        for name, data in stacks.items():
-            write_stack(self._volPath(volId, f"{name}_{chunk:05d}.mrcs"), data, workPixel)
-        partial = self._chunkPath(volId, chunk) + ".part"  # the .npz marks a finished chunk
-        result.save(partial, with_images=False)
-        os.replace(partial, self._chunkPath(volId, chunk))
-
     def _chunkPath(self, volId, chunk):
-        return self._volPath(volId, f"chunk_{chunk:05d}.npz")
-
-    def _chunkSlice(self, chunk):
-        size = self.chunkSize.get()
-        return slice(chunk * size, (chunk + 1) * size)
-
-    def _chunkFiles(self, volId):
-        folder = self._volPath(volId)
-        return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                if f.startswith("chunk_") and f.endswith(".npz")]
-
-    def _workingImages(self, sl):
-        import mrcfile
-
-        with mrcfile.mmap(self._getExtraPath("images_work.mrcs"), mode="r") as mrc:
-            data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
-            return np.array(data[sl], dtype=np.float32)
+        """The saved result of a chunk (its presence marks a finished chunk)."""
+        return compare_run.path(self._getExtraPath(), "result", volId, chunk)
 
     # --------------------------- extra/ files --------------------------------
     def _volPath(self, volId, *names):
