@@ -26,9 +26,7 @@ output sets, the extraction of the best map and the plots in
 import json
 import math
 import os
-import sys
 import threading
-import time
 
 import numpy as np
 import pwem.objects as emobj
@@ -37,7 +35,6 @@ import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.constants import ALIGN_NONE, ALIGN_PROJ
 from pwem.protocols import ProtAnalysis3D
-from pyworkflow.constants import QUEUE_FOR_JOBS
 from pyworkflow.object import Boolean
 
 from xmipp_qc import compare_run
@@ -64,6 +61,7 @@ from xmipp_qc.protocols.compare_reprojections_outputs import (
     EXTRACT_VOLUME,
     CompareReprojectionsOutputs,
 )
+from xmipp_qc.protocols.compare_reprojections_queue import CompareReprojectionsQueue
 from xmipp_qc.protocols.compare_reprojections_results import (
     jsonDefault,
     outputName,
@@ -86,7 +84,7 @@ __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_
 NEW_SAMPLING_RATE = compare_policy.NEW_SAMPLING_RATE  # Å/px, Xmipp's downsampling target
 
 
-class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
+class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojectionsEmission,
                                       CompareReprojectionsStreaming,
                                       CompareReprojectionsSession,
                                       CompareReprojectionsInputs,
@@ -149,26 +147,6 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
         self._modelLock = threading.Lock()
         self.streamingRun = Boolean()  # set at the first launch: the input was open
         self._submitted = threading.local()  # last queue job id of each step thread
-
-    @property
-    def stepsExecutionMode(self):
-        """Parallel steps only with the queue per step (one queue job per chunk step).
-
-        pyworkflow reads this attribute of the instance when it chooses the
-        executor; locally the serial executor avoids the parallel one's sleeps.
-        """
-        return pwcts.STEPS_PARALLEL if self._queuePerStep() else pwcts.STEPS_SERIAL
-
-    def _queuePerStep(self):
-        """``useQueueForSteps()`` read from the run's own fields (no host config)."""
-        useQueue = getattr(self, "_useQueue", None)
-        queueParams = getattr(self, "_queueParams", None)
-        if useQueue is None or not useQueue.get() or not queueParams.hasValue():
-            return False
-        try:
-            return json.loads(queueParams.get())[1].get(QUEUE_FOR_JOBS) == "Y"
-        except (ValueError, IndexError, AttributeError):
-            return False
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -341,53 +319,6 @@ class XmippQcProtCompareReprojections(CompareReprojectionsEmission,
         todo = compare_run.missing_chunks(extra, volId, range(compare_run.chunk_count(extra)))
         compare_run.run_local(extra, [(volId, k) for k in todo],
                               threads=max(1, self.numberOfThreads.get() - 1))
-
-    def chunkJobStep(self, volId, chunk):
-        """One chunk of one map as a queue job running the chunk worker (compare_run)."""
-        extra = os.path.abspath(self._getExtraPath())
-        if chunk >= compare_run.chunk_count(extra):
-            return  # fewer enabled images than planned
-        if not compare_run.missing_chunks(extra, volId, [chunk]):
-            self.info(f"chunk {chunk} of map {volId}: already saved")
-            return
-        self._submitted.jobId = None
-        self.runJob(sys.executable, f"-m xmipp_qc.compare_run --folder {extra} "
-                                    f"--map {volId} --chunk {chunk}", numberOfThreads=1)
-        if compare_run.missing_chunks(extra, volId, [chunk]) and not self._jobSettled(
-                self._submitted.jobId, lambda: not compare_run.missing_chunks(
-                    extra, volId, [chunk])):
-            raise compare_run.ChunkError(self._chunkFailure(extra, volId, chunk))
-
-    def appendJobId(self, jobId):
-        """Also remember the job of this step thread (see :meth:`_jobSettled`)."""
-        super().appendJobId(jobId)
-        self._submitted.jobId = jobId
-
-    def _jobSettled(self, jobId, done, checks=3, pause=2.0):
-        """Whether ``done()`` after all: the queue's check command can answer empty
-        for a live job (a busy controller); it must say "gone" ``checks`` times in a
-        row, ``pause`` s apart, before a missing result counts as a failed job."""
-        from pyworkflow.protocol.launch import _checkJobStatus
-
-        gone = 0
-        while jobId is not None and gone < checks and not done():
-            time.sleep(pause)
-            running = _checkJobStatus(self.getHostConfig(), jobId) == pwcts.STATUS_RUNNING
-            gone = 0 if running else gone + 1
-        return done()
-
-    def _chunkFailure(self, extra, volId, chunk):
-        with np.load(compare_run.path(extra, "input", chunk=chunk)) as z:
-            first, last = int(z["positions"][0]) + 1, int(z["positions"][-1]) + 1
-        log = compare_run.path(extra, "log", volId, chunk)
-        tail = ""
-        if os.path.exists(log):
-            with open(log) as fh:
-                tail = f" Its last log line: {fh.read().strip().splitlines()[-1]}"
-        return (f"Chunk {chunk} of map {volId} (images {first}-{last}) has no result: its "
-                f"queue job ended without saving it (cancelled, out of time or failed). "
-                f"Worker log: {log}; the job's own output is in logs/.{tail} "
-                f"'Continue' reruns only the missing chunks.")
 
     def evaluateResiduals(self, volId):
         extra = self._getExtraPath()
