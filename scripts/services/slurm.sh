@@ -102,6 +102,10 @@ _slurm_wait_idle() {
 }
 
 slurm_start() {
+    case ":$PATH:" in  # runuser and the daemons live in sbin, not on every user's PATH
+        *:/usr/sbin:*) ;;
+        *) export PATH="$PATH:/usr/sbin:/sbin" ;;
+    esac
     _slurm_install || return 1
     if [ "$(id -u)" != 0 ]; then
         echo "slurm: starting munged/slurmctld/slurmd needs root (SlurmUser=root)" >&2
