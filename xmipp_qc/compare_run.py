@@ -26,7 +26,6 @@ Run folder (names in :func:`path`)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import socket
@@ -39,6 +38,7 @@ from dataclasses import asdict
 import numpy as np
 
 from xmipp_qc.core.pipeline import ChunkResult, CompareOptions, MapModel, process_chunk
+from xmipp_qc.formats.json_files import read_json, write_json
 
 __all__ = ["STACKS", "ChunkError", "Progress", "chunk_count", "load_model", "load_results",
            "missing_chunks", "path", "read_run", "run_chunk", "run_local", "write_chunk_input",
@@ -79,13 +79,12 @@ def write_run(folder: str, options: CompareOptions, *, maps, stacks=("aligned",
         raise ValueError(f"unknown stacks {sorted(unknown)}")
     data = {"options": asdict(options), "maps": [int(m) for m in maps],
             "stacks": list(stacks), "matching": bool(matching)}
-    _atomic_json(path(folder, "run"), data)
+    write_json(path(folder, "run"), data)
 
 
 def read_run(folder: str) -> dict:
     """``run.json`` with ``options`` as a :class:`CompareOptions`."""
-    with open(path(folder, "run")) as fh:
-        data = json.load(fh)
+    data = read_json(path(folder, "run"))
     data["options"] = CompareOptions(**data["options"])
     return data
 
@@ -273,13 +272,6 @@ def _duration(seconds: float) -> str:
         return "?"
     m, s = divmod(int(round(seconds)), 60)
     return f"{m} min {s:02d} s" if m else f"{s} s"
-
-
-def _atomic_json(target: str, data) -> None:
-    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    with open(target + ".part", "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(target + ".part", target)
 
 
 # --------------------------------------------------------------------------

@@ -18,7 +18,6 @@ output exactly once and nothing is re-flagged.
 """
 
 import glob
-import json
 import os
 import sqlite3
 from contextlib import closing
@@ -31,9 +30,9 @@ from xmipp_qc.convert import readImages
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.compare_results import burn_in_reference
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
+from xmipp_qc.formats.json_files import read_json, write_json
 from xmipp_qc.protocols.compare_reprojections_results import (
     decorateItem,
-    jsonDefault,
     outputName,
     readScores,
 )
@@ -43,11 +42,7 @@ _ID_CHUNK = 500
 
 def readReference(volPath):
     """The saved burn-in reference of one map (dict) or None."""
-    fn = os.path.join(volPath, "reference.json")
-    if not os.path.exists(fn):
-        return None
-    with open(fn) as fh:
-        return json.load(fh)
+    return read_json(os.path.join(volPath, "reference.json"))
 
 
 def usableSqlite(fn):
@@ -153,10 +148,7 @@ class CompareReprojectionsEmission:
 
     def _saveReference(self, book, vid, ref, chunks):
         ref["chunks"] = [int(k) for k in chunks]
-        part = self._volPath(vid, "part_reference.json")
-        with open(part, "w") as fh:
-            json.dump(ref, fh, indent=1, default=jsonDefault)
-        os.replace(part, self._volPath(vid, "reference.json"))
+        write_json(self._volPath(vid, "reference.json"), ref)
         book.refs[vid] = ref
         self.info(f"Map {vid}: burn-in statistics fixed on {ref['n_images']} images "
                   f"({'whole set' if ref.get('whole_set') else 'streaming'}).")

@@ -30,7 +30,6 @@ and in streaming runs (:mod:`.compare_reprojections_streaming`):
 and how one image's saved scores become the attributes of its output item.
 """
 
-import json
 import math
 import os
 
@@ -38,6 +37,7 @@ import numpy as np
 import pwem.objects as emobj
 
 from xmipp_qc.convert import xmippToTransform
+from xmipp_qc.formats.json_files import read_json
 
 OUTPUT_PREFIX = "reprojections_vol"
 #: Xmipp attribute <- finalize key (scores of xmipp_qc.core.pipeline.finalize).
@@ -61,11 +61,8 @@ def outputName(volId):
 
 def readOutputsJson(extraPath):
     """``{volumeId (int): outputName}`` written by the protocol, {} if absent."""
-    fn = os.path.join(extraPath, "outputs.json")
-    if not os.path.exists(fn):
-        return {}
-    with open(fn) as fh:
-        return {int(k): v for k, v in json.load(fh).items()}
+    names = read_json(os.path.join(extraPath, "outputs.json"), default={})
+    return {int(k): v for k, v in names.items()}
 
 
 def readScores(extraPath, volId):
@@ -76,11 +73,7 @@ def readScores(extraPath, volId):
 
 def readRanking(extraPath):
     """The saved ranking table (dict) or None."""
-    fn = os.path.join(extraPath, "ranking.json")
-    if not os.path.exists(fn):
-        return None
-    with open(fn) as fh:
-        return json.load(fh)
+    return read_json(os.path.join(extraPath, "ranking.json"))
 
 
 def rankingLines(table):
@@ -94,15 +87,6 @@ def rankingLines(table):
                  f"{table['ci_low']:.4f} to {table['ci_high']:.4f})"
                  + ("" if table["significant"] else ", not significant"))
     return lines
-
-
-def jsonDefault(v):
-    """``json.dump`` default for numpy scalars and arrays."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
 def decorateItem(item, row, withResiduals=False):

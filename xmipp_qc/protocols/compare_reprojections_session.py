@@ -18,7 +18,6 @@ the end. With several maps, the running ranking (with its interval) is saved in 
 (``running``: true, until the ranking step replaces it).
 """
 
-import json
 import os
 import time
 
@@ -29,6 +28,7 @@ from pyworkflow.object import Set
 
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.session import bad_micrographs, micrograph_rates, window_rates
+from xmipp_qc.formats.json_files import read_json
 from xmipp_qc.protocols.compare_reprojections_emission import usableSqlite
 from xmipp_qc.protocols.compare_reprojections_results import (
     outputName,
@@ -42,11 +42,7 @@ BAD_MICS = "badMicrographs"
 
 def readSession(extraPath, volId):
     """The saved session rates of one map (dict) or None."""
-    fn = os.path.join(extraPath, f"session_vol{volId}.json")
-    if not os.path.exists(fn):
-        return None
-    with open(fn) as fh:
-        return json.load(fh)
+    return read_json(os.path.join(extraPath, f"session_vol{volId}.json"))
 
 
 def sessionFigure(session, threshold, minParticles, mapName):

@@ -23,7 +23,6 @@ output sets, the extraction of the best map and the plots in
 :mod:`.compare_reprojections_outputs`.
 """
 
-import json
 import math
 import os
 import threading
@@ -48,6 +47,7 @@ from xmipp_qc.core import compare_policy, pipeline
 from xmipp_qc.core import option_checks as check
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 from xmipp_qc.core.working_grid import to_working_grid
+from xmipp_qc.formats.json_files import write_json
 from xmipp_qc.formats.mrc import StackWriter, write_volume
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_emission import (
@@ -63,7 +63,6 @@ from xmipp_qc.protocols.compare_reprojections_outputs import (
 )
 from xmipp_qc.protocols.compare_reprojections_queue import CompareReprojectionsQueue
 from xmipp_qc.protocols.compare_reprojections_results import (
-    jsonDefault,
     outputName,
     rankingLines,
     readOutputsJson,
@@ -371,10 +370,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     def _writeJson(self, name, data):
         """Write ``extra/name`` atomically: a viewer or summary reading it while a
         streaming run rewrites it sees the old or the new file, never a partial one."""
-        fn = self._getExtraPath(name)
-        with open(f"{fn}.part", "w") as fh:
-            json.dump(data, fh, indent=1, default=jsonDefault)
-        os.replace(f"{fn}.part", fn)
+        write_json(self._getExtraPath(name), data)
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):

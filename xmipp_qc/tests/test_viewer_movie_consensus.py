@@ -8,14 +8,10 @@ Config.setDomain("pwem")
 
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
-from xmipp_qc.protocols import (  # noqa: E402
-    XmippQcProtConsensusMovieAlignment,
-    XmippQcProtSyntheticMovies,
-)
 from xmipp_qc.protocols.protocol_movie_alignment_consensus import (  # noqa: E402
     readDecisionRecords,
 )
-from xmipp_qc.protocols.protocol_synthetic_movies import RUN_SECONDARY  # noqa: E402
+from xmipp_qc.tests.movie_consensus_runs import launchFinishedConsensus  # noqa: E402
 from xmipp_qc.viewers import XmippQcConsensusMovieAlignmentViewer  # noqa: E402
 
 pytestmark = pytest.mark.scipion
@@ -25,19 +21,7 @@ class TestMovieConsensusViewer(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        common = {"nMovies": 6, "kinds": "agree,mirrored,agree", "seed": 4, "nFrames": 12,
-                  "sharedStack": True}
-        cls.ref = cls.newProtocol(XmippQcProtSyntheticMovies, **common)
-        cls.ref.setObjLabel("reference run")
-        cls.sec = cls.newProtocol(XmippQcProtSyntheticMovies, alignmentRun=RUN_SECONDARY,
-                                  dropMovies="6", **common)
-        cls.sec.setObjLabel("secondary run")
-        cls.launchProtocol(cls.ref)
-        cls.launchProtocol(cls.sec)
-        cls.prot = cls.newProtocol(XmippQcProtConsensusMovieAlignment,
-                                   inputMovies1=cls.ref.outputMovies,
-                                   inputMovies2=cls.sec.outputMovies, maxRmse=0.5)
-        cls.launchProtocol(cls.prot)
+        launchFinishedConsensus(cls)
 
     def _viewer(self):
         viewer = XmippQcConsensusMovieAlignmentViewer(project=self.proj, protocol=self.prot)
