@@ -21,13 +21,12 @@ from numpy.typing import NDArray
 from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix
 from xmipp_qc.core.polar import PolarGrid, apply_mask, soft_disk
 from xmipp_qc.core.sampling import directions_to_angles, sample_directions
+from xmipp_qc.core.search_band import MIN_COARSE_RINGS, default_band
 from xmipp_qc.core.symmetry import symmetry_matrices
 
 __all__ = ["Gallery"]
 
 _CROWTHER = 2.0  # coarse band x coarse step (rad) x particle diameter (px)
-_MIN_RINGS = 16  # the default band keeps at least this many rings (up to Nyquist)
-_MIN_COARSE_RINGS = 8  # the default coarse band keeps at least this many rings
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,9 @@ class Gallery:
         symmetry : str
             Xmipp point group, e.g. ``"c1"``, ``"d2"``.
         max_freq : float, optional
-            Band of the comparison in cycles/px (default 0.25, Xmipp's cut-off).
+            Band of the comparison in cycles/px; default
+            :func:`~xmipp_qc.core.search_band.default_band` (Xmipp's 0.25 from
+            N = 64, up to 0.5 at small boxes).
         mask_radius : float, optional
             Particle radius in px, at most ``N / 2`` (default); references are
             masked by a disk of this radius with a 3 px cosine edge inside it, so
@@ -223,14 +224,14 @@ def _defaults(box: int, step: float, max_freq, mask_radius, coarse_step, coarse_
     """Return validated ``(max_freq, mask_radius, coarse_step, coarse_freq)`` with defaults."""
     if not step > 0:
         raise ValueError(f"angular_step must be positive, got {step}")
-    max_freq = min(0.5, max(0.25, _MIN_RINGS / box)) if max_freq is None else float(max_freq)
+    max_freq = default_band(box) if max_freq is None else float(max_freq)
     radius = box / 2 if mask_radius is None else float(mask_radius)
     if not 4 < radius <= box / 2:
         raise ValueError(f"mask_radius must be in (4, N/2] px, got {radius}")
     coarse_step = 2.0 * step if coarse_step is None else float(coarse_step)
     if coarse_freq is None:  # Crowther: the coarse step resolves ~1 / (step * diameter)
         crowther = _CROWTHER / (math.radians(coarse_step) * 2 * radius)
-        coarse_freq = max(min(max_freq / 2, crowther), min(max_freq, _MIN_COARSE_RINGS / box))
+        coarse_freq = max(min(max_freq / 2, crowther), min(max_freq, MIN_COARSE_RINGS / box))
     coarse_freq = float(coarse_freq)
     if not 1.0 / box <= coarse_freq <= max_freq:
         raise ValueError(f"coarse_freq must be in [1/N, max_freq], got {coarse_freq}")

@@ -49,6 +49,7 @@ from scipy.spatial.transform import Rotation
 from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
 from xmipp_qc.core.projection import FourierProjector
 from xmipp_qc.core.refine_result import RefineResult
+from xmipp_qc.core.search_band import default_band
 from xmipp_qc.core.similarity import fit_gray
 from xmipp_qc.core.transform import circular_mask
 
@@ -66,8 +67,11 @@ class LocalRefiner:
         Bound on the geodesic orientation change (degrees).
     max_shift_px : float, optional
         Bound on the shift change (px); default ``0.05 N`` (Xmipp's protocol).
-    search_freq : float
-        Band limit of the search in cycles/px, in (0, 0.5].
+    search_freq : float, optional
+        Band limit of the search in cycles/px, in (0, 0.5]; default
+        :func:`~xmipp_qc.core.search_band.default_band` (0.25 from N = 64, the
+        full band up to Nyquist for N <= 32: a small box's angular information
+        is mostly beyond 0.25).
     n_iter : int
         Maximum Gauss-Newton iterations (each: two band-limited projector
         calls on the images still moving by more than 0.01 deg).
@@ -92,11 +96,13 @@ class LocalRefiner:
     """
 
     def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
-                 max_shift_px: float | None = None, search_freq: float = 0.25,
+                 max_shift_px: float | None = None, search_freq: float | None = None,
                  n_iter: int = 4, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
                  interpolation: str = "linear", search_interpolation: str = "linear",
                  search_pad: int = 4, max_se_deg: float | None = None) -> None:
         vol = np.asarray(volume, dtype=np.float32)
+        if search_freq is None:
+            search_freq = default_band(vol.shape[-1])
         if not 0 < search_freq <= 0.5:
             raise ValueError(f"search_freq must be in (0, 0.5] cycles/px, got {search_freq}")
         if max_angle_deg < 0 or (max_shift_px is not None and max_shift_px < 0):

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
-from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler, rotation_distance
+from xmipp_qc.core.geometry import rotation_distance
 from xmipp_qc.core.matching import Gallery, match_images
 from xmipp_qc.core.refine import LocalRefiner
 from xmipp_qc.core.simulate import phantom_blobs, project_blobs
+from xmipp_qc.tests.cramer_rao import orientation_bound, predicted_median_error
 from xmipp_qc.tests.panel import (
     RIBOSOME,
     add_noise,
     exhaustive_match,
     line_projections,
+    noise_sigma,
     panel_maps,
+    perturbed_angles,
     simulate_images,
 )
 from xmipp_qc.tests.shared_data import missing_shared_data
@@ -48,15 +50,6 @@ def _sim(pmap, kind):
         _SIMS[key] = simulate_images(pmap, N_IMAGES, snr=None, ctf=kind != "plain",
                                      max_shift_px=KINDS[kind] * pmap.box, seed=pmap.box)
     return _SIMS[key]
-
-
-def _perturbed(angles, degrees, seed):
-    """Orientations ``degrees`` away from ``angles`` about random axes."""
-    rng = np.random.default_rng(seed)
-    axis = rng.normal(size=(len(angles), 3))
-    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    rot = Rotation.from_rotvec(axis * np.radians(np.broadcast_to(degrees, len(angles)))[:, None])
-    return matrix_to_euler(rot.as_matrix() @ euler_to_matrix(angles))
 
 
 def test_line_projector_is_exact_on_the_phantom():
@@ -145,32 +138,53 @@ def _ctf(sim, n):
     return None if sim.ctf is None else sim.ctf[:n]
 
 
-@pytest.mark.parametrize("name", ["phantom", "d7-assembly", "70S", "70S@48"])
-def test_refinement_halves_a_3_degree_error_at_snr1(maps, name):
+HALVING = [("phantom", "ctf+shift"), ("d7-assembly", "ctf+shift"), ("70S", "ctf+shift"),
+           ("70S@24", "ctf+shift"), ("70S@24", "plain"), ("70S@48", "ctf+shift")]
+
+
+@pytest.mark.parametrize(("name", "kind"), HALVING)
+def test_refinement_halves_a_3_degree_error_at_snr1(maps, name, kind):
+    """Started 3 deg off at SNR 1, the median error ends at most 1.5 deg."""
     pmap = maps[name]
-    sim = _sim(pmap, "ctf+shift")
-    start = _perturbed(sim.angles, 3.0, seed=3)
+    sim = _sim(pmap, kind)
+    start = perturbed_angles(sim.angles, 3.0, seed=3)
     res = LocalRefiner(pmap.volume).refine(add_noise(sim.images, 1.0, seed=8), start,
                                            sim.shifts, ctf=sim.ctf)  # fmt: skip
     err = rotation_distance(res.angles, sim.angles)
+    print(f"\n{name} {kind}: median error 3.00 -> {np.median(err):.2f} deg")
     assert np.median(err) <= 1.5
 
 
-@pytest.mark.parametrize("name", ["compact30", "70S@24"])
-def test_small_boxes_refine_to_the_information_limit(maps, name):
-    """At 24-30 px and SNR 1 the data pin angles only to ~2 deg (standard errors ~1.8 deg):
-    started 3 deg off, the refinement ends as close as when started from the truth.
+@pytest.mark.parametrize(("name", "kind"), [("compact30", "plain"), ("compact30", "ctf+shift"),
+                                            ("70S@24", "plain")])
+def test_refinement_reaches_the_cramer_rao_bound(maps, name, kind):
+    """The refinement is as close to the truth as any unbiased estimator can be.
+
+    The Cramér-Rao bound of each image (shift and gray fitted jointly,
+    :mod:`xmipp_qc.tests.cramer_rao`) predicts the median error of an efficient
+    estimator; started 3 deg off, the refinement ends within 20 % of it, and
+    its reported standard error (``angle_se_deg``) agrees with the bound's.
+    On the 30 px object at SNR 1 the bound itself is above 1.5 deg (2.3 deg
+    plain, 1.6 deg with CTF): no estimator can halve a 3 deg error there; it
+    would take an SNR of about 2.4 (plain) or 1.2 (CTF) -- the error scales
+    as ``1 / sqrt(SNR)``.
     """
     pmap = maps[name]
-    sim = _sim(pmap, "plain")
-    images = add_noise(sim.images, 1.0, seed=8)
-    refiner = LocalRefiner(pmap.volume)
-    from_truth = refiner.refine(images, sim.angles, sim.shifts)
-    res = refiner.refine(images, _perturbed(sim.angles, 3.0, seed=3), sim.shifts)
-    err = rotation_distance(res.angles, sim.angles)
-    best = rotation_distance(from_truth.angles, sim.angles)
-    assert np.median(err) <= 1.15 * np.median(best) and np.median(err) < 3.0
-    assert np.median(res.angle_se_deg) > 1.0  # the reported uncertainty says why
+    sim = _sim(pmap, kind)
+    sigma = noise_sigma(sim.images, 1.0)
+    bound = orientation_bound(pmap.volume, sim.angles, sim.shifts, sigma, sim.ctf)
+    crb = predicted_median_error(bound)
+    res = LocalRefiner(pmap.volume).refine(add_noise(sim.images, 1.0, seed=8),
+                                           perturbed_angles(sim.angles, 3.0, seed=3), sim.shifts,
+                                           ctf=sim.ctf)  # fmt: skip
+    err = np.median(rotation_distance(res.angles, sim.angles))
+    crb_se = np.degrees(np.median(np.sqrt(np.linalg.eigvalsh(bound)[:, -1])))
+    print(f"\n{name} {kind}: error {err:.2f}, bound {crb:.2f}, SE {np.median(res.angle_se_deg):.2f}"
+          f" vs {crb_se:.2f} deg")
+    assert err <= 1.2 * crb
+    assert abs(np.median(res.angle_se_deg) / crb_se - 1) < 0.2
+    if name == "compact30":
+        assert crb > 1.5  # halving a 3 deg error is beyond the information in these images
 
 
 def test_relion_70s_projections_refine_in_place(maps):
@@ -191,7 +205,7 @@ def test_flat_correlation_stays_put_and_is_reported(maps):
     """Pure noise, and a map that looks the same from everywhere: no angle can be pinned."""
     pmap = maps["phantom"]
     rng = np.random.default_rng(5)
-    angles = _perturbed(np.zeros((12, 3)), rng.uniform(0, 180, 12), seed=6)
+    angles = perturbed_angles(np.zeros((12, 3)), rng.uniform(0, 180, 12), seed=6)
     noise = rng.normal(size=(12, pmap.box, pmap.box)).astype(np.float32)
     res = LocalRefiner(pmap.volume).refine(noise, angles)
     assert not res.pinned.any()
