@@ -54,11 +54,16 @@ import tracemalloc
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
+from xmipp_qc.core.geometry import euler_to_matrix
 from xmipp_qc.core.outliers import set_statistics
 from xmipp_qc.core.refine import LocalRefiner
 from xmipp_qc.core.residuals import ChunkSummary, summarize_chunk
-from xmipp_qc.core.simulate import blobs_volume, phantom_blobs, simulate_particles
+from xmipp_qc.core.simulate import (
+    blobs_volume,
+    perturb_angles,
+    phantom_blobs,
+    simulate_particles,
+)
 
 XMIPP_MATCH_RATE = 200 / 77.0
 XMIPP_REFINE_SCORE_RATE = 1000 / (69.0 + 20.0)
@@ -73,10 +78,7 @@ def _geodesic(a, b):
 def _perturbed(ps, seed):
     rng = np.random.default_rng(seed)
     n = len(ps.angles)
-    axis = rng.normal(size=(n, 3))
-    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    rot = Rotation.from_rotvec(axis * np.radians(rng.uniform(0, 3, n))[:, None])
-    angles = matrix_to_euler(rot.as_matrix() @ euler_to_matrix(ps.true_angles))
+    angles = perturb_angles(ps.true_angles, rng.uniform(0, 3, n), rng)
     phi, r = rng.uniform(0, 2 * np.pi, n), rng.uniform(0, 2, n)
     return angles, ps.true_shifts + np.c_[r * np.cos(phi), r * np.sin(phi)]
 
@@ -184,12 +186,12 @@ def _panel_match(pmap, images, truth, step, ctf=None):
 def _panel_refine(pmap, sim, noisy, n_bound):
     """Refinement rows: exact-angle change, 3 deg off -> after, and the Cramér-Rao bound."""
     from xmipp_qc.tests.cramer_rao import orientation_bound, predicted_median_error
-    from xmipp_qc.tests.panel import noise_sigma, perturbed_angles
+    from xmipp_qc.tests.panel import noise_sigma
 
     refiner = LocalRefiner(pmap.volume)
     exact = refiner.refine(sim.images, sim.angles, sim.shifts, ctf=sim.ctf)
     change = exact.angle_change_deg
-    start = perturbed_angles(sim.angles, 3.0, seed=3)
+    start = perturb_angles(sim.angles, 3.0, seed=3)
     res = refiner.refine(noisy, start, sim.shifts, ctf=sim.ctf)
     err = _geodesic(res.angles, sim.angles)
     k = min(n_bound, len(sim.images))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from xmipp_qc.core.simulate_motion import (
     SENTINEL,
@@ -33,9 +33,11 @@ __all__ = [
     "Blobs",
     "ParticleSet",
     "blobs_volume",
+    "perturb_angles",
     "phantom_blobs",
     "phantom_volume",
     "project_blobs",
+    "random_angles",
     "simulate_particles",
     "simulate_trajectory",
     "simulate_trajectory_pair",
@@ -269,17 +271,35 @@ def random_angles(n: int, seed: SeedLike = None) -> NDArray[np.float64]:
     return np.atleast_2d(matrix_to_euler(rot.as_matrix()))
 
 
-def _perturb_angles(angles: NDArray, degrees: NDArray, rng: np.random.Generator) -> NDArray:
-    """Rotate each orientation by the given angle about a random axis."""
+def perturb_angles(angles: ArrayLike, degrees: ArrayLike, seed: SeedLike = None) -> NDArray:
+    """Rotate each orientation by a given geodesic angle about a random axis.
+
+    Parameters
+    ----------
+    angles : array_like of shape (n, 3)
+        Xmipp Euler angles, degrees.
+    degrees : float or array_like of shape (n,)
+        Rotation angle of each perturbation, degrees.
+    seed : int, numpy.random.Generator or None
+        Random state of the axes (uniform on the sphere).
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        Xmipp Euler angles, degrees, each ``degrees`` away from its input.
+    """
     from scipy.spatial.transform import Rotation
 
     from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
 
+    angles = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
     if len(angles) == 0:
-        return np.asarray(angles, dtype=np.float64).reshape(0, 3)
+        return angles
+    rng = rng_from(seed)
     axes = rng.normal(size=(len(angles), 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    q = Rotation.from_rotvec(axes * np.radians(degrees)[:, None]).as_matrix()
+    turn = np.broadcast_to(np.radians(np.asarray(degrees, dtype=np.float64)), len(angles))
+    q = Rotation.from_rotvec(axes * turn[:, None]).as_matrix()
     return np.atleast_2d(matrix_to_euler(q @ euler_to_matrix(angles)))
 
 
@@ -421,7 +441,7 @@ def simulate_particles(
     true_angles, true_shifts = angles.copy(), shifts.copy()
     mis = kinds == "misassigned_angles"
     errors = rng.uniform(*angle_error_deg, size=int(mis.sum()))
-    true_angles[mis] = _perturb_angles(angles[mis], errors, rng)
+    true_angles[mis] = perturb_angles(angles[mis], errors, rng)
     far = kinds == "large_shift"
     true_shifts[far] += _disk_shifts(int(far.sum()), 0.15 * box, 0.2 * box, rng)
     clean = _clean_images(blobs, kinds, true_angles, true_shifts, box, rng)

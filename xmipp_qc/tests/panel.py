@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
-from scipy.spatial.transform import Rotation
 
 from xmipp_qc.core.ctf import ctf_image
-from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
+from xmipp_qc.core.geometry import euler_to_matrix
 from xmipp_qc.core.resample import fourier_resize
 from xmipp_qc.core.simulate import phantom_volume, random_angles
 from xmipp_qc.tests.shared_data import SHARED_DATA
@@ -329,27 +328,3 @@ def _standardise(rows: NDArray) -> NDArray[np.float64]:
     r = rows - rows.mean(axis=1, keepdims=True)
     return r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-30)
 
-
-def perturbed_angles(angles: NDArray, degrees, seed: int = 0) -> NDArray[np.float64]:
-    """Orientations ``degrees`` away (geodesic) from ``angles``, about random axes.
-
-    Parameters
-    ----------
-    angles : ndarray of shape (n, 3)
-        Xmipp Euler angles, degrees.
-    degrees : float or ndarray of shape (n,)
-        Rotation angle of each perturbation, degrees.
-    seed : int
-        Random state of the axes.
-
-    Returns
-    -------
-    ndarray of shape (n, 3)
-        Xmipp Euler angles, degrees.
-    """
-    rng = np.random.default_rng(seed)
-    axis = rng.normal(size=(len(angles), 3))
-    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    turn = np.radians(np.broadcast_to(np.asarray(degrees, dtype=np.float64), len(angles)))
-    rot = Rotation.from_rotvec(axis * turn[:, None]).as_matrix()
-    return matrix_to_euler(rot @ euler_to_matrix(angles))

@@ -15,7 +15,7 @@ import pytest
 from xmipp_qc.core.geometry import rotation_distance
 from xmipp_qc.core.matching import Gallery, match_images
 from xmipp_qc.core.refine import LocalRefiner
-from xmipp_qc.core.simulate import phantom_blobs, project_blobs
+from xmipp_qc.core.simulate import perturb_angles, phantom_blobs, project_blobs
 from xmipp_qc.tests.cramer_rao import orientation_bound, predicted_median_error
 from xmipp_qc.tests.panel import (
     RIBOSOME,
@@ -24,7 +24,6 @@ from xmipp_qc.tests.panel import (
     line_projections,
     noise_sigma,
     panel_maps,
-    perturbed_angles,
     simulate_images,
 )
 from xmipp_qc.tests.shared_data import missing_shared_data
@@ -147,7 +146,7 @@ def test_refinement_halves_a_3_degree_error_at_snr1(maps, name, kind):
     """Started 3 deg off at SNR 1, the median error ends at most 1.5 deg."""
     pmap = maps[name]
     sim = _sim(pmap, kind)
-    start = perturbed_angles(sim.angles, 3.0, seed=3)
+    start = perturb_angles(sim.angles, 3.0, seed=3)
     res = LocalRefiner(pmap.volume).refine(add_noise(sim.images, 1.0, seed=8), start,
                                            sim.shifts, ctf=sim.ctf)  # fmt: skip
     err = rotation_distance(res.angles, sim.angles)
@@ -175,7 +174,7 @@ def test_refinement_reaches_the_cramer_rao_bound(maps, name, kind):
     bound = orientation_bound(pmap.volume, sim.angles, sim.shifts, sigma, sim.ctf)
     crb = predicted_median_error(bound)
     res = LocalRefiner(pmap.volume).refine(add_noise(sim.images, 1.0, seed=8),
-                                           perturbed_angles(sim.angles, 3.0, seed=3), sim.shifts,
+                                           perturb_angles(sim.angles, 3.0, seed=3), sim.shifts,
                                            ctf=sim.ctf)  # fmt: skip
     err = np.median(rotation_distance(res.angles, sim.angles))
     crb_se = np.degrees(np.median(np.sqrt(np.linalg.eigvalsh(bound)[:, -1])))
@@ -205,7 +204,7 @@ def test_flat_correlation_stays_put_and_is_reported(maps):
     """Pure noise, and a map that looks the same from everywhere: no angle can be pinned."""
     pmap = maps["phantom"]
     rng = np.random.default_rng(5)
-    angles = perturbed_angles(np.zeros((12, 3)), rng.uniform(0, 180, 12), seed=6)
+    angles = perturb_angles(np.zeros((12, 3)), rng.uniform(0, 180, 12), seed=6)
     noise = rng.normal(size=(12, pmap.box, pmap.box)).astype(np.float32)
     res = LocalRefiner(pmap.volume).refine(noise, angles)
     assert not res.pinned.any()
