@@ -36,6 +36,7 @@ __all__ = [
 
 KEPT_COLOR = "tab:blue"
 OUTLIER_COLOR = "tab:red"
+BEST_COLOR = "tab:green"  # the best map of a ranking (red means flagged everywhere else)
 _COLUMNS = ("aligned image", "reprojection", "residual")
 
 
@@ -294,16 +295,18 @@ def plot_ranking(table: Mapping[str, Any],
     ax = fig.add_subplot()
     labels = [names.get(m["map"], names.get(str(m["map"]), f"map {m['map']}")) for m in maps]
     means = np.array([float(m["mean"]) for m in maps])
-    colors = [OUTLIER_COLOR if i == 0 else KEPT_COLOR for i in range(len(maps))]
+    colors = [BEST_COLOR if i == 0 else KEPT_COLOR for i in range(len(maps))]
     x = np.arange(len(maps))
     bars = ax.bar(x, means, color=colors)
+    if len(bars):
+        bars[0].set_label("best map")
     if all("ci_low" in m and "ci_high" in m for m in maps):
         lo = np.array([float(m["ci_low"]) for m in maps])
         hi = np.array([float(m["ci_high"]) for m in maps])
         ax.errorbar(x, means, yerr=[means - lo, hi - means], fmt="none", ecolor="k",
                     capsize=6, lw=1.2,
                     label=f"{100 * table['confidence']:.0f}% bootstrap interval of the mean")
-        fig.legend(loc="outside lower center", fontsize="small")
+    fig.legend(loc="outside lower center", fontsize="small", ncols=2)
     ax.bar_label(bars, labels=[f"{v:.3g}" for v in means], label_type="center",
                  color="white", fontsize="small")
     ax.set_xticks(x, labels, rotation=15 if max(map(len, labels)) > 12 else 0, ha="right"

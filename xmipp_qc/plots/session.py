@@ -22,7 +22,7 @@ _MIC_COLOR, _BAD_COLOR, _WINDOW_COLOR = "tab:blue", "tab:red", "tab:green"
 def plot_session(mic_rates: ArrayLike, mic_counts: ArrayLike, window_centres: ArrayLike,
                  window_rates: ArrayLike, *, threshold: float, min_particles: int = 1,
                  map_name: str = "map", bad: Optional[ArrayLike] = None,
-                 window: int = 0) -> Figure:
+                 window: int = 0, n_particles: Optional[int] = None) -> Figure:
     """Outlier rate per micrograph and per window of particles, in acquisition order.
 
     Parameters
@@ -43,6 +43,9 @@ def plot_session(mic_rates: ArrayLike, mic_counts: ArrayLike, window_centres: Ar
         Micrographs called bad (red); default rate >= threshold and enough particles.
     window : int
         Particles per window, for the legend.
+    n_particles : int, optional
+        Particles in all; when fewer than one window, the legend says so (the
+        single point is then the rate of the whole set).
 
     Returns
     -------
@@ -73,13 +76,27 @@ def plot_session(mic_rates: ArrayLike, mic_counts: ArrayLike, window_centres: Ar
     centres = np.asarray(window_centres, dtype=np.float64)
     wr = np.asarray(window_rates, dtype=np.float64)
     bottom.plot(centres, 100 * wr, "o-", color=_WINDOW_COLOR, ms=3,
-                label=f"windows of {window} particles" if window else "window")
+                label=_window_label(window, n_particles))
     bottom.axhline(100 * threshold, color="k", ls="--", lw=1,
                    label=f"bad-micrograph threshold {100 * threshold:.0f}%")
     bottom.set_xlabel("particle number (order of arrival)")
     bottom.set_ylabel("flagged particles (%)")
     bottom.set_ylim(0, 105)
-    bottom.set_xlim(left=0)
+    if n_particles:
+        bottom.set_xlim(0, n_particles + 1)
+        if len(centres) == 1:  # one window holds the whole set: show its extent
+            bottom.hlines(100 * wr, 1, n_particles, color=_WINDOW_COLOR, lw=1.5)
+    else:
+        bottom.set_xlim(left=0)
     bottom.set_title(f"{map_name}: outlier rate over the session")
     bottom.legend(loc="upper right", fontsize="small")
     return fig
+
+
+def _window_label(window: int, n_particles: Optional[int]) -> str:
+    """Legend of the window curve: its size, or that the set is shorter than one window."""
+    if not window:
+        return "window"
+    if n_particles is not None and n_particles < window:
+        return f"all {n_particles} particles (fewer than one window of {window})"
+    return f"windows of {window} particles"

@@ -55,7 +55,8 @@ def sessionFigure(session, threshold, minParticles, mapName):
     bad = np.isin(np.asarray(session["mic_ids"]), np.asarray(session["bad_mics"]))
     return plot_session(rates, counts, session["window_centres"], session["window_rates"],
                         threshold=threshold, min_particles=minParticles, map_name=mapName,
-                        bad=bad, window=session["window"])
+                        bad=bad, window=session["window"],
+                        n_particles=session.get("n_output"))
 
 
 def tapMicIds(images, micIds):

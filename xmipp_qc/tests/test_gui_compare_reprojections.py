@@ -133,6 +133,11 @@ class TestCompareReprojectionsGui(BaseTest):
         labels = perMic.get_legend_handles_labels()[1]
         self.assertTrue(any("threshold" in label for label in labels), labels)
         self.assertGreater(len(perWindow.get_lines()[0].get_xdata()), 0)
+        window = self.prot.sessionWindow.get()
+        self.assertLess(N_IMAGES, window, "this run is shorter than one window")
+        self.assertEqual(perWindow.get_legend_handles_labels()[1][0],
+                         f"all {N_IMAGES} particles (fewer than one window of {window})")
+        self.assertEqual(perWindow.get_xlim()[1], N_IMAGES + 1)
         gd.screenshot(top, "compare_reprojections_5_session")
         return top
 

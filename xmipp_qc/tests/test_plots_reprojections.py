@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from xmipp_qc.plots.reprojections import (
+    OUTLIER_COLOR,
     plot_outlier_histogram,
     plot_ranking,
     plot_report,
@@ -119,6 +121,8 @@ def test_ranking_bars_follow_the_table():
     assert len(ax.collections) == 0  # no per-map interval in this table: no error bars
     assert "lower is better" in ax.get_ylabel()
     assert ax.patches[0].get_facecolor() != ax.patches[1].get_facecolor()
+    assert ax.patches[0].get_facecolor() != to_rgba(OUTLIER_COLOR)  # red means flagged
+    assert ax.patches[0].get_label() == "best map"
     assert "CI 1.5 to 2.5" in ax.get_title() and "120 images" in ax.get_title()
     for m, (lo, hi) in zip(table["maps"], [(0.8, 1.2), (2.5, 3.5), (4.0, 5.0)]):
         m.update(ci_low=lo, ci_high=hi)

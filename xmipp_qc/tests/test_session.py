@@ -44,5 +44,10 @@ def test_plot_session_labels(tmp_path):
     assert heights == pytest.approx([10.0, 90.0, 50.0])
     assert "fewer than 10 particles (not decided)" in labels
     assert "particle number" in bottom.get_xlabel()
+    assert [t.get_text() for t in bottom.get_legend().get_texts()][0] == "windows of 10 particles"
+    short = plot_session([0.5], [6], [3.5], [0.5], threshold=0.5, window=500, n_particles=6)
+    label = short.axes[1].get_legend().get_texts()[0].get_text()
+    assert label == "all 6 particles (fewer than one window of 500)"
+    assert short.axes[1].get_xlim() == (0, 7)
     fig.savefig(tmp_path / "session.png", dpi=60)
     assert (tmp_path / "session.png").stat().st_size > 1000
