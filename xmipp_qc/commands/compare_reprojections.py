@@ -325,7 +325,7 @@ def _label(key: str) -> str:
 
 def _write_star(particles, final: dict, grid: _Grid, prefix: str, out: str) -> str:
     from xmipp_qc.core.pipeline import shifts_to_input
-    from xmipp_qc.formats.star import write_particles
+    from xmipp_qc.formats.relion_particles import write_particles
 
     work_px = np.array([grid.exact_pixel(b, p) for b, p in
                         zip(particles.box.tolist(), particles.pixel_size_a.tolist())])
@@ -396,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from xmipp_qc.commands.output_folder import OutputFolder
     from xmipp_qc.core.input_checks import MIN_BOX
-    from xmipp_qc.formats.star import read_particles
+    from xmipp_qc.formats.relion_particles import read_particles
 
     _check_options(args)
     folder = OutputFolder(args.out, NAME, overwrite=args.overwrite)
