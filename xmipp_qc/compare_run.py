@@ -37,7 +37,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from xmipp_qc.core.pipeline import ChunkResult, CompareOptions, MapModel, process_chunk
+from xmipp_qc.core.chunk_result import ChunkResult
+from xmipp_qc.core.pipeline import CompareOptions, MapModel, process_chunk
 from xmipp_qc.formats.json_files import read_json, write_json
 
 __all__ = ["STACKS", "ChunkError", "Progress", "chunk_count", "load_model", "load_results",

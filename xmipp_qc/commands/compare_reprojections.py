@@ -24,18 +24,34 @@ Writes, for map k (``volK``) in ``--out``:
 * ``ranking.json`` (and ``ranking.png`` with several maps);
 * ``run/``: the run folder's small files (``run.json``, chunk inputs, chunk
   results, ``volK/scores.npz``: the set scores in chunk order).
+
+The checks before any work are in
+:mod:`xmipp_qc.commands.compare_reprojections_inputs`, the writers of these
+files in :mod:`xmipp_qc.commands.compare_reprojections_outputs`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from xmipp_qc.commands.compare_reprojections_inputs import (
+    Grid,
+    check_options,
+    check_stacks,
+    load_maps,
+)
+from xmipp_qc.commands.compare_reprojections_outputs import (
+    in_row_order,
+    map_summary,
+    write_particles_star,
+    write_ranking,
+    write_report,
+    write_selection,
+)
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 
 log = logging.getLogger(__name__)
@@ -43,9 +59,6 @@ log = logging.getLogger(__name__)
 NAME = "compare-reprojections"
 HELP = ("Score how well 3D maps explain a particle STAR file: residuals, outlier "
         "flags, ranking of the maps.")
-
-#: finalize() keys that are not written as xmippQc* columns (the alignment goes to rln*).
-_NOT_COLUMNS = ("ids", "angles", "shifts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,105 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Worst images shown in each report (default %(default)s).")
 
 
-@dataclass(frozen=True)
-class _Grid:
-    """Working box and sampling (:func:`xmipp_qc.core.pipeline.common_sampling`)."""
-
-    box: int
-    pixel_a: float
-
-    @classmethod
-    def of(cls, particles, map_pixels, downsample: bool) -> _Grid:
-        """The run's grid (:func:`xmipp_qc.core.compare_policy.working_grid`)."""
-        from xmipp_qc.core.compare_policy import working_grid
-
-        groups = zip(particles.box.tolist(), particles.pixel_size_a.tolist())
-        return cls(*working_grid(list(groups), map_pixels, downsample=downsample))
-
-    def cropped(self, box: int, pixel_a: float) -> int:
-        """Box of an input of this box and pixel size after Fourier resizing."""
-        from xmipp_qc.core.resample import resized_box
-
-        return resized_box(box, pixel_a, self.pixel_a)[0]
-
-    def exact_pixel(self, box: int, pixel_a: float) -> float:
-        """Exact pixel size of that input on the working grid (converts its shifts)."""
-        from xmipp_qc.core.compare_policy import exact_pixel
-
-        return exact_pixel(box, pixel_a, self.pixel_a)
-
-    def fit(self, data: np.ndarray, pixel_a: float, ndim: int) -> np.ndarray:
-        """Images (ndim 2) or a map (ndim 3) on the working grid."""
-        from xmipp_qc.core.pipeline import to_working_grid
-
-        return to_working_grid(data, pixel_a, self.box, self.pixel_a, ndim=ndim)[0]
-
-
-def _check_options(args) -> None:
-    """Every option value, before any work (ValueError listing the problems)."""
-    from xmipp_qc.core import option_checks as check
-    from xmipp_qc.core.compare_results import SCORE_DIRECTIONS
-
-    problems = (check.at_least("--chunk-size", args.chunk_size, 1)
-                + check.at_least("--threads", args.threads, 1)
-                + check.at_least("--worst", args.worst, 0)
-                + check.finite("--threshold", args.threshold)
-                + check.choice("--rank-score", args.rank_score, SCORE_DIRECTIONS)
-                + check.symmetry("--symmetry", args.symmetry)
-                + check.positive("--angular-sampling", args.angular_sampling))
-    for opt in ("max_shift", "max_angle", "mask_radius"):
-        problems += check.in_range(f"--{opt.replace('_', '-')}", getattr(args, opt), 0,
-                                   float("inf"), optional=True)
-    for opt in ("resol", "sigma", "pixel_size", "volume_pixel_size"):
-        problems += check.positive(f"--{opt.replace('_', '-')}", getattr(args, opt),
-                                   optional=True)
-    if problems:
-        raise ValueError("; ".join(problems))
-
-
-def _check_stacks(particles) -> None:
-    """Every stack readable, every row's item inside it, boxes as the STAR says."""
-    from xmipp_qc.formats.mrc import stack_shape
-
-    names = particles.block.text("rlnImageName")
-    stacks = np.array(particles.stacks, dtype=object)
-    for s in dict.fromkeys(particles.stacks):
-        rows = np.flatnonzero(stacks == s)
-        first = f"{particles.path} row {rows[0] + 1} ({names[rows[0]]})"
-        if not os.path.exists(s):
-            raise ValueError(f"{first}: image stack {s} does not exist")
-        n, ny, nx = stack_shape(s)
-        beyond = rows[particles.items[rows] >= n]
-        if beyond.size:
-            raise ValueError(f"{particles.path} row {beyond[0] + 1} ({names[beyond[0]]}): "
-                             f"item {particles.items[beyond[0]] + 1} is beyond the {n} "
-                             f"image(s) of {s}")
-        wrong = rows[particles.box[rows] != nx]
-        if wrong.size or ny != nx:
-            raise ValueError(f"{first}: {s} holds {ny} x {nx} px images, the STAR says "
-                             f"{particles.box[rows[0]]} px")
-
-
-def _load_maps(args, particles):
-    from xmipp_qc.core.input_checks import map_problem
-    from xmipp_qc.formats.mrc import read_volume
-
-    maps = []
-    for path in args.volume:
-        vol, px = read_volume(path)
-        problem = map_problem(vol)
-        if problem:
-            raise ValueError(f"{path}: {problem}")
-        if args.volume_pixel_size:
-            px = args.volume_pixel_size
-        elif px is None:
-            px = float(np.max(particles.pixel_size_a))
-            log.warning("%s has no pixel size; assuming the images' %g Å/px", path, px)
-        maps.append((path, vol, float(px)))
-    return maps
-
-
-def _options(args, grid: _Grid):
+def _options(args, grid: Grid):
     from xmipp_qc.core.compare_policy import compare_options
 
     return compare_options(
@@ -225,7 +140,7 @@ def _chunks(particles, chunk: int) -> list:
     return plan_chunks(keys, particles.n, chunk)
 
 
-def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
+def _read_chunk(particles, rows: np.ndarray, grid: Grid) -> np.ndarray:
     from xmipp_qc.formats.mrc import read_images
 
     box, px = int(particles.box[rows[0]]), float(particles.pixel_size_a[rows[0]])
@@ -240,7 +155,7 @@ def _read_chunk(particles, rows: np.ndarray, grid: _Grid) -> np.ndarray:
     return grid.fit(images, px, 2)
 
 
-def _chunk_inputs(particles, rows, grid: _Grid, args) -> dict:
+def _chunk_inputs(particles, rows, grid: Grid, args) -> dict:
     from xmipp_qc.core.pipeline import shifts_to_work
 
     box, px = int(particles.box[rows[0]]), float(particles.pixel_size_a[rows[0]])
@@ -257,7 +172,7 @@ def _chunk_inputs(particles, rows, grid: _Grid, args) -> dict:
     return kw
 
 
-def _prepare(folder: str, particles, maps, grid: _Grid, options, chunks, args) -> None:
+def _prepare(folder: str, particles, maps, grid: Grid, options, chunks, args) -> None:
     """The run folder of :mod:`xmipp_qc.compare_run`: images, maps, chunk inputs, run.json."""
     from xmipp_qc import compare_run
     from xmipp_qc.formats.mrc import StackWriter, write_volume
@@ -287,7 +202,7 @@ def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
     compare_run.run_local(folder, jobs, threads=args.threads, progress=progress)
 
 
-def _gather(folder: str, k: int, chunks, n: int, grid: _Grid, out: str) -> None:
+def _gather(folder: str, k: int, chunks, n: int, grid: Grid, out: str) -> None:
     """Chunk stacks of map k -> ``volK_<stack>.mrcs``, one slot per input row."""
     from xmipp_qc import compare_run
     from xmipp_qc.formats.mrc import StackWriter, read_images
@@ -311,79 +226,6 @@ def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
     os.remove(compare_run.path(folder, "images"))
 
 
-def _in_row_order(final: dict, n: int) -> dict:
-    order = np.argsort(final["ids"], kind="stable")
-    if len(order) != n or not np.array_equal(final["ids"][order], np.arange(n)):
-        raise RuntimeError("the pipeline lost or duplicated particles")
-    return {k: np.asarray(v)[order] for k, v in final.items()}
-
-
-def _label(key: str) -> str:
-    """STAR label of a score: ``match_corr`` -> ``xmippQcMatchCorr``."""
-    return "xmippQc" + "".join(p[:1].upper() + p[1:] for p in key.split("_"))
-
-
-def _write_star(particles, final: dict, grid: _Grid, prefix: str, out: str) -> str:
-    from xmipp_qc.core.pipeline import shifts_to_input
-    from xmipp_qc.formats.star import write_particles
-
-    work_px = np.array([grid.exact_pixel(b, p) for b, p in
-                        zip(particles.box.tolist(), particles.pixel_size_a.tolist())])
-    shifts = shifts_to_input(final["shifts"], work_px[:, None], particles.pixel_size_a[:, None])
-    angles = final["angles"]
-    failed = ~np.isfinite(angles).all(axis=1) | ~np.isfinite(shifts).all(axis=1)
-    if failed.any():  # failed matching: keep the input alignment (the reason says why)
-        angles = angles.copy()
-        angles[failed] = 0.0 if particles.angles is None else particles.angles[failed]
-        shifts[failed] = particles.shifts[failed]
-    cols = {_label(k): v for k, v in final.items() if k not in _NOT_COLUMNS}
-    slots = np.arange(1, particles.n + 1)
-    for label, stack in (("ImageRef", "reprojections"), ("ImageResidual", "residuals"),
-                         ("ImageAligned", "aligned")):
-        cols[f"xmippQc{label}"] = np.array([f"{i:06d}@{prefix}_{stack}.mrcs" for i in slots])
-    path = os.path.join(out, f"{prefix}_particles.star")
-    write_particles(path, particles, cols, angles=angles, shifts=shifts)
-    return path
-
-
-def _write_selection(particles, final: dict, prefix: str, out: str) -> dict:
-    """``prefix_kept.star`` and ``prefix_flagged.star``: the input STAR, every block and
-    value as read, with only the rows not flagged / flagged (outliers and failures)."""
-    from xmipp_qc.formats.star import select_rows, write_star
-
-    flagged = np.asarray(final["isOutlier"], dtype=bool)
-    names = {}
-    for what, rows in (("kept", np.flatnonzero(~flagged)), ("flagged", np.flatnonzero(flagged))):
-        names[f"{what}_star"] = name = f"{prefix}_{what}.star"
-        write_star(os.path.join(out, name), select_rows(particles.blocks, particles.table, rows))
-    return {**names, "n_kept": int((~flagged).sum())}
-
-
-def _write_report(final: dict, prefix: str, out: str, title: str, threshold: float,
-                  k: int) -> str:
-    from xmipp_qc.formats.mrc import read_images
-    from xmipp_qc.plots.reprojections import plot_report, worst_indices
-
-    worst = worst_indices(final["outlierScore"], k)
-    stacks = [read_images(os.path.join(out, f"{prefix}_{s}.mrcs"), worst)
-              for s in ("aligned", "reprojections", "residuals")]
-    labels = [f"row {i + 1}\nscore {final['outlierScore'][i]:.1f}" for i in worst]
-    fig = plot_report(final["outlierScore"], threshold, *stacks, is_outlier=final["isOutlier"],
-                      labels=labels, title=title)
-    path = os.path.join(out, f"{prefix}_report.png")
-    fig.savefig(path, dpi=90)
-    return path
-
-
-def _map_summary(k: int, path: str, final: dict, star: str, pixel: float) -> dict:
-    failed = ~np.isin(final["reason"], ["", "outlier score above threshold"])
-    return {"key": f"vol{k}", "path": os.path.abspath(path), "star": os.path.basename(star),
-            "pixel_a_after_resampling": pixel,
-            "n_images": int(len(final["ids"])), "n_failed": int(failed.sum()),
-            "n_outliers": int((final["isOutlier"] & ~failed).sum()),
-            "mean_cost": float(np.nanmean(final["cost"]))}
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad input raises ValueError/OSError naming the culprit.
 
@@ -396,17 +238,17 @@ def run(args: argparse.Namespace) -> int:
     """
     from xmipp_qc.commands.output_folder import OutputFolder
     from xmipp_qc.core.input_checks import MIN_BOX
-    from xmipp_qc.formats.star import read_particles
+    from xmipp_qc.formats.relion_particles import read_particles
 
-    _check_options(args)
+    check_options(args)
     folder = OutputFolder(args.out, NAME, overwrite=args.overwrite)
     particles = read_particles(args.images, pixel_size_a=args.pixel_size,
                                relion_project=args.relion_project)
     if args.use_ctf and particles.defocus is None:
         raise ValueError(f"{args.images}: --use-ctf needs rlnDefocusU/V/Angle columns")
-    _check_stacks(particles)
-    maps = _load_maps(args, particles)
-    grid = _Grid.of(particles, [px for _, _, px in maps], not args.no_downsample)
+    check_stacks(particles)
+    maps = load_maps(args, particles)
+    grid = Grid.of(particles, [px for _, _, px in maps], not args.no_downsample)
     if grid.box < MIN_BOX:
         raise ValueError(f"{particles.path}: the working box would be {grid.box} px at "
                          f"{grid.pixel_a:g} Å/px; need at least {MIN_BOX} px "
@@ -423,10 +265,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, particles, maps, grid: _Grid, out: str):
+def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
     from xmipp_qc import compare_run
     from xmipp_qc.core.compare_policy import finalize_map
-    from xmipp_qc.core.pipeline import rank
 
     options = _options(args, grid)
     chunks = _chunks(particles, args.chunk_size)
@@ -443,26 +284,14 @@ def _run(args: argparse.Namespace, particles, maps, grid: _Grid, out: str):
             raise ValueError(f"{args.images} against {path}: {exc}") from None
         np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
         _gather(folder, k, chunks, particles.n, grid, out)
-        final = _in_row_order(final, particles.n)
-        star = _write_star(particles, final, grid, f"vol{k}", out)
-        selection = _write_selection(particles, final, f"vol{k}", out)
-        _write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
-                      args.worst)
+        final = in_row_order(final, particles.n)
+        star = write_particles_star(particles, final, grid, f"vol{k}", out)
+        selection = write_selection(particles, final, f"vol{k}", out)
+        write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
+                     args.worst)
         finals[f"vol{k}"] = final
-        summaries.append({**_map_summary(k, path, final, star,
-                                         grid.exact_pixel(vol.shape[0], px)), **selection})
+        summaries.append({**map_summary(k, path, final, star,
+                                        grid.exact_pixel(vol.shape[0], px)), **selection})
     _clean(folder, len(maps), len(chunks))
-    table = rank(finals, score=args.rank_score)
-    if len(maps) > 1:
-        from xmipp_qc.plots.reprojections import plot_ranking
-
-        plot_ranking(table).savefig(os.path.join(out, "ranking.png"), dpi=90)
-    groups = sorted(set(zip(particles.box.tolist(), particles.pixel_size_a.tolist())))
-    report = {"working_box": grid.box, "working_pixel_a": grid.pixel_a,
-              "image_groups": [{"box": b, "pixel_a": p, "cropped_box": grid.cropped(b, p),
-                                "pixel_a_after_resampling": grid.exact_pixel(b, p)}
-                               for b, p in groups],
-              "options": asdict(options), "maps": summaries, "ranking": table}
-    with open(os.path.join(out, "ranking.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
+    table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
     return summaries, table

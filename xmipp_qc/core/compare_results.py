@@ -1,7 +1,7 @@
 """Set-level results of compare reprojections: one map's set, and several maps.
 
 :func:`finalize` turns the chunk results of one map
-(:class:`xmipp_qc.core.pipeline.ChunkResult`, images not needed) into per-image
+(:class:`xmipp_qc.core.chunk_result.ChunkResult`, images not needed) into per-image
 set scores and outlier flags (:func:`xmipp_qc.core.outliers.set_statistics`);
 :func:`rank` compares maps on the images they share
 (:func:`xmipp_qc.core.ranking.rank_maps`), always oriented so that the first

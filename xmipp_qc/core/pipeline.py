@@ -18,7 +18,8 @@ Xmipp shifts in px at the WORKING sampling, an image with shift ``s`` being
 in :mod:`xmipp_qc.core.working_grid`, re-exported here.
 
 Set scores and map ranking (:func:`finalize`, :func:`rank`) are in
-:mod:`xmipp_qc.core.compare_results`, re-exported here.
+:mod:`xmipp_qc.core.compare_results`, and a chunk's results and their file
+(:class:`ChunkResult`) in :mod:`xmipp_qc.core.chunk_result`, both re-exported here.
 
 Frames. Scores are computed in the frame of the experimental image (the
 reprojection is moved, never the noisy image). The stored images are in the
@@ -37,17 +38,18 @@ statistic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.chunk_result import ChunkResult
 from xmipp_qc.core.compare_results import SCORE_DIRECTIONS, finalize, rank  # noqa: F401
 from xmipp_qc.core.ctf import ctf_image
 from xmipp_qc.core.input_checks import image_input_reasons, map_problem
 from xmipp_qc.core.projection import FourierProjector
-from xmipp_qc.core.residuals import ChunkSummary, summarize_chunk
+from xmipp_qc.core.residuals import summarize_chunk
 from xmipp_qc.core.transform import circular_mask, low_pass
 from xmipp_qc.core.working_grid import (  # noqa: F401  (part of the pipeline API)
     common_sampling,
@@ -201,64 +203,6 @@ class MapModel:
             self._gallery = Gallery.build(self.projector, angular_step=o.angular_step,
                                           symmetry=o.symmetry, mask_radius=o.mask_radius)
         return self._gallery
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """Everything one chunk produces (``n`` images of box ``N``).
-
-    Attributes
-    ----------
-    ids : ndarray of int, shape (n,)
-        Caller's item ids, in input order.
-    angles, shifts : ndarray, shape (n, 3) and (n, 2), float64
-        Final Xmipp angles (degrees) and shifts (px, working sampling).
-    matched : ndarray of bool, shape (n,)
-        Angles found by projection matching (else given).
-    match_corr, match_margin : ndarray, shape (n,)
-        Matching correlation and margin; NaN where not matched.
-    summary : ChunkSummary
-        Per-image scores, residual covariances and failure reasons; with
-        refinement, :meth:`xmipp_qc.core.refine.RefineResult.scores` are among
-        its scores (``angleChange`` in degrees, ``shiftChange`` in px, ...).
-    reprojections, residuals, aligned : ndarray of float32, shape (n, N, N) or None
-        Images in the aligned frame (module docstring).
-    """
-
-    ids: NDArray[np.int64]
-    angles: NDArray[np.float64]
-    shifts: NDArray[np.float64]
-    matched: NDArray[np.bool_]
-    match_corr: NDArray[np.float64]
-    match_margin: NDArray[np.float64]
-    summary: ChunkSummary
-    reprojections: NDArray[np.float32] | None = field(default=None, repr=False)
-    residuals: NDArray[np.float32] | None = field(default=None, repr=False)
-    aligned: NDArray[np.float32] | None = field(default=None, repr=False)
-
-    _ARRAYS = ("ids", "angles", "shifts", "matched", "match_corr", "match_margin")
-    _IMAGES = ("reprojections", "residuals", "aligned")
-
-    def save(self, path: str, *, with_images: bool = True) -> None:
-        """Write the chunk to one ``.npz`` file (images optional)."""
-        data = {k: getattr(self, k) for k in self._ARRAYS}
-        data.update({f"score_{k}": v for k, v in self.summary.scores.items()})
-        data["covariances"] = self.summary.covariances
-        data["reasons"] = np.asarray(self.summary.reasons, dtype=str)
-        if with_images:
-            data.update({k: getattr(self, k) for k in self._IMAGES if getattr(self, k) is not None})
-        with open(path, "wb") as fh:
-            np.savez(fh, **data)
-
-    @classmethod
-    def load(cls, path: str, *, with_images: bool = False) -> ChunkResult:
-        """Read a chunk written by :meth:`save` (images only when asked and present)."""
-        with np.load(path, allow_pickle=False) as z:
-            scores = {k[len("score_"):]: z[k] for k in z.files if k.startswith("score_")}
-            summary = ChunkSummary(scores=scores, covariances=z["covariances"],
-                                   reasons=z["reasons"].astype(str))
-            images = {k: (z[k] if with_images and k in z.files else None) for k in cls._IMAGES}
-            return cls(**{k: z[k] for k in cls._ARRAYS}, summary=summary, **images)
 
 
 def _usable(images: NDArray) -> NDArray[np.bool_]:

@@ -28,6 +28,7 @@ from pyworkflow.object import Set
 
 from xmipp_qc.convert import readImages
 from xmipp_qc.core import pipeline
+from xmipp_qc.core.chunk_result import ChunkResult
 from xmipp_qc.core.compare_results import burn_in_reference
 from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
 from xmipp_qc.formats.json_files import read_json, write_json
@@ -109,7 +110,7 @@ class CompareReprojectionsEmission:
             if book.refs[vid] is None and not self._tryReference(book, vid):
                 continue
             for k in sorted(book.done[vid] - book.scored[vid]):
-                result = pipeline.ChunkResult.load(self._chunkPath(vid, k))
+                result = ChunkResult.load(self._chunkPath(vid, k))
                 self._saveChunkScores(vid, k, pipeline.finalize(
                     [result], reference=book.refs[vid]))
                 book.scored[vid].add(k)
@@ -125,7 +126,7 @@ class CompareReprojectionsEmission:
                 break
             prefix.append(k)
             if sum(book.sizes[c] for c in prefix) >= self.burnIn.get():
-                results = [pipeline.ChunkResult.load(self._chunkPath(vid, c)) for c in prefix]
+                results = [ChunkResult.load(self._chunkPath(vid, c)) for c in prefix]
                 if sum(int(r.summary.valid.sum()) for r in results) >= 3:
                     return self._saveReference(book, vid, burn_in_reference(
                         results, components=self._components()), prefix)
@@ -135,7 +136,7 @@ class CompareReprojectionsEmission:
 
     def _wholeSetReference(self, book, vid, chunks):
         """Input closed before the burn-in was complete: the whole set is the burn-in."""
-        results = [pipeline.ChunkResult.load(self._chunkPath(vid, c)) for c in chunks]
+        results = [ChunkResult.load(self._chunkPath(vid, c)) for c in chunks]
         scores = pipeline.finalize(results, components=self._components())
         start = 0
         for k, r in zip(chunks, results):

@@ -8,7 +8,7 @@ the names and formats live here, in one place:
 ``locations.json``         image locations of the input items;
 ``images_work.mrcs``       the images at the working sampling (downSampleStep);
 ``volume_<vid>.mrc``       each candidate map at the working sampling;
-``vol<vid>/chunk_<k>.npz`` one :class:`~xmipp_qc.core.pipeline.ChunkResult` per
+``vol<vid>/chunk_<k>.npz`` one :class:`~xmipp_qc.core.chunk_result.ChunkResult` per
                            (map, chunk), with its image stacks beside it;
 ``vol<vid>/scores.npz``    per-image set statistics of one map
                            (:func:`xmipp_qc.core.pipeline.finalize`);

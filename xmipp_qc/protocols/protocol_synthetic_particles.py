@@ -28,13 +28,8 @@ from pwem.protocols import EMProtocol
 from pyworkflow.object import Pointer
 
 from xmipp_qc.convert import xmippToTransform
-from xmipp_qc.core.simulate import (
-    OUTLIER_KINDS,
-    Blobs,
-    blobs_volume,
-    phantom_blobs,
-    simulate_particles,
-)
+from xmipp_qc.core.simulate_blobs import Blobs, blobs_volume, phantom_blobs
+from xmipp_qc.core.simulate_particles import OUTLIER_KINDS, simulate_particles
 from xmipp_qc.formats.mrc import StackWriter, write_volume
 from xmipp_qc.protocols.synthetic_session import SyntheticSessionMixin, parseRange
 

@@ -9,7 +9,7 @@ import numpy as np
 import pwem.objects as emobj
 from pyworkflow.object import Set
 
-from xmipp_qc.core.simulate import simulate_particles
+from xmipp_qc.core.simulate_particles import simulate_particles
 from xmipp_qc.formats.mrc import write_stack
 
 

@@ -39,7 +39,7 @@ import pytest
 from xmipp_qc.cli import main
 from xmipp_qc.core import simulate as sim
 from xmipp_qc.formats.mrc import write_stack, write_volume
-from xmipp_qc.formats.star import read_particles
+from xmipp_qc.formats.relion_particles import read_particles
 from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
 BOX, N, PX = 32, 30, 6.0

@@ -12,7 +12,7 @@ from xmipp_qc.core import simulate as sim
 from xmipp_qc.core.geometry import euler_to_matrix
 from xmipp_qc.core.pipeline import CompareOptions, MapModel, finalize, process_chunk
 from xmipp_qc.formats.mrc import read_images, stack_shape, write_stack, write_volume
-from xmipp_qc.formats.star import read_particles
+from xmipp_qc.formats.relion_particles import read_particles
 from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
 BOX, N, PX = 40, 200, 3.0

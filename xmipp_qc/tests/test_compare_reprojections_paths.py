@@ -27,8 +27,8 @@ from xmipp_qc import compare_run  # noqa: E402
 from xmipp_qc.cli import main  # noqa: E402
 from xmipp_qc.convert import imagesToArrays  # noqa: E402
 from xmipp_qc.core import simulate as sim  # noqa: E402
+from xmipp_qc.core.chunk_result import ChunkResult  # noqa: E402
 from xmipp_qc.core.compare_policy import compare_options  # noqa: E402
-from xmipp_qc.core.pipeline import ChunkResult  # noqa: E402
 from xmipp_qc.formats.mrc import write_stack, write_volume  # noqa: E402
 from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtCompareReprojections,

@@ -1,4 +1,4 @@
-"""RELION STAR and MRC readers/writers (xmipp_qc.formats.star, xmipp_qc.formats.mrc)."""
+"""RELION STAR and MRC readers/writers (xmipp_qc.formats.star, .relion_particles, .mrc)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from xmipp_qc.formats.mrc import (
     write_stack,
     write_volume,
 )
-from xmipp_qc.formats.star import (
+from xmipp_qc.formats.relion_particles import (
     origins_to_shifts,
     read_particles,
-    read_star,
     shifts_to_origins,
     write_particles,
 )
+from xmipp_qc.formats.star import read_star
 from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
 DATA = SHARED_DATA
@@ -227,6 +227,31 @@ def test_star_errors(tmp_path):
     none.write_text("data_optics\nloop_\n_rlnOpticsGroup #1\n1\n")
     with pytest.raises(ValueError, match="no particle table"):
         read_particles(str(none))
+
+
+@pytest.mark.parametrize("first", ["star", "relion_particles"])
+def test_particle_names_still_import_from_star(first):
+    """The particle table moved to formats.relion_particles; formats.star re-exports it,
+    whichever of the two modules a fresh process imports first."""
+    import subprocess
+    import sys
+
+    probe = (f"import xmipp_qc.formats.{first}\n"
+             "from xmipp_qc.formats import relion_particles as rp, star\n"
+             "from xmipp_qc.formats.star import *  # noqa: F403\n"
+             "names = ['RELION_PROJECT_ODD_OFFSET', 'Particles', 'origins_to_shifts',\n"
+             "         'read_particles', 'shifts_to_origins', 'write_particles']\n"
+             "assert set(names) <= set(star.__all__)\n"
+             "assert all(getattr(star, k) is getattr(rp, k) for k in names)\n"
+             "assert read_particles is rp.read_particles and read_star is star.read_star\n"
+             "print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=False)
+    assert run.stdout.strip() == "ok", run.stderr
+    with pytest.raises(AttributeError, match="no attribute 'read_particle'"):
+        import xmipp_qc.formats.star as star
+
+        star.read_particle  # noqa: B018
 
 
 @pytest.mark.parametrize("mode, dtype", [(0, np.int8), (1, np.int16), (2, np.float32),

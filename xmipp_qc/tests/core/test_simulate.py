@@ -155,7 +155,7 @@ def test_particles_snr_and_determinism():
 
 
 def test_missing_domain_removes_about_a_tenth_of_the_mass():
-    from xmipp_qc.core.simulate import _missing_domain
+    from xmipp_qc.core.simulate_particles import _missing_domain
 
     blobs = phantom_blobs(64, seed=9)
     fractions = []
