@@ -6,7 +6,8 @@ noise error. This module refines the whole orientation off the grid from the
 correlations at the gallery directions around the best one:
 
 1. A :class:`Stencil` lists, once per gallery, the directions within
-   ``STENCIL_STEPS`` angular steps of every gallery direction, over all
+   :func:`stencil_radius` of every gallery direction (2.05 steps, at least
+   10.25 deg, at most 4 steps), over all
    orientations equivalent under the symmetry group
    (:func:`xmipp_qc.core.geometry.equivalent_orientations`). Each neighbour
    ``j`` of direction ``i`` (orientation ``E_i = E(rot_i, tilt_i, 0)``, Xmipp
@@ -45,10 +46,12 @@ from scipy.spatial.transform import Rotation
 from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix, matrix_to_euler
 from xmipp_qc.core.polar import rotational_correlation
 
-__all__ = ["STENCIL_STEPS", "Stencil", "build_stencil", "polish_orientations",
-           "stencil_correlations"]  # fmt: skip
+__all__ = ["Stencil", "build_stencil", "polish_orientations", "stencil_correlations",
+           "stencil_radius"]  # fmt: skip
 
-STENCIL_STEPS = 2.05  # stencil radius in angular steps (12 neighbours on Xmipp's grid)
+_STENCIL_STEPS = 2.05  # stencil radius in angular steps (12 neighbours on Xmipp's grid)
+_STENCIL_MIN_DEG = 10.25  # ... at least (a finer gallery fits the same region, denser)
+_STENCIL_MAX_STEPS = 4.0  # ... at most (bounds the stencil size of very fine galleries)
 _PSI_SAMPLES = 1440  # psi samples of the neighbour correlations (0.25 deg)
 
 _MAX_MOVE_STEPS = 1.0  # the polished direction stays within this many steps
@@ -122,8 +125,21 @@ def _pairs(e: NDArray, copies: NDArray, owner: NDArray, near: list) -> tuple:
     return centre, index, uv, np.degrees(np.arctan2(rz[:, 0, 1], rz[:, 0, 0]))
 
 
+def stencil_radius(step_deg: float) -> float:
+    """Stencil radius in degrees for a gallery step in degrees.
+
+    2.05 steps (the 12 nearest directions of Xmipp's grid, enough for the 10
+    coefficients of the cubic), widened to 10.25 deg for finer galleries so that
+    they fit the correlation over the same region as a 5 deg one with more
+    samples (over 2 steps of 3 deg the fit is noisier: a 3 deg gallery was
+    worse than a 5 deg one on the small maps of the panel), and at most 4 steps.
+    """
+    steps = min(max(_STENCIL_STEPS, _STENCIL_MIN_DEG / step_deg), _STENCIL_MAX_STEPS)
+    return steps * step_deg
+
+
 def build_stencil(angles: NDArray, symmetry: str, step_deg: float,
-                  radius_steps: float = STENCIL_STEPS) -> Stencil:  # fmt: skip
+                  radius_deg: float | None = None) -> Stencil:  # fmt: skip
     """Stencils of all gallery directions (symmetry-aware).
 
     Parameters
@@ -134,8 +150,9 @@ def build_stencil(angles: NDArray, symmetry: str, step_deg: float,
         Xmipp point group of the map.
     step_deg : float
         Angular step of the gallery, degrees.
-    radius_steps : float
-        Neighbours within this many steps (angle between directions).
+    radius_deg : float, optional
+        Neighbours within this angle (between directions) in degrees; default
+        :func:`stencil_radius`.
 
     Returns
     -------
@@ -147,7 +164,8 @@ def build_stencil(angles: NDArray, symmetry: str, step_deg: float,
     copies = equivalent_orientations(flat, symmetry)  # (n, k, 3, 3)
     owner = np.repeat(np.arange(n), copies.shape[1])
     copies = copies.reshape(-1, 3, 3)
-    chord = 2 * math.sin(math.radians(radius_steps * step_deg) / 2)
+    radius = stencil_radius(step_deg) if radius_deg is None else radius_deg
+    chord = 2 * math.sin(math.radians(radius) / 2)
     near = cKDTree(copies[:, 2, :]).query_ball_point(e[:, 2, :], chord)
     centre, idx, uv_p, twist_p = _pairs(e, copies, owner, near)
     start = np.searchsorted(centre, np.arange(n))

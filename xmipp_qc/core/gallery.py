@@ -133,7 +133,7 @@ class Gallery:
         """Fine directions around each fine direction, for the sub-grid polish.
 
         Built by :meth:`build` (:func:`xmipp_qc.core.direction_polish.build_stencil`,
-        symmetry-aware, within ``STENCIL_STEPS`` angular steps).
+        symmetry-aware, within :func:`~xmipp_qc.core.direction_polish.stencil_radius`).
         """
         return build_stencil(self.fine.angles, self.symmetry, self.angular_step)
 

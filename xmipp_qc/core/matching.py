@@ -25,7 +25,7 @@ Algorithm (polar Fourier representation of :mod:`xmipp_qc.core.polar`):
    0.25 px, psi by a parabola through the correlation samples.
 5. The direction leaves the grid (:mod:`xmipp_qc.core.direction_polish`): a
    cubic fit of the correlations (at the found shift, psi-maximised) at the
-   fine directions within about two steps of the winner gives the peak
+   fine directions within two steps (at least 10 deg) of the winner gives the peak
    direction (within one step of the grid point) and a linear fit of their psi
    the in-plane angle there.
 
