@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
 
+from xmipp_qc.core.direction_polish import Stencil, build_stencil
 from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix
 from xmipp_qc.core.polar import PolarGrid, apply_mask, soft_disk
 from xmipp_qc.core.sampling import directions_to_angles, sample_directions
@@ -125,6 +127,15 @@ class Gallery:
         """Fine gallery orientations ``(rot, tilt, 0)``, shape (n_ref, 3), degrees."""
         return self.fine.angles
 
+    @cached_property
+    def stencil(self) -> Stencil:
+        """Fine directions around each fine direction, for the sub-grid polish.
+
+        Built by :meth:`build` (:func:`xmipp_qc.core.direction_polish.build_stencil`,
+        symmetry-aware, within :func:`~xmipp_qc.core.direction_polish.stencil_radius`).
+        """
+        return build_stencil(self.fine.angles, self.symmetry, self.angular_step)
+
     @classmethod
     def build(
         cls,
@@ -189,8 +200,10 @@ class Gallery:
             c_angles = _directions(coarse_step, symmetry)
             coarse = cls._level(proj, c_angles, grid, mask, n_rc, n_mc)
         nb, close = _neighbourhoods(coarse.angles, fine.angles, symmetry, coarse_step)
-        return cls(box, float(angular_step), coarse_step, symmetry, grid, mask, fine, coarse,
-                   n_rc, n_mc, nb, close)  # fmt: skip
+        gallery = cls(box, float(angular_step), coarse_step, symmetry, grid, mask, fine, coarse,
+                      n_rc, n_mc, nb, close)  # fmt: skip
+        _ = gallery.stencil  # built with the gallery, not in the first match
+        return gallery
 
     @staticmethod
     def _level(proj, angles: NDArray, grid: PolarGrid, mask: NDArray, n_rings: int, n_m: int):

@@ -111,24 +111,28 @@ def equivalent_orientations(angles: ArrayLike, symmetry: str = "c1") -> NDArray[
 
     Parameters
     ----------
-    angles : array_like, shape (3,)
+    angles : array_like, shape (3,) or (n, 3)
         Xmipp ``(rot, tilt, psi)`` in degrees.
     symmetry : str
         Xmipp point-group name (see :mod:`xmipp_qc.core.symmetry`).
 
     Returns
     -------
-    ndarray of float64, shape (k, 3, 3)
+    ndarray of float64, shape (k, 3, 3) or (n, k, 3, 3)
         ``E @ S.T`` for each proper ``S`` and ``diag(1, 1, -1) @ E @ S.T`` for each
         improper ``S`` (a proper rotation: the improper element mirrors the map
         along the beam, which the line integral does not see). All are proper.
     """
-    e = euler_to_matrix(np.asarray(angles, dtype=np.float64).reshape(3))
+    a = np.asarray(angles, dtype=np.float64)
+    if a.shape[-1:] != (3,) or a.ndim > 2:
+        raise ValueError(f"angles must have shape (3,) or (n, 3), got {a.shape}")
+    e = euler_to_matrix(a.reshape(-1, 3))[:, None]  # (n, 1, 3, 3)
     proper, improper = _group(symmetry)
     out = [e @ np.transpose(proper, (0, 2, 1))]
     if len(improper):
         out.append(_FLIP_Z @ e @ np.transpose(improper, (0, 2, 1)))
-    return np.concatenate(out)
+    out = np.concatenate(out, axis=1)
+    return out[0] if a.ndim == 1 else out
 
 
 def rotation_distance(

@@ -23,6 +23,11 @@ Algorithm (polar Fourier representation of :mod:`xmipp_qc.core.polar`):
    covers the coarse shift's cell and psi at the angular Nyquist step.
 4. The winner is polished: shift by quadratic fits on 3 x 3 grids of 0.5 and
    0.25 px, psi by a parabola through the correlation samples.
+5. The direction leaves the grid (:mod:`xmipp_qc.core.direction_polish`): a
+   cubic fit of the correlations (at the found shift, psi-maximised) at the
+   fine directions within two steps (at least 10 deg) of the winner gives the peak
+   direction (within one step of the grid point) and a linear fit of their psi
+   the in-plane angle there.
 
 Search scores are correlations of the band-limited (``1/N .. max_freq``)
 image, masked by a disk of ``mask_radius + max_shift_px``, with the references
@@ -54,6 +59,7 @@ import numpy as np
 import scipy.fft
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.direction_polish import polish_orientations, stencil_correlations
 from xmipp_qc.core.gallery import Gallery, Level
 from xmipp_qc.core.geometry import rotation_distance
 from xmipp_qc.core.polar import apply_mask, rotational_correlation, soft_disk
@@ -62,6 +68,7 @@ __all__ = ["Gallery", "MatchResult", "match_images"]
 
 _BUDGET = 48 * 2**20  # bytes of the largest float32 temporary of a search block
 _POLISH_PSI = 1440
+_PSI_WINDOW_STEPS = 2.0  # psi of stencil neighbours within this many steps of the prediction
 _UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)  # 3 x 3 grid
 _QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
 
@@ -82,20 +89,23 @@ class MatchResult:
     Attributes
     ----------
     angles : ndarray of shape (n, 3)
-        Xmipp Euler ``(rot, tilt, psi)`` in degrees: the gallery direction and
-        the refined in-plane rotation.
+        Xmipp Euler ``(rot, tilt, psi)`` in degrees: the polished orientation,
+        off the gallery grid (at most one angular step from the direction
+        ``ref_index``; on it where the correlation fit has no maximum).
     shifts : ndarray of shape (n, 2)
         ``(shift_x, shift_y)`` in px, Xmipp convention ``I(r) = P(r + s)``,
         sub-pixel refined, ``|s| <= max_shift_px``.
     corr : ndarray of shape (n,)
         Pearson correlation of the masked, band-limited image with the
-        (CTF-affected) reference at that orientation and shift.
+        (CTF-affected) reference of the gallery direction ``ref_index`` at its
+        best psi and the found shift (the grid correlation: the gallery has no
+        reference at the polished orientation).
     margin : ndarray of shape (n,)
         ``corr`` of the best minus that of the best orientation more than
         ``2 * angular_step`` away (symmetry-aware, both on the fine grid);
         NaN if no such orientation was evaluated.
     ref_index : ndarray of shape (n,), int
-        Index of the direction in :attr:`Gallery.angles`.
+        Index of the best grid direction in :attr:`Gallery.angles`.
     """
 
     angles: NDArray[np.float64]
@@ -305,14 +315,11 @@ def _polish(img: _Images, gallery: Gallery, ref: NDArray, shift: NDArray,
     return s
 
 
-def _final_psi_corr(imgs: NDArray, ctf, gallery: Gallery, radius: float, ref: NDArray,
-                    s: NDArray) -> tuple:  # fmt: skip
+def _final_psi_corr(img: _Images, gallery: Gallery, ref: NDArray, s: NDArray) -> tuple:
     """Return psi (parabolic peak) and the Pearson correlation in the moved particle mask.
 
-    The mask is the particle disk centred at ``-s`` (``I(r) = P(r + s)``).
+    ``img`` is prepared with the particle disk centred at ``-s`` (``I(r) = P(r + s)``).
     """
-    masks = soft_disk(gallery.box, radius, centers=-s)
-    img = _prepare_images(imgs, ctf, gallery, masks)
     c = _correlate_one(img, gallery, ref, s[:, None, :])[:, 0]  # (n, psi)
     i = c.argmax(axis=1)
     rows = np.arange(len(c))
@@ -324,6 +331,20 @@ def _final_psi_corr(imgs: NDArray, ctf, gallery: Gallery, radius: float, ref: ND
     psi = ((i + d) * (360.0 / _POLISH_PSI)) % 360.0
     den = _ref_norm(img, gallery.fine, ref[:, None], gallery.grid.n_rings)[:, 0]
     return psi, peak / (den * np.sqrt(np.maximum(img.norm2, 1e-30)))
+
+
+def _polish_direction(img: _Images, gallery: Gallery, ref: NDArray, s: NDArray,
+                      psi: NDArray) -> NDArray[np.float64]:  # fmt: skip
+    """Off-grid orientations (n, 3) from the stencil of :mod:`~xmipp_qc.core.direction_polish`."""
+    st, grid = gallery.stencil, gallery.grid
+    idx = st.index[ref]  # (n, K)
+    g = grid.ring_coefficients(img.half * grid.shift_phases(s))  # (n, R, m)
+    den = _ref_norm(img, gallery.fine, idx, grid.n_rings) * np.sqrt(
+        np.maximum(img.norm2, 1e-30))[:, None]  # fmt: skip
+    pred = psi[:, None] - st.twist[ref]  # psi of each neighbour predicted from the best
+    corr, psi_k = stencil_correlations(g, gallery.fine.coeffs[idx], den, pred, grid.n_theta,
+                                       _PSI_WINDOW_STEPS * gallery.angular_step)
+    return polish_orientations(st, ref, psi, corr, psi_k)[0]
 
 
 def _margin(gallery: Gallery, corr: NDArray, ref: NDArray, psi: NDArray) -> NDArray[np.float64]:
@@ -423,9 +444,9 @@ def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, radius: float, max_shift:
     rows, best = np.arange(len(imgs)), corr_f.argmax(axis=1)
     ref = ref_f[rows, best]
     shift = _polish(img, gallery, ref, shift_f[rows, best], max_shift)
-    psi, corr = _final_psi_corr(imgs, ctf, gallery, radius, ref, shift)
-    angles = gallery.angles[ref].copy()
-    angles[:, 2] = psi
+    img = _prepare_images(imgs, ctf, gallery, soft_disk(gallery.box, radius, centers=-shift))
+    psi, corr = _final_psi_corr(img, gallery, ref, shift)
+    angles = _polish_direction(img, gallery, ref, shift, psi)
     margin = _margin(gallery, np.concatenate([corr_f, corr2], axis=1),
                      np.concatenate([ref_f, ref_f], axis=1), np.concatenate([psi_f, psi2], axis=1))
     return angles, shift, corr.astype(np.float64), margin, ref

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xmipp_qc.core.geometry import rotation_distance
+from xmipp_qc.core.geometry import direction_distance, euler_to_matrix, rotation_distance
 from xmipp_qc.core.matching import Gallery, MatchResult, match_images
+from xmipp_qc.core.sampling import directions_to_angles
 from xmipp_qc.core.simulate import phantom_blobs, project_blobs, simulate_particles
 from xmipp_qc.tests.shared_data import SHARED_DATA, missing_shared_data
 
@@ -42,8 +43,9 @@ def c1_setup():
 @pytest.mark.parametrize("box", [63, 64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exact_recovery_at_gallery_orientations(box, dtype):
+    """On the grid the direction polish stays put (< 0.5 deg at a 5 deg step)."""
     blobs = phantom_blobs(box, seed=2)
-    gallery = Gallery.build(BlobProjector(blobs, box), angular_step=10.0)
+    gallery = Gallery.build(BlobProjector(blobs, box), angular_step=5.0)
     rng = np.random.default_rng(box)
     idx = rng.choice(len(gallery.angles), size=24, replace=False)
     angles = gallery.angles[idx].copy()
@@ -60,6 +62,87 @@ def test_exact_recovery_at_gallery_orientations(box, dtype):
     assert np.abs(res.shifts - shifts).max() < 0.2
     assert res.corr.min() > 0.99
     assert np.all(res.margin > 0)
+
+
+def _between_grid_points(gallery, n, seed):
+    """Orientations halfway between neighbouring gallery directions, random psi, (n, 3)."""
+    rng = np.random.default_rng(seed)
+    dirs = euler_to_matrix(gallery.angles)[:, 2, :]
+    i = rng.choice(len(dirs), size=n, replace=False)
+    near = dirs[i] @ dirs.T
+    near[np.arange(n), i] = -2.0
+    mid = dirs[i] + dirs[near.argmax(axis=1)]
+    angles = directions_to_angles(mid / np.linalg.norm(mid, axis=1, keepdims=True))
+    angles[:, 2] = rng.uniform(0, 360, n)
+    return angles
+
+
+@pytest.mark.parametrize("box", [47, 48])
+def test_direction_polish_leaves_the_grid(box):
+    """Noiseless images halfway between gallery points (half a step from both)
+    land within a fraction of a step, which no grid direction can; the polish
+    moves no image more than one step from its grid direction."""
+    blobs = phantom_blobs(box, seed=4)
+    gallery = Gallery.build(BlobProjector(blobs, box), angular_step=5.0)
+    angles = _between_grid_points(gallery, 30, seed=box)
+    res = match_images(project_blobs(blobs, angles, box=box), gallery, max_shift_px=0)
+    grid_err = direction_distance(gallery.angles[res.ref_index], angles)
+    assert grid_err.min() > 2.3  # the grid alone is half a step off
+    err = rotation_error(res.angles, angles)
+    assert np.median(err) < 0.5 and err.max() < 1.25
+    assert direction_distance(res.angles, gallery.angles[res.ref_index]).max() <= 5.0 + 1e-6
+
+
+def test_direction_polish_with_symmetry():
+    """d7: stencils reach across the asymmetric unit's edges (equivalent orientations)."""
+    blobs = phantom_blobs(48, seed=6, n_blobs=4, symmetry="d7")
+    gallery = Gallery.build(BlobProjector(blobs, 48), angular_step=5.0, symmetry="d7")
+    rng = np.random.default_rng(5)
+    tilt = np.degrees(np.arccos(rng.uniform(-1, 1, 40)))
+    angles = np.column_stack([rng.uniform(-180, 180, 40), tilt, rng.uniform(0, 360, 40)])
+    res = match_images(project_blobs(blobs, angles, box=48), gallery, max_shift_px=0)
+    err = rotation_error(res.angles, angles, "d7")
+    grid = np.column_stack([gallery.angles[res.ref_index, :2], res.angles[:, 2]])
+    grid_err = direction_distance(grid, angles, "d7")
+    assert np.median(err) < 0.4 * np.median(grid_err)
+    assert np.mean(err < 1.25) >= 0.85
+    assert np.all(err < grid_err + 0.5)  # near a 2-fold axis (tilt 89 deg) it may not gain
+
+
+@pytest.mark.parametrize("symmetry", ["c1", "d7", "ci"])
+def test_stencil_points_are_equivalent_gallery_orientations(symmetry):
+    """Rz(h) G(u, v) E_i is an orientation equivalent to gallery direction j at psi 0."""
+    from xmipp_qc.core.direction_polish import _geodesic, build_stencil
+    from xmipp_qc.core.gallery import _directions
+    from xmipp_qc.core.geometry import equivalent_orientations
+
+    angles = _directions(10.0, symmetry)
+    st = build_stencil(angles, symmetry, 10.0)
+    assert np.all(st.index[:, 0] == np.arange(len(angles))) and np.all(st.uv[:, 0] == 0)
+    assert st.valid.sum(axis=1).min() >= 10  # enough points for the cubic everywhere
+    theta = np.degrees(np.hypot(st.uv[..., 0], st.uv[..., 1]))
+    assert theta[st.valid].max() <= 2.05 * 10.0 + 1e-6
+    for i in np.random.default_rng(0).choice(len(angles), 25, replace=False):
+        for k in np.flatnonzero(st.valid[i]):
+            rz = euler_to_matrix([0.0, 0.0, st.twist[i, k]])
+            m = rz @ _geodesic(st.uv[i, k]) @ st.frames[i]
+            copies = equivalent_orientations(angles[st.index[i, k]], symmetry)
+            assert np.abs(copies - m).max(axis=(1, 2)).min() < 1e-9
+
+
+def test_polish_falls_back_to_the_grid_without_a_maximum():
+    from xmipp_qc.core.direction_polish import build_stencil, polish_orientations
+    from xmipp_qc.core.gallery import _directions
+
+    angles = _directions(10.0, "c1")
+    st = build_stencil(angles, "c1", 10.0)
+    ref = np.array([3, 50, 100])
+    w = st.uv[ref] / st.step
+    bowl = np.where(st.valid[ref], (w**2).sum(axis=-1), 0.0)  # a minimum, no maximum
+    psi0 = np.array([10.0, 200.0, 350.0])
+    out, moved = polish_orientations(st, ref, psi0, bowl, psi0[:, None] - st.twist[ref])
+    np.testing.assert_allclose(moved, 0.0)
+    assert rotation_error(out, np.column_stack([angles[ref, :2], psi0])).max() < 1e-9
 
 
 def _accuracy(blobs, gallery, symmetry, n=200, seed=7, **kw):
