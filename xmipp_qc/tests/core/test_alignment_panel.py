@@ -81,22 +81,28 @@ def test_matching_on_the_panel_at_snr1(maps, name, kind):
     assert np.median(err) < 4.0
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("name", ["compact30", "70S@24"])
-def test_finer_step_is_never_worse(maps, name):
-    """A 3 deg gallery does at least as well as a 5 deg one on the same small-box images."""
+def test_finer_step_is_never_worse(maps, name, kind):
+    """A 3 deg gallery does at least as well as a 5 deg one on the same small-box images.
+
+    120 images, compared image by image: at least as many within 7.5 deg, no more
+    gross misses (> 15 deg), and the paired median of ``err(3) - err(5)`` <= 0.
+    Measured: -0.03 deg on each of the four cases (both steps are at the noise
+    floor once the direction is polished off the grid).
+    """
     pmap = maps[name]
-    sim = _sim(pmap, "plain")
+    sim = simulate_images(pmap, 120, snr=None, ctf=kind != "plain",
+                          max_shift_px=KINDS[kind] * pmap.box, seed=pmap.box)  # fmt: skip
     images = add_noise(sim.images, 1.0, seed=7)
     err = {}
     for step in (5.0, 3.0):
         gallery = Gallery.build(pmap.volume, angular_step=step, symmetry=pmap.symmetry)
-        res = match_images(images, gallery)
+        res = match_images(images, gallery, ctf=sim.ctf)
         err[step] = rotation_distance(res.angles, sim.angles, pmap.symmetry)
-    assert np.mean(err[3.0] <= 7.5) >= np.mean(err[5.0] <= 7.5)
-    # With the direction polish both steps reach the noise floor (200 compact30
-    # images: median 2.39 deg at 3 deg, 2.41 at 5 deg); the median of 24 errors
-    # is known to about +-0.25 deg.
-    assert np.median(err[3.0]) <= np.median(err[5.0]) + 0.25
+    assert np.sum(err[3.0] <= 7.5) >= np.sum(err[5.0] <= 7.5)
+    assert np.sum(err[3.0] > 15) <= np.sum(err[5.0] > 15)
+    assert np.median(err[3.0] - err[5.0]) <= 0.0
 
 
 @pytest.mark.parametrize("name", ["compact30", "70S@24", "d7-assembly"])
