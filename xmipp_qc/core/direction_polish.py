@@ -292,7 +292,7 @@ def polish_orientations(stencil: Stencil, ref: NDArray, psi0: NDArray, corr: NDA
     flat[:, 2] = psi0 + twist
     e = stencil.frames[ref]
     grid = matrix_to_euler(e)
-    grid[:, 2] = psi0
+    grid[:, 2] = (psi0 + 180.0) % 360.0 - 180.0  # the range of matrix_to_euler's psi
     mats = euler_to_matrix(flat) @ _geodesic(w * stencil.step) @ e
     angles = np.where(ok[:, None], matrix_to_euler(mats), grid)
     return angles, np.degrees(np.hypot(w[:, 0], w[:, 1]) * stencil.step)
