@@ -232,7 +232,9 @@ class LocalRefiner:
         res = g - np.einsum("nj,njs->ns", sol.astype(np.float32), b)
         tau2 = self._dot(res, res) / max(float(self._w.sum()) - 4.0, 1.0)
         cov = np.linalg.inv(a_mat)[:, 1:, 1:] * tau2[:, None, None]
-        cov /= np.where(gain > 0, gain * gain, 0.0)[:, None, None]
+        scale = np.where(gain > 0, 1.0 / np.where(gain > 0, gain * gain, 1.0), np.inf)
+        with np.errstate(invalid="ignore"):  # 0 * inf: unbounded too (NaN -> inf below)
+            cov = cov * scale[:, None, None]  # no positive gain: unbounded
         return w, np.nan_to_num(cov, nan=np.inf)
 
     @staticmethod
