@@ -65,10 +65,13 @@ class CompareReprojectionsQueue:
         super().appendJobId(jobId)
         self._submitted.jobId = jobId
 
-    def _jobSettled(self, jobId, done, checks=3, pause=2.0):
+    def _jobSettled(self, jobId, done, checks=6, pause=5.0):
         """Whether ``done()`` after all: the queue's check command can answer empty
-        for a live job (a busy controller); it must say "gone" ``checks`` times in a
-        row, ``pause`` s apart, before a missing result counts as a failed job."""
+        for a live job (a busy controller: squeue times out and prints nothing); it
+        must say "gone" ``checks`` times in a row, ``pause`` s apart (30 s), before a
+        missing result counts as a failed job. 3 checks 2 s apart were not enough on
+        a loaded 2-core CI machine: a resubmitted chunk was called failed while its
+        job was still to start."""
         from pyworkflow.protocol.launch import _checkJobStatus
 
         gone = 0
