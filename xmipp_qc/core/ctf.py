@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ctf_image", "electron_wavelength_a"]
+__all__ = ["apply_ctf", "ctf_image", "electron_wavelength_a"]
 
 
 def electron_wavelength_a(voltage_kv: float) -> float:
@@ -137,3 +137,24 @@ def ctf_image(
     )
     out = np.sin(chi)
     return out if batched else out[0]
+
+
+def apply_ctf(images: ArrayLike, ctf: ArrayLike) -> NDArray[np.float64]:
+    """Filter centred images by a CTF given in ``rfft2`` layout.
+
+    Parameters
+    ----------
+    images : array_like of shape (n, N, N) or (N, N)
+        Real images indexed ``[y, x]``, origin at ``N // 2``.
+    ctf : array_like of shape (n, N, N//2+1) or (N, N//2+1)
+        Real CTF per image (or one for all), as from :func:`ctf_image` with
+        ``rfft=True``.
+
+    Returns
+    -------
+    ndarray, same shape as ``images``, float64
+        ``IFFT(CTF * FFT(image))`` with the origin kept at ``N // 2``.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    spectrum = np.fft.rfft2(np.fft.ifftshift(x, axes=(-2, -1))) * np.asarray(ctf)
+    return np.fft.fftshift(np.fft.irfft2(spectrum, s=x.shape[-2:]), axes=(-2, -1))

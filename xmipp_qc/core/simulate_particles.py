@@ -191,12 +191,10 @@ def _clean_images(
 
 
 def _apply_ctf(images: NDArray, pixel_size_a: float, du, dv, da, **acq) -> NDArray:
-    from xmipp_qc.core.ctf import ctf_image
+    from xmipp_qc.core.ctf import apply_ctf, ctf_image
 
-    box = images.shape[-1]
-    ctf = ctf_image(box, pixel_size_a, du, dv, da, rfft=True, **acq)
-    spectrum = np.fft.rfft2(np.fft.ifftshift(images, axes=(-2, -1))) * ctf
-    return np.fft.fftshift(np.fft.irfft2(spectrum, s=(box, box)), axes=(-2, -1))
+    ctf = ctf_image(images.shape[-1], pixel_size_a, du, dv, da, rfft=True, **acq)
+    return apply_ctf(images, ctf)
 
 
 def simulate_particles(

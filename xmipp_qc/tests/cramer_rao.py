@@ -28,18 +28,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
+from xmipp_qc.core.ctf import apply_ctf
 from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
 from xmipp_qc.tests.panel import line_projections
 
 _STEP_DEG = 0.25  # central-difference step of the angles (degrees)
 _STEP_PX = 0.25  # central-difference step of the shifts (px)
-
-
-def _apply_ctf(images: NDArray, ctf: NDArray | None) -> NDArray:
-    if ctf is None:
-        return images
-    spec = np.fft.rfft2(np.fft.ifftshift(images, axes=(-2, -1))) * ctf
-    return np.fft.fftshift(np.fft.irfft2(spec, s=images.shape[-2:]), axes=(-2, -1))
 
 
 def image_derivatives(volume: NDArray, angles: NDArray, shifts: NDArray,
@@ -77,7 +71,8 @@ def image_derivatives(volume: NDArray, angles: NDArray, shifts: NDArray,
             sh.append(np.asarray(shifts, float) + sign * _STEP_PX * np.eye(2)[j])
     ang.append(angles)
     sh.append(shifts)
-    p = _apply_ctf(line_projections(volume, np.reshape(ang, (-1, 3)), np.reshape(sh, (-1, 2))), ctf)
+    p = line_projections(volume, np.reshape(ang, (-1, 3)), np.reshape(sh, (-1, 2)))
+    p = p if ctf is None else apply_ctf(p, ctf)
     p = p.reshape(len(p), -1)
     d_rot = (p[0:6:2] - p[1:6:2]) / (2 * h)
     d_shift = (p[6:10:2] - p[7:10:2]) / (2 * _STEP_PX)

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from xmipp_qc.core.ctf import ctf_image
+from xmipp_qc.core.ctf import apply_ctf, ctf_image
 from xmipp_qc.core.geometry import euler_to_matrix
 from xmipp_qc.core.resample import fourier_resize
 from xmipp_qc.core.simulate import phantom_volume, random_angles
@@ -239,8 +239,7 @@ def simulate_images(pmap: PanelMap, n: int, *, snr: float | None = 1.0, ctf: boo
         h = ctf_image(pmap.box, pmap.pixel_size_a, mean + astig, mean - astig,
                       rng.uniform(0, 180, n), voltage_kv=300.0, cs_mm=2.7,
                       amplitude_contrast=0.1).astype(np.float32)  # fmt: skip
-        spec = np.fft.rfft2(np.fft.ifftshift(clean, axes=(-2, -1))) * h
-        clean = np.fft.fftshift(np.fft.irfft2(spec, s=clean.shape[1:]), axes=(-2, -1))
+        clean = apply_ctf(clean, h)
     images = clean if snr is None else add_noise(clean, snr, rng)
     return PanelImages(images.astype(np.float32), angles, shifts, h)
 
