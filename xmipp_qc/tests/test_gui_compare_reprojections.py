@@ -7,7 +7,6 @@ loop); from inside that loop every eye button of the form is clicked and each
 new window is checked for content and saved as a screenshot.
 """
 
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtSyntheticParticles,
 )
 from xmipp_qc.tests import gui_driver as gd  # noqa: E402
+from xmipp_qc.tests.run_polling import wait_until_ended  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 N_IMAGES = 60
@@ -151,10 +151,8 @@ class TestCompareReprojectionsGui(BaseTest):
         self.assertIn("Launched", table.status.cget("text"))
         gd.screenshot(table.root, "compare_reprojections_4_table_selection")
         subset = viewer.lastSubset
-        deadline = time.time() + 90
-        while time.time() < deadline and not (subset.isFinished() or subset.isFailed()):
-            gd.pump(table.root, 0.5)
-            self.proj._updateProtocol(subset)
+        wait_until_ended(self.proj, subset, timeout=90,
+                         pump=lambda seconds: gd.pump(table.root, seconds))
         self.assertTrue(subset.isFinished(), subset.getErrorMessage())
         out = next(iter(subset.iterOutputAttributes()))[1]
         self.assertEqual(sorted(out.getIdSet()), sorted(wanted))

@@ -31,6 +31,7 @@ from xmipp_qc.protocols.compare_reprojections_results import (  # noqa: E402
     readRanking,
 )
 from xmipp_qc.protocols.protocol_compare_reprojections import EXTRACT_VOLUME  # noqa: E402
+from xmipp_qc.tests.run_polling import refreshed  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 
@@ -62,8 +63,7 @@ class TestCompareReprojectionsStreaming(BaseTest):
         return prot
 
     def refreshed(self, prot):
-        self.proj._updateProtocol(prot)
-        return prot
+        return refreshed(self.proj, prot)
 
     def flagsOf(self, outSet):
         return {item.getObjId(): bool(item._qc_isOutlier.get()) for item in outSet}

@@ -19,7 +19,7 @@ from pyworkflow import Config
 
 Config.setDomain("pwem")
 
-from pyworkflow.protocol import MODE_RESUME, getProtocolFromDb  # noqa: E402
+from pyworkflow.protocol import MODE_RESUME  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from xmipp_qc.convert import movieAlignmentToArrays  # noqa: E402
@@ -36,6 +36,7 @@ from xmipp_qc.protocols.protocol_synthetic_movies import (  # noqa: E402
     RUN_REFERENCE,
     RUN_SECONDARY,
 )
+from xmipp_qc.tests.run_polling import refreshed  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 N_FRAMES = 16
@@ -181,12 +182,7 @@ class TestMovieConsensus(BaseTest):
             self.assertTrue(getattr(prot, name).isStreamClosed(), name)
 
     def _refreshed(self, prot):
-        """``prot`` updated from its run.db, or reloaded from it when pyworkflow's poll
-        marked a run that ended between two of its reads as failed ("not found running")."""
-        self.proj._updateProtocol(prot)
-        if prot.isFailed() and "not found running" in (prot.getErrorMessage() or ""):
-            prot = getProtocolFromDb(self.proj.path, prot.getDbPath(), prot.getObjId())
-        return prot
+        return refreshed(self.proj, prot)
 
     def _pollUntilFinished(self, prot, source, timeout=90):
         """Largest output size seen while ``source`` was still streaming, final ``prot``."""

@@ -8,7 +8,6 @@ from pyworkflow import Config
 
 Config.setDomain("pwem")
 
-from pyworkflow.protocol import getProtocolFromDb  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from xmipp_qc.convert import movieAlignmentToArrays  # noqa: E402
@@ -18,6 +17,7 @@ from xmipp_qc.protocols.protocol_synthetic_movies import (  # noqa: E402
     RUN_SECONDARY,
     XmippQcProtSyntheticMovies,
 )
+from xmipp_qc.tests.run_polling import refreshed  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 
@@ -62,10 +62,7 @@ class TestSyntheticMovies(BaseTest):
         sizes, states = [], []
         deadline = time.time() + 60
         while time.time() < deadline:
-            self.proj._updateProtocol(prot)
-            if prot.isFailed() and "not found running" in (prot.getErrorMessage() or ""):
-                # pyworkflow's poll race (run ended between two reads): trust the run.db
-                prot = getProtocolFromDb(self.proj.path, prot.getDbPath(), prot.getObjId())
+            refreshed(self.proj, prot)
             out = getattr(prot, "outputMovies", None)
             if out is not None:
                 out.loadAllProperties()

@@ -1,6 +1,5 @@
 """Headless tests of the compare-reprojections viewer: tables, figures, subsets."""
 
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtSyntheticParticles,
 )
 from xmipp_qc.protocols.compare_reprojections_results import readScores  # noqa: E402
+from xmipp_qc.tests.run_polling import wait_until_ended  # noqa: E402
 from xmipp_qc.viewers.viewer_compare_reprojections import (  # noqa: E402
     HISTOGRAM_SCORES,
     KEEP_INLIERS,
@@ -87,12 +87,7 @@ class TestCompareReprojectionsViewer(BaseTest):
 
     def _subsetIds(self, keep):
         subset = self.viewer().launchSubset(keep)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            self.proj._updateProtocol(subset)
-            if subset.isFinished() or subset.isFailed():
-                break
-            time.sleep(0.5)
+        wait_until_ended(self.proj, subset, timeout=60)
         self.assertTrue(subset.isFinished(), subset.getErrorMessage())
         out = next(iter(subset.iterOutputAttributes()))[1]
         return sorted(out.getIdSet())
