@@ -5,12 +5,14 @@ images against one map is its own step running the chunk worker
 (``python -m xmipp_qc.compare_run``) through ``runJob``, so each chunk becomes
 one queue (e.g. Slurm) job, ``numberOfThreads - 1`` in flight. Locally, or with
 the whole protocol submitted as one job, the steps stay serial (no executor
-sleeps) and the chunks run in-process (``produceResiduals``).
+sleeps) and the chunks run in-process (``produceResiduals``). A chunk whose job fails
+fails the run only once no other chunk job is in flight (:class:`ChunkJobGate`).
 """
 
 import json
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -52,13 +54,24 @@ class CompareReprojectionsQueue:
         if not compare_run.missing_chunks(extra, volId, [chunk]):
             self.info(f"chunk {chunk} of map {volId}: already saved")
             return
+        self._chunkGate.enter(f"chunk {chunk} of map {volId}")
+        failure = None
+        try:
+            self._submitChunk(extra, volId, chunk)
+            if compare_run.missing_chunks(extra, volId, [chunk]):
+                failure = self._chunkFailure(extra, volId, chunk)
+        except Exception as exc:  # not submitted (queue refused), or the wait broke
+            failure = f"Chunk {chunk} of map {volId}: its queue job failed: {exc}"
+        self._chunkGate.leave(failure)
+
+    def _submitChunk(self, extra, volId, chunk):
+        """Run the worker of one chunk as a queue job; return when it has ended
+        (or the queue has said "gone" long enough, see :meth:`_jobSettled`)."""
         self._submitted.jobId = None
         self.runJob(sys.executable, f"-m xmipp_qc.compare_run --folder {extra} "
                                     f"--map {volId} --chunk {chunk}", numberOfThreads=1)
-        if compare_run.missing_chunks(extra, volId, [chunk]) and not self._jobSettled(
-                self._submitted.jobId, lambda: not compare_run.missing_chunks(
-                    extra, volId, [chunk])):
-            raise compare_run.ChunkError(self._chunkFailure(extra, volId, chunk))
+        self._jobSettled(self._submitted.jobId,
+                         lambda: not compare_run.missing_chunks(extra, volId, [chunk]))
 
     def appendJobId(self, jobId):
         """Also remember the job of this step thread (see :meth:`_jobSettled`)."""
@@ -66,12 +79,10 @@ class CompareReprojectionsQueue:
         self._submitted.jobId = jobId
 
     def _jobSettled(self, jobId, done, checks=6, pause=5.0):
-        """Whether ``done()`` after all: the queue's check command can answer empty
-        for a live job (a busy controller: squeue times out and prints nothing); it
-        must say "gone" ``checks`` times in a row, ``pause`` s apart (30 s), before a
-        missing result counts as a failed job. 3 checks 2 s apart were not enough on
-        a loaded 2-core CI machine: a resubmitted chunk was called failed while its
-        job was still to start."""
+        """Whether ``done()`` after all. pyworkflow takes an empty answer of the
+        queue's check command as "job ended", but a busy controller can time out
+        and print nothing for a live job: it must say "gone" ``checks`` times in a
+        row, ``pause`` s apart, before a missing result counts as a failed job."""
         from pyworkflow.protocol.launch import _checkJobStatus
 
         gone = 0
@@ -85,12 +96,64 @@ class CompareReprojectionsQueue:
         with np.load(compare_run.path(extra, "input", chunk=chunk)) as z:
             first, last = int(z["positions"][0]) + 1, int(z["positions"][-1]) + 1
         log = compare_run.path(extra, "log", volId, chunk)
+        job = getattr(self._submitted, "jobId", None)
+        job = f" {job}" if job else ""
         tail = ""
         if os.path.exists(log):
             with open(log) as fh:
                 tail = f" Its last log line: {fh.read().strip().splitlines()[-1]}"
         return (f"Chunk {chunk} of map {volId} (images {first}-{last}) has no result: its "
-                f"queue job ended without saving it (cancelled, out of time or failed). "
+                f"queue job{job} ended without saving it (cancelled, out of time or failed). "
                 f"Worker log: {log}; the job's own output is in logs/.{tail} "
                 f"'Continue' reruns only the missing chunks.")
 
+
+
+class ChunkJobGate:
+    """Holds a failed chunk step back until no other chunk job is in flight.
+
+    pyworkflow ends a parallel run at its first failed step: it records the run
+    as failed at once, then waits in the same process for the other step threads,
+    here queue jobs that can run for hours. Meanwhile the run shows "failed" while
+    its process lives, and a "Continue" starts a second process beside the first,
+    whose last write ("failed") then overwrites the new run's state. So a failed
+    chunk step waits until the chunk jobs already submitted have ended, and no
+    chunk job is submitted after a failure: a step reaching :meth:`enter` then
+    fails at once, naming the first failure ("Continue" reruns it). The run
+    therefore fails only when none of its jobs is left, and its process ends.
+    """
+
+    def __init__(self, log=print, poll=5.0):
+        self._log = log
+        self._cond = threading.Condition()
+        self._inFlight = 0
+        self._failure = None
+        self._poll = poll
+
+    def enter(self, what):
+        """Count a job about to be submitted for ``what``; after a failure, raise
+        :class:`~xmipp_qc.compare_run.ChunkError` instead."""
+        with self._cond:
+            if self._failure is not None:
+                raise compare_run.ChunkError(
+                    f"{what.capitalize()} was not submitted after an earlier chunk "
+                    f"failed ('Continue' submits it). {self._failure}")
+            self._inFlight += 1
+
+    def leave(self, failure=None):
+        """The job counted by :meth:`enter` has ended. With ``failure`` (a message),
+        wait until no other counted job is in flight, then raise it as a
+        :class:`~xmipp_qc.compare_run.ChunkError`."""
+        with self._cond:
+            self._inFlight -= 1
+            self._cond.notify_all()
+            if failure is None:
+                return
+            if self._failure is None:
+                self._failure = failure
+            if self._inFlight:
+                self._log(f"{failure} The run fails once the {self._inFlight} other chunk "
+                          f"job(s) in flight have ended; no further chunk is submitted.")
+            while self._inFlight > 0:
+                self._cond.wait(self._poll)
+        raise compare_run.ChunkError(failure)

@@ -61,7 +61,10 @@ from xmipp_qc.protocols.compare_reprojections_outputs import (
     EXTRACT_VOLUME,
     CompareReprojectionsOutputs,
 )
-from xmipp_qc.protocols.compare_reprojections_queue import CompareReprojectionsQueue
+from xmipp_qc.protocols.compare_reprojections_queue import (
+    ChunkJobGate,
+    CompareReprojectionsQueue,
+)
 from xmipp_qc.protocols.compare_reprojections_results import (
     outputName,
     rankingLines,
@@ -146,6 +149,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         self._modelLock = threading.Lock()
         self.streamingRun = Boolean()  # set at the first launch: the input was open
         self._submitted = threading.local()  # last queue job id of each step thread
+        self._chunkGate = ChunkJobGate(log=self.info)  # a failed chunk waits for the jobs in flight
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):

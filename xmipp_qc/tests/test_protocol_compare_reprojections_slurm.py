@@ -3,9 +3,11 @@
 2,000 particles in chunks of 250: with the queue used per step each chunk is its
 own Slurm job (its log names its SLURM_JOB_ID) and the scores equal the local
 run's; the whole protocol submitted as one job gives the same scores; a chunk job
-cancelled with ``scancel`` fails the run naming the chunk, and "continue" reruns
-only that chunk. Queued runs return from ``launchProtocol`` at once: the tests
-poll the run state. Without Slurm the tests skip (and fail under CI).
+cancelled with ``scancel`` fails the run naming the chunk and its job, but only
+once the other chunk job in flight has ended (nothing is submitted after), and
+"continue" reruns only the chunks without a result. Queued runs return from
+``launchProtocol`` at once: the tests poll the run state. Without Slurm the tests
+skip (and fail under CI).
 """
 
 import json
@@ -30,6 +32,7 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtSyntheticParticles,
 )
 from xmipp_qc.protocols.compare_reprojections_results import readScores  # noqa: E402
+from xmipp_qc.tests.run_polling import refreshed, run_process_alive  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 
@@ -136,15 +139,15 @@ class TestCompareReprojectionsSlurm(BaseTest):
 
     def waitFor(self, prot, timeout=180, before=(0, False)):
         """Poll until a protocol process started after ``before`` (runMarker) has
-        logged its end, the run is no longer active and none of its Slurm jobs is
-        left (a continued run's database says "failed" until its new process
+        logged its end and exited, the run is no longer active and none of its Slurm
+        jobs is left (a continued run's database says "failed" until its new process
         writes); return the seconds waited."""
         t0 = time.time()
         while time.time() - t0 < timeout:
-            self.proj._updateProtocol(prot)
+            refreshed(self.proj, prot)
             started, ended = self.runMarker(prot)
             if (started > before[0] and ended and not prot.isActive()
-                    and not self.queuedJobs(prot)):
+                    and not run_process_alive(prot) and not self.queuedJobs(prot)):
                 return time.time() - t0
             time.sleep(0.5)
         self.fail(f"{prot.getRunName()} still {prot.getStatus()} after {timeout} s")
@@ -184,28 +187,40 @@ class TestCompareReprojectionsSlurm(BaseTest):
         self.assertEqual(jobcomp()[jobId][1], "COMPLETED")
         self.assertSameScores(prot)
 
-    def test_cancelled_chunk_fails_naming_it_and_continue_completes(self):
+    def test_cancelled_chunk_fails_once_no_job_is_in_flight_and_continue_completes(self):
         prot = self.newCompare("queue per step, one job cancelled", queueForJobs="Y")
         slurm("scontrol", "update", f"PartitionName={PARTITION}", "State=DOWN")
         try:  # jobs queue but do not start: the first one is cancelled while pending
             self.proj.launchProtocol(prot, wait=False)
             jobId = self.firstJob(prot)
             slurm("scancel", str(jobId))
+            # the cancelled chunk gives up while the other chunk's job is still pending:
+            # the run must go on (no "failed" while a job of it is alive) and submit nothing
+            self.waitForLog(prot, "other chunk job(s) in flight have ended", timeout=120)
+            time.sleep(2)
+            self.assertTrue(refreshed(self.proj, prot).isActive(), prot.getErrorMessage())
+            self.assertEqual(len(self.queuedJobs(prot)), 1)
         finally:
             slurm("scontrol", "update", f"PartitionName={PARTITION}", "State=UP")
         self.waitFor(prot)
         self.assertTrue(prot.isFailed(), prot.getStatus())
         error = prot.getErrorMessage()
-        m = re.search(r"Chunk (\d+) of map (\d+) \(images (\d+)-(\d+)\) has no result", error)
+        m = re.search(r"Chunk (\d+) of map (\d+) \(images (\d+)-(\d+)\) has no result: "
+                      rf"its queue job {jobId} ended", error)
         self.assertIsNotNone(m, error)
         chunk = int(m.group(1))
         self.assertEqual(int(m.group(2)), self.volId)
         self.assertEqual((int(m.group(3)), int(m.group(4))),
                          (chunk * CHUNK + 1, (chunk + 1) * CHUNK))
         self.assertEqual(jobcomp()[jobId][1], "CANCELLED")
+        log = open(prot.getStdoutLog(), errors="replace").read()
+        failedAt = log.index("PROTOCOL FAILED")  # every chunk step had ended by then
+        self.assertNotIn("FINISHED\x1b[0m: chunkJobStep", log[failedAt:])
+        self.assertEqual(log.count("Launched job with id"), 2)  # none after the failure
         extra = prot._getExtraPath()
         saved = [k for k in range(N // CHUNK)
                  if not compare_run.missing_chunks(extra, self.volId, [k])]
+        self.assertEqual(len(saved), 1)  # the other chunk in flight
         self.assertNotIn(chunk, saved)
         before = {k: os.path.getmtime(compare_run.path(extra, "result", self.volId, k))
                   for k in saved}
@@ -216,6 +231,16 @@ class TestCompareReprojectionsSlurm(BaseTest):
         ids = chunkJobIds(prot, self.volId)
         self.assertTrue(all(len(js) == 1 for js in ids.values()), ids)
         self.assertSameScores(prot)
+
+    def waitForLog(self, prot, text, timeout):
+        """Wait until the run's stdout log contains ``text``."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            fn = prot.getStdoutLog()
+            if os.path.exists(fn) and text in open(fn, errors="replace").read():
+                return
+            time.sleep(0.5)
+        self.fail(f"{prot.getRunName()} did not log {text!r} within {timeout} s")
 
     @staticmethod
     def queuedJobs(prot):
