@@ -26,14 +26,19 @@ class CompareReprojectionsQueue:
     """Chunk steps as queue jobs; the host provides ``runJob``, ``_getExtraPath`` and
     ``_submitted`` (a ``threading.local``: the last queue job id of each step thread)."""
 
-    @property
-    def stepsExecutionMode(self):
-        """Parallel steps only with the queue per step (one queue job per chunk step).
+    # The protocol can run its steps in parallel; modeSerial() decides per run.
+    stepsExecutionMode = pwcts.STEPS_PARALLEL
 
-        pyworkflow reads this attribute of the instance when it chooses the
-        executor; locally the serial executor avoids the parallel one's sleeps.
+    def modeSerial(self):
+        """Serial steps unless the queue is used per step (one queue job per chunk
+        step, ``numberOfThreads - 1`` in flight).
+
+        pyworkflow asks this when it chooses the executor. Locally, or with the
+        whole protocol as one queue job, the chunks run in-process in threads of
+        one step, and the serial executor avoids the parallel one's 3 s sleeps
+        between steps.
         """
-        return pwcts.STEPS_PARALLEL if self._queuePerStep() else pwcts.STEPS_SERIAL
+        return not self._queuePerStep()
 
     def _queuePerStep(self):
         """``useQueueForSteps()`` read from the run's own fields (no host config)."""

@@ -116,8 +116,12 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertTrue(first._xmipp_image.get().startswith("1@"))  # Xmipp's image name
         self.assertFalse(hasattr(first, "_xmipp_imageResidual"))
         self.assertEqual(prot._warnings(), [])
-        with open(prot.getStdoutLog()) as fh:  # chunk threads: no oversubscribed BLAS pools
-            self.assertIn("BLAS threads per chunk thread: [1, 1]", fh.read())
+        with open(prot.getStdoutLog()) as fh:
+            log = fh.read()
+        self.assertIn("BLAS threads per chunk thread: [1, 1]", log)  # no oversubscription
+        self.assertTrue(prot.modeSerial())  # locally: the serial executor, no step sleeps
+        self.assertIn("Serial execution", log)
+        self.assertIn("using the <pyworkflow.protocol.executor.StepExecutor", log)
 
     def test_ctf_and_blank_images_are_kept_and_flagged(self):
         syn = self.synthetic(nImages=60, boxSize=32, snr=2.0, withCtf=True, outlierFraction=0.05,

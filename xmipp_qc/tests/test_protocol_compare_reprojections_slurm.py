@@ -161,7 +161,7 @@ class TestCompareReprojectionsSlurm(BaseTest):
 
     def test_queue_per_step_one_slurm_job_per_chunk(self):
         prot = self.newCompare("queue per step", queueForJobs="Y")
-        self.assertEqual(prot.stepsExecutionMode, pwcts.STEPS_PARALLEL)
+        self.assertTrue(prot.modeParallel())
         self.launchAndWait(prot)
         self.assertTrue(prot.isFinished(), prot.getErrorMessage())
         ids = chunkJobIds(prot, self.volId)
@@ -180,7 +180,7 @@ class TestCompareReprojectionsSlurm(BaseTest):
 
     def test_whole_protocol_as_one_slurm_job(self):
         prot = self.newCompare("whole protocol on the queue", queueForJobs="N", cpus="2")
-        self.assertEqual(prot.stepsExecutionMode, pwcts.STEPS_SERIAL)
+        self.assertTrue(prot.modeSerial())
         self.launchAndWait(prot)
         self.assertTrue(prot.isFinished(), prot.getErrorMessage())
         jobId = int(prot.getJobIds()[0])
