@@ -67,6 +67,9 @@ class CompareReprojectionsQueue:
                 failure = self._chunkFailure(extra, volId, chunk)
         except Exception as exc:  # not submitted (queue refused), or the wait broke
             failure = f"Chunk {chunk} of map {volId}: its queue job failed: {exc}"
+        except BaseException:  # the process is being stopped: release the others
+            self._chunkGate.leave()
+            raise
         self._chunkGate.leave(failure)
 
     def _submitChunk(self, extra, volId, chunk):
