@@ -9,6 +9,7 @@ sleeps) and the chunks run in-process (``produceResiduals``). A chunk whose job 
 fails the run only once no other chunk job is in flight (:class:`ChunkJobGate`).
 """
 
+import ast
 import json
 import os
 import sys
@@ -65,8 +66,10 @@ class CompareReprojectionsQueue:
             self._submitChunk(extra, volId, chunk)
             if compare_run.missing_chunks(extra, volId, [chunk]):
                 failure = self._chunkFailure(extra, volId, chunk)
-        except Exception as exc:  # not submitted (queue refused), or the wait broke
-            failure = f"Chunk {chunk} of map {volId}: its queue job failed: {exc}"
+        except Exception as exc:  # not submitted (the queue refused it), or the wait broke
+            failure = (f"Chunk {chunk} of map {volId} ({self._chunkImages(extra, chunk)}) "
+                       f"could not be run on the queue: {queueAnswer(exc)} 'Continue' "
+                       f"retries it.")
         except BaseException:  # the process is being stopped: release the others
             self._chunkGate.leave()
             raise
@@ -100,9 +103,13 @@ class CompareReprojectionsQueue:
             gone = 0 if running else gone + 1
         return done()
 
-    def _chunkFailure(self, extra, volId, chunk):
+    @staticmethod
+    def _chunkImages(extra, chunk):
+        """"images a-b": the 1-based positions in the input set of a chunk's images."""
         with np.load(compare_run.path(extra, "input", chunk=chunk)) as z:
-            first, last = int(z["positions"][0]) + 1, int(z["positions"][-1]) + 1
+            return f"images {int(z['positions'][0]) + 1}-{int(z['positions'][-1]) + 1}"
+
+    def _chunkFailure(self, extra, volId, chunk):
         log = compare_run.path(extra, "log", volId, chunk)
         job = getattr(self._submitted, "jobId", None)
         job = f" {job}" if job else ""
@@ -110,11 +117,26 @@ class CompareReprojectionsQueue:
         if os.path.exists(log):
             with open(log) as fh:
                 tail = f" Its last log line: {fh.read().strip().splitlines()[-1]}"
-        return (f"Chunk {chunk} of map {volId} (images {first}-{last}) has no result: its "
-                f"queue job{job} ended without saving it (cancelled, out of time or failed). "
-                f"Worker log: {log}; the job's own output is in logs/.{tail} "
+        return (f"Chunk {chunk} of map {volId} ({self._chunkImages(extra, chunk)}) has no "
+                f"result: its queue job{job} ended without saving it (cancelled, out of time "
+                f"or failed). Worker log: {log}; the job's own output is in logs/.{tail} "
                 f"'Continue' reruns only the missing chunks.")
 
+
+def queueAnswer(exc):
+    """The queue's own words in pyworkflow's "Failed to submit" error, else its text.
+
+    pyworkflow ends that message with ``Submit error: [stdout, stderr]``, a
+    Python list of the submit command's output.
+    """
+    text = str(exc)
+    head, sep, said = text.partition("Submit error:")
+    try:
+        lines = ast.literal_eval(said.strip()) if sep else []
+        answer = " ".join(str(line).strip() for line in lines if str(line).strip())
+    except (ValueError, SyntaxError):
+        answer = ""
+    return f"the queue refused the job ({answer})." if answer else text
 
 
 class ChunkJobGate:

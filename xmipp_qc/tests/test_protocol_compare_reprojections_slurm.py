@@ -232,6 +232,28 @@ class TestCompareReprojectionsSlurm(BaseTest):
         self.assertTrue(all(len(js) == 1 for js in ids.values()), ids)
         self.assertSameScores(prot)
 
+    def test_refused_submission_fails_naming_the_chunk_and_the_queue_answer(self):
+        # a drained partition: sbatch refuses every chunk job
+        prot = self.newCompare("queue per step, partition drained", queueForJobs="Y")
+        slurm("scontrol", "update", f"PartitionName={PARTITION}", "State=DRAIN")
+        try:
+            self.launchAndWait(prot, timeout=120)
+        finally:
+            slurm("scontrol", "update", f"PartitionName={PARTITION}", "State=UP")
+        self.assertTrue(prot.isFailed(), prot.getStatus())
+        error = prot.getErrorMessage()
+        m = re.search(r"Chunk (\d+) of map (\d+) \(images (\d+)-(\d+)\) could not be run "
+                      r"on the queue: the queue refused the job \(sbatch: error: Batch "
+                      r"job submission failed: Required partition not available", error)
+        self.assertIsNotNone(m, error)
+        chunk = int(m.group(1))
+        self.assertEqual((int(m.group(2)), int(m.group(3)), int(m.group(4))),
+                         (self.volId, chunk * CHUNK + 1, (chunk + 1) * CHUNK))
+        log = open(prot.getStdoutLog(), errors="replace").read()
+        self.assertNotIn("Launched job with id", log)
+        # the first two chunk steps start together; none is submitted after a refusal
+        self.assertIn(log.count("** Submitting to queue"), (1, 2))
+
     def waitForLog(self, prot, text, timeout):
         """Wait until the run's stdout log contains ``text``."""
         t0 = time.time()

@@ -1,7 +1,9 @@
-"""ChunkJobGate: a failed chunk step waits for the chunk jobs still in flight.
+"""The queue-per-step route's parts without a queue.
 
+ChunkJobGate: a failed chunk step waits for the chunk jobs still in flight.
 Real threads stand in for pyworkflow's step threads; each test records when
-each thread raised or returned, and asserts the order of events.
+each thread raised or returned, and asserts the order of events. queueAnswer:
+the queue's own words in a refused submission.
 """
 
 import threading
@@ -10,7 +12,7 @@ import time
 import pytest
 
 from xmipp_qc.compare_run import ChunkError
-from xmipp_qc.protocols.compare_reprojections_queue import ChunkJobGate
+from xmipp_qc.protocols.compare_reprojections_queue import ChunkJobGate, queueAnswer
 
 
 class Step(threading.Thread):
@@ -42,6 +44,14 @@ def started(gate, n):
     return steps
 
 
+def waitLogged(logged, n, timeout=5.0):
+    """Wait until ``n`` messages were logged (a failed step has reached the gate)."""
+    deadline = time.monotonic() + timeout
+    while len(logged) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(logged) == n, logged
+
+
 def test_success_never_waits_nor_raises():
     gate = ChunkJobGate(log=lambda m: None, poll=0.01)
     a, b = started(gate, 2)
@@ -59,7 +69,8 @@ def test_failure_waits_for_the_other_job_then_raises_its_message():
     gate = ChunkJobGate(log=logged.append, poll=0.01)
     a, b = started(gate, 2)
     a.finish("Chunk 0 of map 7 (images 1-250) has no result.")
-    time.sleep(0.3)
+    waitLogged(logged, 1)
+    time.sleep(0.2)
     assert a.is_alive(), "the failed step must wait while chunk 1's job is in flight"
     assert logged == ["Chunk 0 of map 7 (images 1-250) has no result. The run fails once "
                       "the 1 other chunk job(s) in flight have ended; no further chunk is "
@@ -75,10 +86,11 @@ def test_failure_waits_for_the_other_job_then_raises_its_message():
 
 
 def test_no_job_is_submitted_after_a_failure():
-    gate = ChunkJobGate(log=lambda m: None, poll=0.01)
+    logged = []
+    gate = ChunkJobGate(log=logged.append, poll=0.01)
     a, b = started(gate, 2)
     a.finish("Chunk 0 of map 7 has no result.")
-    time.sleep(0.1)
+    waitLogged(logged, 1)
     with pytest.raises(ChunkError) as exc:
         gate.enter("chunk 2 of map 7")
     assert str(exc.value) == ("Chunk 2 of map 7 was not submitted after an earlier chunk "
@@ -90,10 +102,13 @@ def test_no_job_is_submitted_after_a_failure():
 
 
 def test_two_failures_both_raise_once_nothing_is_in_flight():
-    gate = ChunkJobGate(log=lambda m: None, poll=0.01)
+    logged = []
+    gate = ChunkJobGate(log=logged.append, poll=0.01)
     a, b, c = started(gate, 3)
     a.finish("first")
+    waitLogged(logged, 1)  # a is held: its failure is the first
     b.finish("second")
+    waitLogged(logged, 2)
     time.sleep(0.3)
     assert a.is_alive() and b.is_alive()  # chunk c still runs
     c.finish()
@@ -112,5 +127,18 @@ def test_a_lone_failure_raises_at_once():
     t0 = time.monotonic()
     a.finish("alone")
     a.join(2)
-    assert a.error == "alone" and a.left - t0 < 1.0
+    assert a.error == "alone" and a.left - t0 < 3.0  # not after a 5 s poll
     assert logged == []  # nothing to wait for, nothing to say
+
+
+def test_queue_answer_quotes_the_submit_command():
+    refused = Exception(
+        "Failed to submit to queue. JOBID is not valid. There's probably an error "
+        "interacting with the queue. Submit error: ['', 'sbatch: error: Batch job "
+        "submission failed: Required partition not available (inactive or drain)\\n']")
+    assert queueAnswer(refused) == (
+        "the queue refused the job (sbatch: error: Batch job submission failed: Required "
+        "partition not available (inactive or drain)).")
+    assert queueAnswer(Exception("Submit error: ['', '']")) == "Submit error: ['', '']"
+    assert queueAnswer(Exception("Submit error: [unparsable")) == "Submit error: [unparsable"
+    assert queueAnswer(OSError("squeue: not found")) == "squeue: not found"
