@@ -44,6 +44,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from xmipp_qc.core.geometry import equivalent_orientations, euler_to_matrix, matrix_to_euler
+from xmipp_qc.core.peaks import parabolic_peak
 from xmipp_qc.core.polar import rotational_correlation
 
 __all__ = ["Stencil", "build_stencil", "polish_orientations", "stencil_correlations",
@@ -225,11 +226,8 @@ def stencil_correlations(g: NDArray, refs: NDArray, den: NDArray, psi_pred: NDAr
     j = (centre[..., None] + np.arange(-half - 1, half + 2)) % _PSI_SAMPLES
     cw = np.take_along_axis(c, j, axis=-1).astype(np.float64)
     i = cw[..., 1:-1].argmax(axis=-1)[..., None] + 1
-    y0, y1, y2 = (np.take_along_axis(cw, i + o, axis=-1)[..., 0] for o in (-1, 0, 1))
-    curv = y0 - 2 * y1 + y2
-    off = np.clip(np.where(curv < 0, 0.5 * (y0 - y2) / np.where(curv < 0, curv, -1.0), 0.0),
-                  -0.5, 0.5)  # fmt: skip
-    peak = y1 - 0.25 * (y0 - y2) * off
+    off, peak = parabolic_peak(*(np.take_along_axis(cw, i + o, axis=-1)[..., 0]
+                                 for o in (-1, 0, 1)))  # fmt: skip
     psi = ((np.take_along_axis(j, i, axis=-1)[..., 0] + off) * d_psi) % 360.0
     return peak / den, psi
 

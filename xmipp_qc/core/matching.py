@@ -62,6 +62,7 @@ from numpy.typing import ArrayLike, NDArray
 from xmipp_qc.core.direction_polish import polish_orientations, stencil_correlations
 from xmipp_qc.core.gallery import Gallery, Level
 from xmipp_qc.core.geometry import rotation_distance
+from xmipp_qc.core.peaks import GRID_3X3, parabolic_peak, quadratic_peak_3x3, two_psi_peaks
 from xmipp_qc.core.polar import apply_mask, rotational_correlation, soft_disk
 
 __all__ = ["Gallery", "MatchResult", "match_images"]
@@ -69,8 +70,6 @@ __all__ = ["Gallery", "MatchResult", "match_images"]
 _BUDGET = 48 * 2**20  # bytes of the largest float32 temporary of a search block
 _POLISH_PSI = 1440
 _PSI_WINDOW_STEPS = 2.0  # psi of stencil neighbours within this many steps of the prediction
-_UV = np.array([(u, v) for v in (-1, 0, 1) for u in (-1, 0, 1)], dtype=np.float64)  # 3 x 3 grid
-_QUAD = np.linalg.pinv(np.column_stack([np.ones(9), _UV, _UV**2, _UV[:, 0] * _UV[:, 1]]))
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,7 @@ def _fine_search(img: _Images, gallery: Gallery, cand: NDArray, centers: NDArray
         c = scipy.fft.irfft(x, n=n_psi, axis=2, workers=-1)
         bad = np.hypot(shifts[..., 0], shifts[..., 1]) > max_shift + 1e-9
         c[np.broadcast_to(bad[:, :, None, :, None], c.shape)] = -np.inf
-        out[:, a:b] = _two_psi_peaks(c, 2 * gallery.angular_step)
+        out[:, a:b] = two_psi_peaks(c, 2 * gallery.angular_step)
     scale = (n_psi / grid.n_theta) / (_ref_norm(img, lev, nb, grid.n_rings)
                                       * np.sqrt(np.maximum(img.norm2, 1e-30))[:, None, None])
     shifts = centers[:, :, None, :] + offs[out[2].astype(np.int64)]
@@ -262,38 +261,6 @@ def _fine_psi_samples(n_m: int, step: float) -> int:
     return scipy.fft.next_fast_len(max(2 * (n_m - 1), int(math.ceil(720.0 / step))), real=True)
 
 
-def _two_psi_peaks(c: NDArray, min_sep_deg: float) -> NDArray:
-    """Best and distinct second psi of c (m, K, n_psi, n_o, n_nb) -> (5, m, K, n_nb).
-
-    Rows: best value, its psi index, its offset index, best value among psi more
-    than ``min_sep_deg`` away (-inf if none), that psi index.
-    """
-    n_psi = c.shape[2]
-    io = c.argmax(axis=3)
-    cs = np.take_along_axis(c, io[:, :, :, None], axis=3)[:, :, :, 0]  # (m, K, n_psi, n_nb)
-    ip = cs.argmax(axis=2)
-    best = np.take_along_axis(cs, ip[:, :, None], axis=2)[:, :, 0]
-    ioff = np.take_along_axis(io, ip[:, :, None], axis=2)[:, :, 0]
-    j = np.arange(n_psi)[None, None, :, None]
-    sep = np.abs((j - ip[:, :, None, :] + n_psi / 2) % n_psi - n_psi / 2) * (360.0 / n_psi)
-    cs = np.where(sep > min_sep_deg, cs, -np.inf)
-    ip2 = cs.argmax(axis=2)
-    second = np.take_along_axis(cs, ip2[:, :, None], axis=2)[:, :, 0]
-    return np.stack([best, ip, ioff, second, ip2])
-
-
-def _quadratic_peak(values: NDArray) -> NDArray[np.float64]:
-    """Peak offset in [-1, 1]^2 of a quadratic fitted to 3 x 3 samples (n, 9) at ``_UV``."""
-    _, bu, bv, du, dv, duv = _QUAD @ values.T.astype(np.float64)
-    det = 4 * du * dv - duv**2
-    ok = (du < 0) & (det > 1e-12 * (np.abs(du) + np.abs(dv)) ** 2)
-    safe = np.where(ok, det, 1.0)
-    u = np.where(ok, (-2 * dv * bu + duv * bv) / safe, 0.0)
-    v = np.where(ok, (-2 * du * bv + duv * bu) / safe, 0.0)
-    fallback = _UV[values.argmax(axis=1)]
-    return np.where(ok[:, None], np.clip(np.stack([u, v], 1), -1, 1), fallback)
-
-
 def _correlate_one(img: _Images, gallery: Gallery, ref: NDArray, shifts: NDArray) -> NDArray:
     """Correlation numerators c(psi) on ``_POLISH_PSI`` samples, shifts (n, s, 2) -> (n, s, psi)."""
     grid = gallery.grid
@@ -308,8 +275,8 @@ def _polish(img: _Images, gallery: Gallery, ref: NDArray, shift: NDArray,
     s = shift.astype(np.float64)
     if max_shift > 0:
         for h in (0.5, 0.25):
-            c = _correlate_one(img, gallery, ref, s[:, None, :] + h * _UV).max(axis=-1)
-            s = s + h * _quadratic_peak(c)
+            c = _correlate_one(img, gallery, ref, s[:, None, :] + h * GRID_3X3).max(axis=-1)
+            s = s + h * quadratic_peak_3x3(c)
             r = np.hypot(s[:, 0], s[:, 1])
             s *= np.minimum(1.0, max_shift / np.maximum(r, 1e-12))[:, None]
     return s
@@ -323,11 +290,7 @@ def _final_psi_corr(img: _Images, gallery: Gallery, ref: NDArray, s: NDArray) ->
     c = _correlate_one(img, gallery, ref, s[:, None, :])[:, 0]  # (n, psi)
     i = c.argmax(axis=1)
     rows = np.arange(len(c))
-    y0, y1, y2 = c[rows, i - 1], c[rows, i], c[rows, (i + 1) % c.shape[1]]
-    curv = y0 - 2 * y1 + y2
-    d = np.where(curv < 0, 0.5 * (y0 - y2) / np.where(curv < 0, curv, -1.0), 0.0)
-    d = np.clip(d, -0.5, 0.5)
-    peak = y1 - 0.25 * (y0 - y2) * d
+    d, peak = parabolic_peak(c[rows, i - 1], c[rows, i], c[rows, (i + 1) % c.shape[1]])
     psi = ((i + d) * (360.0 / _POLISH_PSI)) % 360.0
     den = _ref_norm(img, gallery.fine, ref[:, None], gallery.grid.n_rings)[:, 0]
     return psi, peak / (den * np.sqrt(np.maximum(img.norm2, 1e-30)))
