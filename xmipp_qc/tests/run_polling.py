@@ -46,24 +46,32 @@ def wait_until_ended(project, prot, timeout, pump=None, period=0.5):
     raise AssertionError(f"{prot.getRunName()} still {prot.getStatus()} after {timeout} s")
 
 
-def run_process_alive(prot):
-    """Whether the process of the run's last start is still alive (not a zombie).
+def run_pid(prot):
+    """PID of the process of the run's last start, or None if not logged yet.
 
-    The process is the one whose "PID: N" line follows the last "RUNNING/RESUMING
-    PROTOCOL" line of the run's stdout log, also inside a queue job on this host.
-    pyworkflow reports a parallel run as failed at its first failed step while
-    that process still waits for its other step threads.
+    It is the "PID: N" line after the last "RUNNING/RESUMING PROTOCOL" line of
+    the run's stdout log (also for a run inside a queue job).
     """
     fn = prot.getStdoutLog()
     if not os.path.exists(fn):
-        return False
+        return None
     with open(fn, errors="replace") as fh:
         text = fh.read()
     starts = [m.end() for m in re.finditer(r"(RUNNING|RESUMING) PROTOCOL -", text)]
     m = re.search(r"^PID: (\d+)$", text[starts[-1]:], re.M) if starts else None
-    if m is None:
+    return int(m.group(1)) if m else None
+
+
+def run_process_alive(prot):
+    """Whether the process of the run's last start (:func:`run_pid`) is alive.
+
+    A zombie counts as gone. pyworkflow reports a parallel run as failed at its
+    first failed step while that process still waits for its other step threads.
+    """
+    pid = run_pid(prot)
+    if pid is None:
         return False
     try:
-        return psutil.Process(int(m.group(1))).status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
