@@ -214,14 +214,17 @@ class TestCompareReprojectionsSlurm(BaseTest):
                          (chunk * CHUNK + 1, (chunk + 1) * CHUNK))
         self.assertEqual(jobcomp()[jobId][1], "CANCELLED")
         log = open(prot.getStdoutLog(), errors="replace").read()
-        failedAt = log.index("PROTOCOL FAILED")  # every chunk step had ended by then
-        self.assertNotIn("FINISHED\x1b[0m: chunkJobStep", log[failedAt:])
         self.assertEqual(log.count("Launched job with id"), 2)  # none after the failure
         extra = prot._getExtraPath()
         saved = [k for k in range(N // CHUNK)
                  if not compare_run.missing_chunks(extra, self.volId, [k])]
         self.assertEqual(len(saved), 1)  # the other chunk in flight
         self.assertNotIn(chunk, saved)
+        # the failed step ended only after the other chunk's job had saved its result
+        failed = re.search(r"FAILED\x1b\[0m: chunkJobStep, step \d+, time (\S+ \S+)", log)
+        with open(compare_run.path(extra, "log", self.volId, saved[0])) as fh:
+            savedAt = re.search(r"^(\S+ \S+) .*, saved$", fh.read(), re.M).group(1)
+        self.assertGreaterEqual(failed.group(1)[:19], savedAt)
         before = {k: os.path.getmtime(compare_run.path(extra, "result", self.volId, k))
                   for k in saved}
         self.launchAndWait(prot, resume=True)
