@@ -64,12 +64,19 @@ def test_success_never_waits_nor_raises():
     gate.enter("chunk 3 of map 1")  # no failure: later chunks are submitted
 
 
-def test_failure_waits_for_the_other_job_then_raises_its_message():
+def heldFailure(message):
+    """Two chunk steps in flight, the first failed with ``message`` and held:
+    ``(gate, logged, a, b)``."""
     logged = []
     gate = ChunkJobGate(log=logged.append, poll=0.01)
     a, b = started(gate, 2)
-    a.finish("Chunk 0 of map 7 (images 1-250) has no result.")
+    a.finish(message)
     waitLogged(logged, 1)
+    return gate, logged, a, b
+
+
+def test_failure_waits_for_the_other_job_then_raises_its_message():
+    gate, logged, a, b = heldFailure("Chunk 0 of map 7 (images 1-250) has no result.")
     time.sleep(0.2)
     assert a.is_alive(), "the failed step must wait while chunk 1's job is in flight"
     assert logged == ["Chunk 0 of map 7 (images 1-250) has no result. The run fails once "
@@ -86,11 +93,7 @@ def test_failure_waits_for_the_other_job_then_raises_its_message():
 
 
 def test_no_job_is_submitted_after_a_failure():
-    logged = []
-    gate = ChunkJobGate(log=logged.append, poll=0.01)
-    a, b = started(gate, 2)
-    a.finish("Chunk 0 of map 7 has no result.")
-    waitLogged(logged, 1)
+    gate, _, a, b = heldFailure("Chunk 0 of map 7 has no result.")
     with pytest.raises(ChunkError) as exc:
         gate.enter("chunk 2 of map 7")
     assert str(exc.value) == ("Chunk 2 of map 7 was not submitted after an earlier chunk "
