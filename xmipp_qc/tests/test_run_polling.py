@@ -3,13 +3,10 @@
 The race is timing-dependent; these tests put a run into the state it leaves
 (the in-memory run says "running" with a time stamp newer than its run.db's last
 write, its process gone) and check that pyworkflow's own poll fails it while
-``refreshed`` restores what the run.db says, and that a run whose process really
-died stays failed.
+``refreshed`` restores what the run.db says. (A SIGKILLed run is not tested
+here: pyworkflow keeps its launcher's PID until the run's first write, and that
+unreaped launcher counts as alive, so the verdict depends on timing.)
 """
-
-import os
-import signal
-import time
 
 import pytest
 from pyworkflow import Config
@@ -60,16 +57,3 @@ class TestRunPolling(BaseTest):
         self.assertEqual(prot.outputMovies.getSize(), 2)
         self.staleRunning(prot)
         self.assertTrue(wait_until_ended(self.proj, prot, timeout=10).isFinished())
-
-    def test_a_killed_run_stays_failed(self):
-        prot = self.newProtocol(XmippQcProtSyntheticMovies, nMovies=20, interval=1.0,
-                                moviesPerInterval=1)
-        self.proj.launchProtocol(prot, wait=False)
-        deadline = time.time() + 60
-        while run_pid(prot) is None and time.time() < deadline:  # logged when it starts
-            time.sleep(0.2)
-        self.assertTrue(run_process_alive(prot), "the run never started")
-        os.kill(run_pid(prot), signal.SIGKILL)
-        wait_until_ended(self.proj, prot, timeout=30)
-        self.assertTrue(prot.isFailed())
-        self.assertIn(NOT_FOUND, prot.getErrorMessage())
