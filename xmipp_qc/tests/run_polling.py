@@ -46,18 +46,38 @@ def wait_until_ended(project, prot, timeout, pump=None, period=0.5):
     raise AssertionError(f"{prot.getRunName()} still {prot.getStatus()} after {timeout} s")
 
 
+def run_log(prot):
+    """Text of the run's stdout log ("" before it exists)."""
+    fn = prot.getStdoutLog()
+    if not os.path.exists(fn):
+        return ""
+    with open(fn, errors="replace") as fh:
+        return fh.read()
+
+
+def _starts(text):
+    """End offsets of the "RUNNING/RESUMING PROTOCOL" line of each process start."""
+    return [m.end() for m in re.finditer(r"(RUNNING|RESUMING) PROTOCOL -", text)]
+
+
+def run_marker(prot):
+    """(processes started, whether the last one has logged its end): each protocol
+    process, also inside a queue job, logs "RUNNING/RESUMING PROTOCOL" when it
+    starts and "PROTOCOL FINISHED/FAILED/ABORTED" when it ends."""
+    text = run_log(prot)
+    starts = _starts(text)
+    ends = [m.end() for m in re.finditer(r"PROTOCOL (FINISHED|FAILED|ABORTED)", text)]
+    return len(starts), bool(starts and ends and ends[-1] > starts[-1])
+
+
 def run_pid(prot):
     """PID of the process of the run's last start, or None if not logged yet.
 
     It is the "PID: N" line after the last "RUNNING/RESUMING PROTOCOL" line of
     the run's stdout log (also for a run inside a queue job).
     """
-    fn = prot.getStdoutLog()
-    if not os.path.exists(fn):
-        return None
-    with open(fn, errors="replace") as fh:
-        text = fh.read()
-    starts = [m.end() for m in re.finditer(r"(RUNNING|RESUMING) PROTOCOL -", text)]
+    text = run_log(prot)
+    starts = _starts(text)
     m = re.search(r"^PID: (\d+)$", text[starts[-1]:], re.M) if starts else None
     return int(m.group(1)) if m else None
 

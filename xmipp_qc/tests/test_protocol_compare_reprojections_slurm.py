@@ -32,7 +32,12 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtSyntheticParticles,
 )
 from xmipp_qc.protocols.compare_reprojections_results import readScores  # noqa: E402
-from xmipp_qc.tests.run_polling import refreshed, run_process_alive  # noqa: E402
+from xmipp_qc.tests.run_polling import (  # noqa: E402
+    refreshed,
+    run_log,
+    run_marker,
+    run_process_alive,
+)
 
 pytestmark = pytest.mark.scipion
 
@@ -119,33 +124,19 @@ class TestCompareReprojectionsSlurm(BaseTest):
         """Launch (a queued run returns at once) and poll until the run ends."""
         if resume:
             prot.runMode.set(pwcts.MODE_RESUME)
-        before = self.runMarker(prot)
+        before = run_marker(prot)
         self.proj.launchProtocol(prot, wait=False)
         return self.waitFor(prot, timeout, before)
 
-    @staticmethod
-    def runMarker(prot):
-        """(processes started, whether the last one has logged its end): each
-        protocol process, also inside a Slurm job, logs "RUNNING/RESUMING PROTOCOL"
-        when it starts and "PROTOCOL FINISHED/FAILED/ABORTED" when it ends."""
-        fn = prot.getStdoutLog()
-        if not os.path.exists(fn):
-            return 0, False
-        with open(fn, errors="replace") as fh:
-            text = fh.read()
-        starts = [m.end() for m in re.finditer(r"(RUNNING|RESUMING) PROTOCOL -", text)]
-        ends = [m.end() for m in re.finditer(r"PROTOCOL (FINISHED|FAILED|ABORTED)", text)]
-        return len(starts), bool(starts and ends and ends[-1] > starts[-1])
-
     def waitFor(self, prot, timeout=180, before=(0, False)):
-        """Poll until a protocol process started after ``before`` (runMarker) has
+        """Poll until a protocol process started after ``before`` (run_marker) has
         logged its end and exited, the run is no longer active and none of its Slurm
         jobs is left (a continued run's database says "failed" until its new process
         writes); return the seconds waited."""
         t0 = time.time()
         while time.time() - t0 < timeout:
             refreshed(self.proj, prot)
-            started, ended = self.runMarker(prot)
+            started, ended = run_marker(prot)
             if (started > before[0] and ended and not prot.isActive()
                     and not run_process_alive(prot) and not self.queuedJobs(prot)):
                 return time.time() - t0
@@ -213,7 +204,7 @@ class TestCompareReprojectionsSlurm(BaseTest):
         self.assertEqual((int(m.group(3)), int(m.group(4))),
                          (chunk * CHUNK + 1, (chunk + 1) * CHUNK))
         self.assertEqual(jobcomp()[jobId][1], "CANCELLED")
-        log = open(prot.getStdoutLog(), errors="replace").read()
+        log = run_log(prot)
         self.assertEqual(log.count("Launched job with id"), 2)  # none after the failure
         extra = prot._getExtraPath()
         saved = [k for k in range(N // CHUNK)
@@ -252,7 +243,7 @@ class TestCompareReprojectionsSlurm(BaseTest):
         chunk = int(m.group(1))
         self.assertEqual((int(m.group(2)), int(m.group(3)), int(m.group(4))),
                          (self.volId, chunk * CHUNK + 1, (chunk + 1) * CHUNK))
-        log = open(prot.getStdoutLog(), errors="replace").read()
+        log = run_log(prot)
         self.assertNotIn("Launched job with id", log)
         # the first two chunk steps start together; none is submitted after a refusal
         self.assertIn(log.count("** Submitting to queue"), (1, 2))
@@ -261,8 +252,7 @@ class TestCompareReprojectionsSlurm(BaseTest):
         """Wait until the run's stdout log contains ``text``."""
         t0 = time.time()
         while time.time() - t0 < timeout:
-            fn = prot.getStdoutLog()
-            if os.path.exists(fn) and text in open(fn, errors="replace").read():
+            if text in run_log(prot):
                 return
             time.sleep(0.5)
         self.fail(f"{prot.getRunName()} did not log {text!r} within {timeout} s")
