@@ -25,6 +25,23 @@ and shifted reprojection (invariant to the gray model ``a P + b``).
   that image is halved), and the total change ``|w_total|`` (the geodesic
   angle to the input orientation) is bounded by ``max_angle_deg``.
 
+Evidence to move (:mod:`xmipp_qc.core.move_evidence`, stated there in full):
+the refined orientation replaces the input one only when (1) its gain beats
+the noise: with the shift and the gray scale fitted at both orientations and
+each Fourier ring weighted by 1 / the power of the refined fit's residual
+there, ``F = [(c1^2 - c0^2) / 3] / [(1 - c1^2) / (D - 6)]`` (``c0``, ``c1``
+the weighted band correlations at the input and refined orientations, ``D``
+the number of Fourier samples in the band) exceeds the ``1 - move_alpha``
+quantile of ``F(3, D - 6)`` (default 0.05: 5 % of the images whose input
+orientation is right move by chance), and (2) neither the lower nor the
+middle third of the band (in ``|k|``) is fitted worse by more than 9 noise
+units (a real orientation error shows at every frequency; a model
+difference, e.g. a real-space projector's aliasing near Nyquist, does not).
+Otherwise the image keeps its input angles, with the shift solved at them
+(:attr:`RefineResult.move_kept` False): a gain that 3 fitted parameters
+would take out of noise -- or out of the differences between the map and
+the image -- is not evidence.
+
 Flat correlations: the fit also gives the covariance of ``w`` (from the
 band residual's power, ``cov(c) / a^2``). Where the largest standard error
 exceeds ``max_se_deg`` (default: the bound ``max_angle_deg`` on the change;
@@ -47,6 +64,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
 from xmipp_qc.core.geometry import euler_to_matrix, matrix_to_euler
+from xmipp_qc.core.move_evidence import (
+    PART_LOSS_LIMIT,
+    band_parts,
+    move_statistic,
+    move_threshold,
+    shell_groups,
+    whitened_gains,
+)
 from xmipp_qc.core.projection import FourierProjector
 from xmipp_qc.core.refine_result import RefineResult
 from xmipp_qc.core.search_band import default_band
@@ -93,13 +118,20 @@ class LocalRefiner:
         residual) is at most this (degrees; default ``max_angle_deg``: the
         correlation is not flat over the allowed change); otherwise it keeps
         its input angles and shift (:attr:`RefineResult.pinned` is False).
+    move_alpha : float
+        False-move rate of the evidence test (module docstring), in [0, 1]:
+        the share of images with right input angles that still move (default
+        0.05); 1 turns the test off (every move that improves the
+        correlation is kept, as before the test), 0 keeps every input
+        orientation.
     """
 
     def __init__(self, volume: ArrayLike, *, max_angle_deg: float = 5.0,
                  max_shift_px: float | None = None, search_freq: float | None = None,
                  n_iter: int = 4, step_deg: float = 0.3, chunk: int = 256, pad: int = 2,
                  interpolation: str = "linear", search_interpolation: str = "linear",
-                 search_pad: int = 4, max_se_deg: float | None = None) -> None:
+                 search_pad: int = 4, max_se_deg: float | None = None,
+                 move_alpha: float = 0.05) -> None:
         vol = np.asarray(volume, dtype=np.float32)
         if search_freq is None:
             search_freq = default_band(vol.shape[-1])
@@ -129,6 +161,11 @@ class LocalRefiner:
         if n % 2 == 0:
             w[:, -1] = 1.0
         self._w = w.ravel()[self._sel].astype(np.float32)
+        self._dof = float(self._w.sum())  # real degrees of freedom of the band
+        self.move_alpha = float(move_alpha)
+        self.move_threshold = move_threshold(move_alpha, self._dof)
+        rad = np.hypot(self._kx, self._ky) * n  # radius in Fourier px
+        self._rings, self._parts = shell_groups(rad, self._w), band_parts(rad, search_freq * n)
 
     # --- band-limited spectra -------------------------------------------------
     def _spectra(self, mats: NDArray, ctf: NDArray | None) -> NDArray:
@@ -255,7 +292,11 @@ class LocalRefiner:
 
     def _refine_chunk(self, fi: NDArray, angles: NDArray, shifts: NDArray,
                       ctf: NDArray | None) -> tuple[NDArray, NDArray, NDArray]:
-        """Refined matrices, shifts and (n, 4) fits: corr initial/final, gray a0, se."""
+        """Refined matrices, shifts and (n, 7) fits.
+
+        Columns: corr initial/final, gray a0 and its se, angle se (deg), the
+        move's F statistic and whether the move was kept (1/0).
+        """
         m0 = np.atleast_3d(euler_to_matrix(angles)).reshape(-1, 3, 3)
         fp = self._spectra(m0, ctf)
         corr0 = self._corr(fi, fp, shifts)
@@ -285,10 +326,20 @@ class LocalRefiner:
                                   0.5 * trust[act])
             done = (ok & (np.minimum(norm, trust[act]) < self._tol)) | (trust[act] < self._tol)
             active = act[~done]
-        flat = se > self.max_se  # the image does not pin its orientation: keep the input
-        best_m[flat], best_s[flat], best_fp[flat] = m0[flat], s_start[flat], fp[flat]
-        best_c[flat] = self._corr(fi[flat], fp[flat], s_start[flat])
-        return best_m, best_s, np.stack([corr0, best_c, a0, se0, np.degrees(se)], axis=1)
+        c_start = self._corr(fi, fp, s_start)
+        cw0, cw1, part_gain = whitened_gains(fi, fp * self._phase(s_start),
+                                             best_fp * self._phase(best_s), self._w,
+                                             self._rings, self._parts)
+        stat = move_statistic(cw0, cw1, self._dof)
+        # keep the input where the data do not pin the orientation, the gain is noise
+        # or the move fits a part of the band worse (it follows a model difference)
+        stay = se > self.max_se
+        if self.move_alpha < 1.0:
+            stay |= ~(stat > self.move_threshold)
+            stay |= part_gain[:, :-1].min(axis=1) < -PART_LOSS_LIMIT
+        best_m[stay], best_s[stay], best_c[stay] = m0[stay], s_start[stay], c_start[stay]
+        fits = np.stack([corr0, best_c, a0, se0, np.degrees(se), stat, ~stay], axis=1)
+        return best_m, best_s, fits
 
     def refine(self, images: ArrayLike, angles: ArrayLike, shifts: ArrayLike | None = None, *,
                ctf: ArrayLike | None = None, gray: bool = True,
@@ -329,7 +380,7 @@ class LocalRefiner:
         if per_image and len(c) != n:
             raise ValueError(f"ctf has {len(c)} images, expected {n}")
         mats, out_s = np.empty((n, 3, 3)), np.empty((n, 2))
-        fits = np.empty((n, 5))
+        fits = np.empty((n, 7))
         for s in range(0, n, self.chunk):
             sl = slice(s, min(n, s + self.chunk))
             cc = c[sl] if per_image else c
@@ -357,7 +408,8 @@ class LocalRefiner:
                             angle_change_deg=np.degrees(rel),
                             shift_change_px=np.hypot(*(out_s - sh).T),
                             angle_se_deg=fits[:, 4],
-                            pinned=~(fits[:, 4] > np.degrees(self.max_se)))
+                            pinned=~(fits[:, 4] > np.degrees(self.max_se)),
+                            move_statistic=fits[:, 5], move_kept=fits[:, 6] > 0.5)
 
 
 def refine_local(volume: ArrayLike, images: ArrayLike, angles: ArrayLike,

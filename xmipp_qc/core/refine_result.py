@@ -53,6 +53,15 @@ class RefineResult:
         angular change, 5 deg): the correlation is too flat
         to pin the orientation, and the image kept its input angles and shift
         (its ``angle_change_deg`` is 0).
+    move_statistic : ndarray, shape (n,)
+        F statistic of the correlation gain of the refined orientation over
+        the input one (:mod:`xmipp_qc.core.move_evidence`; 0 where the move
+        did not improve the fit).
+    move_kept : ndarray of bool, shape (n,)
+        True where the move passed the evidence test (and the orientation is
+        pinned) and the refined angles were kept; False where the image kept
+        its input angles, with the shift solved at them (``angle_change_deg``
+        is 0).
     """
 
     angles: NDArray[np.float64]
@@ -69,6 +78,8 @@ class RefineResult:
     shift_change_px: NDArray[np.float64]
     angle_se_deg: NDArray[np.float64]
     pinned: NDArray[np.bool_]
+    move_statistic: NDArray[np.float64]
+    move_kept: NDArray[np.bool_]
 
     def scores(self) -> dict[str, NDArray[np.float64]]:
         """Per-image refinement scores for :func:`xmipp_qc.core.residuals.summarize_chunk`.
@@ -80,7 +91,9 @@ class RefineResult:
             better), ``corrGain = corrFinal - corrInit`` (>= 0; a large gain
             means the input parameters were wrong), ``angleChange`` (degrees)
             and ``shiftChange`` (px), ``grayInit`` and ``grayInitSE``,
-            ``angleSE`` (degrees) and ``anglePinned`` (1 or 0).
+            ``angleSE`` (degrees), ``anglePinned`` (1 or 0) and ``moveKept``
+            (1 where the refined angles passed the evidence test and were kept,
+            else 0: the input angles were kept).
         """
         return {
             "corrInit": self.corr_initial, "corrFinal": self.corr_final,
@@ -88,4 +101,5 @@ class RefineResult:
             "angleChange": self.angle_change_deg, "shiftChange": self.shift_change_px,
             "grayInit": self.gray_initial, "grayInitSE": self.gray_initial_se,
             "angleSE": self.angle_se_deg, "anglePinned": self.pinned.astype(np.float64),
+            "moveKept": self.move_kept.astype(np.float64),
         }

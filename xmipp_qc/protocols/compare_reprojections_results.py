@@ -51,7 +51,7 @@ QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": 
              "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
              "matchCorr": "match_corr", "matchMargin": "match_margin",
              "angleChange": "angleChange", "shiftChange": "shiftChange",
-             "angleSE": "angleSE", "anglePinned": "anglePinned"}
+             "angleSE": "angleSE", "anglePinned": "anglePinned", "moveKept": "moveKept"}
 
 
 def outputName(volId):
