@@ -12,7 +12,8 @@ number of full-plane Fourier samples in the band, DC excluded) by
 
 **Noise weighting.** The noise power ``sigma^2(k)`` of each ring (rings merged
 to at least 32 samples, :func:`shell_groups`) is the mean power of the
-residual of ``M1`` there: real noise is not white, and the model errors that
+residuals of ``M0`` and ``M1`` there (both, so that neither hypothesis sets
+the weights in its own favour): real noise is not white, and the model errors that
 the map cannot explain (another projector, another map, the CTF's errors)
 count as noise where they are (mostly the highest rings), not at the band's
 average. Each ring is weighted by ``1 / sigma^2(k)`` and ``c0``, ``c1`` are
@@ -183,8 +184,8 @@ def whitened_gains(image: NDArray, start: NDArray, moved: NDArray, weights: NDAr
                    groups: NDArray, parts: NDArray) -> tuple[NDArray, NDArray, NDArray]:
     """Correlations and per-part fit gains of a move, each ring weighted by 1 / its noise power.
 
-    The noise power of each ring group is the mean power of the moved model's
-    residual there (gray scale fitted; module docstring).
+    The noise power of each ring group is the mean power of the two models'
+    residuals there (gray scale fitted; module docstring).
 
     Parameters
     ----------
@@ -217,7 +218,8 @@ def whitened_gains(image: NDArray, start: NDArray, moved: NDArray, weights: NDAr
         a = dot(p, image, w) / np.maximum(dot(p, p, w), 1e-300)
         return np.abs(image - a[:, None] * p) ** 2
 
-    power = (resid(moved, weights) @ onehot) / np.maximum(onehot.sum(axis=0), 1e-300)
+    both = 0.5 * (resid(start, weights) + resid(moved, weights))
+    power = (both @ onehot) / np.maximum(onehot.sum(axis=0), 1e-300)
     scale = (np.abs(image) ** 2 @ weights) / weights.sum()  # mean image power per sample
     floor = np.maximum(1e-12 * scale, 1e-30)[:, None]  # exact fits: no infinite weights
     w = weights / np.maximum(power, floor)[:, groups]

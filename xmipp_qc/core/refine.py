@@ -28,7 +28,7 @@ and shifted reprojection (invariant to the gray model ``a P + b``).
 Evidence to move (:mod:`xmipp_qc.core.move_evidence`, stated there in full):
 the refined orientation replaces the input one only when (1) its gain beats
 the noise: with the shift and the gray scale fitted at both orientations and
-each Fourier ring weighted by 1 / the power of the refined fit's residual
+each Fourier ring weighted by 1 / the mean power of the two fits' residuals
 there, ``F = [(c1^2 - c0^2) / 3] / [(1 - c1^2) / (D - 6)]`` (``c0``, ``c1``
 the weighted band correlations at the input and refined orientations, ``D``
 the number of Fourier samples in the band) exceeds the ``1 - move_alpha``
