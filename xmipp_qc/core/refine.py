@@ -292,10 +292,12 @@ class LocalRefiner:
 
     def _refine_chunk(self, fi: NDArray, angles: NDArray, shifts: NDArray,
                       ctf: NDArray | None) -> tuple[NDArray, NDArray, NDArray]:
-        """Refined matrices, shifts and (n, 7) fits.
+        """Refined matrices, shifts and (n, 9) fits.
 
         Columns: corr initial/final, gray a0 and its se, angle se (deg), the
-        move's F statistic and whether the move was kept (1/0).
+        move's F statistic, whether the move was kept (1/0), and the
+        correlation and angular change (deg) of the best fit before the
+        evidence test.
         """
         m0 = np.atleast_3d(euler_to_matrix(angles)).reshape(-1, 3, 3)
         fp = self._spectra(m0, ctf)
@@ -331,14 +333,16 @@ class LocalRefiner:
                                              best_fp * self._phase(best_s), self._w,
                                              self._rings, self._parts)
         stat = move_statistic(cw0, cw1, self._dof)
-        # keep the input where the data do not pin the orientation, the gain is noise
-        # or the move fits a part of the band worse (it follows a model difference)
-        stay = se > self.max_se
-        if self.move_alpha < 1.0:
+        stay = se > self.max_se  # the data do not pin the orientation: keep the input
+        best_m[stay], best_s[stay], best_c[stay] = m0[stay], s_start[stay], c_start[stay]
+        fit_c = best_c.copy()  # the best fit, before the evidence test
+        fit_move = Rotation.from_matrix(best_m @ np.transpose(m0, (0, 2, 1))).magnitude()
+        if self.move_alpha < 1.0:  # ... nor where the gain is noise or a model difference
             stay |= ~(stat > self.move_threshold)
             stay |= part_gain[:, :-1].min(axis=1) < -PART_LOSS_LIMIT
         best_m[stay], best_s[stay], best_c[stay] = m0[stay], s_start[stay], c_start[stay]
-        fits = np.stack([corr0, best_c, a0, se0, np.degrees(se), stat, ~stay], axis=1)
+        fits = np.stack([corr0, best_c, a0, se0, np.degrees(se), stat, ~stay, fit_c,
+                         np.degrees(fit_move)], axis=1)
         return best_m, best_s, fits
 
     def refine(self, images: ArrayLike, angles: ArrayLike, shifts: ArrayLike | None = None, *,
@@ -380,7 +384,7 @@ class LocalRefiner:
         if per_image and len(c) != n:
             raise ValueError(f"ctf has {len(c)} images, expected {n}")
         mats, out_s = np.empty((n, 3, 3)), np.empty((n, 2))
-        fits = np.empty((n, 7))
+        fits = np.empty((n, 9))
         for s in range(0, n, self.chunk):
             sl = slice(s, min(n, s + self.chunk))
             cc = c[sl] if per_image else c
@@ -409,7 +413,8 @@ class LocalRefiner:
                             shift_change_px=np.hypot(*(out_s - sh).T),
                             angle_se_deg=fits[:, 4],
                             pinned=~(fits[:, 4] > np.degrees(self.max_se)),
-                            move_statistic=fits[:, 5], move_kept=fits[:, 6] > 0.5)
+                            move_statistic=fits[:, 5], move_kept=fits[:, 6] > 0.5,
+                            corr_fit=fits[:, 7], angle_fit_change_deg=fits[:, 8])
 
 
 def refine_local(volume: ArrayLike, images: ArrayLike, angles: ArrayLike,

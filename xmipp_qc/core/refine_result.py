@@ -62,6 +62,11 @@ class RefineResult:
         pinned) and the refined angles were kept; False where the image kept
         its input angles, with the shift solved at them (``angle_change_deg``
         is 0).
+    corr_fit, angle_fit_change_deg : ndarray, shape (n,)
+        Band correlation and geodesic angular change (degrees) of the best fit,
+        whether or not the evidence test kept it (``corr_final`` and
+        ``angle_change_deg`` where it did; the input's where the orientation is
+        not pinned).
     """
 
     angles: NDArray[np.float64]
@@ -80,6 +85,8 @@ class RefineResult:
     pinned: NDArray[np.bool_]
     move_statistic: NDArray[np.float64]
     move_kept: NDArray[np.bool_]
+    corr_fit: NDArray[np.float64]
+    angle_fit_change_deg: NDArray[np.float64]
 
     def scores(self) -> dict[str, NDArray[np.float64]]:
         """Per-image refinement scores for :func:`xmipp_qc.core.residuals.summarize_chunk`.
@@ -87,18 +94,21 @@ class RefineResult:
         Returns
         -------
         dict of str to ndarray of shape (n,)
-            ``corrInit``, ``corrFinal`` (band-limited correlations, higher is
-            better), ``corrGain = corrFinal - corrInit`` (>= 0; a large gain
-            means the input parameters were wrong), ``angleChange`` (degrees)
-            and ``shiftChange`` (px), ``grayInit`` and ``grayInitSE``,
+            ``corrInit``, ``corrFinal`` (band-limited correlations at the input
+            and output parameters, higher is better), ``corrGain`` and
+            ``angleChange`` (degrees): the correlation gain and the angular
+            move of the best fit, whether or not it was kept (``moveKept``;
+            a large gain means the input parameters were wrong, and as
+            scores they must not depend on the decision), ``shiftChange``
+            (px, output), ``grayInit`` and ``grayInitSE``,
             ``angleSE`` (degrees), ``anglePinned`` (1 or 0) and ``moveKept``
             (1 where the refined angles passed the evidence test and were kept,
             else 0: the input angles were kept).
         """
         return {
             "corrInit": self.corr_initial, "corrFinal": self.corr_final,
-            "corrGain": self.corr_final - self.corr_initial,
-            "angleChange": self.angle_change_deg, "shiftChange": self.shift_change_px,
+            "corrGain": self.corr_fit - self.corr_initial,
+            "angleChange": self.angle_fit_change_deg, "shiftChange": self.shift_change_px,
             "grayInit": self.gray_initial, "grayInitSE": self.gray_initial_se,
             "angleSE": self.angle_se_deg, "anglePinned": self.pinned.astype(np.float64),
             "moveKept": self.move_kept.astype(np.float64),

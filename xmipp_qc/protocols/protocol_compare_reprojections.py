@@ -106,8 +106,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     - zScoreResCov (_xmipp_zScoreResCov): how unusual the spatial structure of the
       residual (image minus fitted reprojection) is in this set, robust z; high is bad.
     - zResMean, zResStd (_qc_): residual mean and spread against the set, robust z.
-    - angleChange (°), shiftChange (px) (_qc_): how far local refinement moved it.
-      The angles move only when the better fit beats what noise alone would give
+    - angleChange (°), shiftChange (px) (_qc_): how far local refinement's best fit
+      is from the input angles, and how far it moved the shift. The angles are
+      changed only when that better fit beats what noise alone would give
       (moveKept, _qc_moveKept: 1 = moved, 0 = the input angles were kept).
     - outlierScore (_qc_outlierScore): the combined robust z of these; above 3.5
       the image is flagged (_qc_isOutlier). Images that cannot be scored (e.g.
