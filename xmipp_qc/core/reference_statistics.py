@@ -30,12 +30,13 @@ from xmipp_qc.core.outliers import (
     SetStatistics,
     jbld,
     jbld_centroid,
+    mode_location_scale,
     robust_location_scale,
     set_reasons,
 )
 from xmipp_qc.core.residuals import ChunkSummary
 
-__all__ = ["reference_statistics", "score_with_reference"]
+__all__ = ["part_name", "reference_statistics", "score_with_reference"]
 
 
 def _mean_sd(x: NDArray, ok: NDArray) -> list[float]:
@@ -73,14 +74,24 @@ def _set_scores(summary: ChunkSummary, ref: Mapping[str, Any],
     return out
 
 
-def _raw_combined(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> NDArray:
+def _component_parts(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> dict:
+    """Each available component's oriented z-score, floored: ``{name: (n,)}``."""
     loc = ref["location_scale"]
-    parts = [np.maximum(sign * _z(merged[k], loc[k]), _FLOOR)
-             for k, sign in ref["components"].items() if k in merged and k in loc]
+    parts = {k: np.maximum(sign * _z(merged[k], loc[k]), _FLOOR)
+             for k, sign in ref["components"].items() if k in merged and k in loc}
     if not parts:
         raise ValueError(f"none of the outlier components {list(ref['components'])} "
                          "is available")
-    return np.mean(parts, axis=0)
+    return parts
+
+
+def _raw_combined(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> NDArray:
+    return np.mean(list(_component_parts(merged, ref).values()), axis=0)
+
+
+def part_name(component: str) -> str:
+    """Score name of a component's share of ``outlierScore``: ``outlierPart<Component>``."""
+    return "outlierPart" + component[0].upper() + component[1:]
 
 
 def reference_statistics(summary: ChunkSummary, *,
@@ -106,7 +117,8 @@ def reference_statistics(summary: ChunkSummary, *,
         ``location_scale``: ``{name: [location, scale]}`` of ``resMean`` and
         ``resStd`` (mean, std), and (median, robust scale) of
         ``resCovDivergence``, ``grayRatio`` (``(a - median a) / se``),
-        ``grayInitRatio``, every component and ``combined`` (the mean of the
+        ``grayInitRatio``, every component and ``combined`` (mode and left
+        sigma, :func:`~xmipp_qc.core.outliers.mode_location_scale`, of the mean of the
         floored oriented component z-scores).
     """
     reasons, median_std = set_reasons(summary)
@@ -137,7 +149,7 @@ def reference_statistics(summary: ChunkSummary, *,
     for k in comps:
         if k in merged:
             loc[k] = robust_location_scale(np.asarray(merged[k], dtype=np.float64), ok)
-    loc["combined"] = robust_location_scale(_raw_combined(merged, ref), ok)
+    loc["combined"] = mode_location_scale(_raw_combined(merged, ref), ok)
     return ref
 
 
@@ -165,8 +177,11 @@ def score_with_reference(summary: ChunkSummary,
     ok = reasons == ""
     out = _set_scores(summary, reference, ok)
     merged = {**summary.scores, **out}
-    out["outlierScore"] = _z(_raw_combined(merged, reference),
-                             reference["location_scale"]["combined"])
+    parts = _component_parts(merged, reference)
+    loc, scale = reference["location_scale"]["combined"]
+    out["outlierScore"] = _z(np.mean(list(parts.values()), axis=0), [loc, scale])
+    for k, v in parts.items():  # outlierScore = sum of the parts - loc / scale
+        out[part_name(k)] = v / (len(parts) * scale)
     for v in out.values():
         v[~ok] = np.nan
     threshold = float(reference["threshold"])
