@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--angular-sampling", type=float, default=5.0, metavar="DEG",
       help="Gallery step of projection matching, degrees (default %(default)s; "
            "RELION sets it with --healpix_order).")
+    a("--search-shift", type=float, metavar="PX",
+      help="Shift range of projection matching (with --no-assignment), px of the working "
+           "sampling (default 20%% of the box: picks are often that far off-centre).")
     a("--max-shift", type=float, metavar="PX",
       help="Refinement shift bound, px of the working sampling (default 5%% of the box; "
            "RELION: --offset_range).")
@@ -107,7 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--relion-project", action="store_true",
       help="Images made by relion_project (odd boxes shifted by +1 px).")
     a("--threshold", type=float, default=3.5, metavar="Z",
-      help="Outlier-score flag threshold, robust z units (default %(default)s).")
+      help="Flag threshold on the outlier score (default %(default)s). The score says how "
+           "much worse than the set's typical particle the map explains an image, in units "
+           "of the typical particles' own spread; with --no-assignment it combines the "
+           "correlation (cost), the gray z-score, the residual's structure at large scales "
+           "(ice, carbon, aggregates: resLowPower) and how far off-centre the particle was "
+           "found; xmippQcOutlierPart* columns give each one's part.")
     a("--rank-score", default="cost", metavar="SCORE",
       help="Score that ranks the maps (default %(default)s; e.g. imedValue, resStd).")
     a("--chunk-size", type=int, default=256, metavar="N",
@@ -126,7 +134,8 @@ def _options(args, grid: Grid):
         grid.pixel_a, resolution_a=args.resol, sigma=args.sigma,
         angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=args.use_ctf,
         optimize_gray=args.optimize_gray, refine=not args.no_refine,
-        max_shift_px=args.max_shift, max_angle_deg=args.max_angle,
+        max_shift_px=args.max_shift, match_shift_px=args.search_shift,
+        max_angle_deg=args.max_angle,
         mask_radius=args.mask_radius)
 
 

@@ -67,7 +67,7 @@ def check_options(args) -> None:
                 + check.choice("--rank-score", args.rank_score, SCORE_DIRECTIONS)
                 + check.symmetry("--symmetry", args.symmetry)
                 + check.positive("--angular-sampling", args.angular_sampling))
-    for opt in ("max_shift", "max_angle", "mask_radius"):
+    for opt in ("max_shift", "search_shift", "max_angle", "mask_radius"):
         problems += check.in_range(f"--{opt.replace('_', '-')}", getattr(args, opt), 0,
                                    float("inf"), optional=True)
     for opt in ("resol", "sigma", "pixel_size", "volume_pixel_size"):

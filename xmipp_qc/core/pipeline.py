@@ -144,7 +144,8 @@ class CompareOptions:
             raise ValueError(f"pixel_size_a must be positive, got {self.pixel_size_a}")
         if not self.angular_step > 0:
             raise ValueError(f"angular_step must be positive, got {self.angular_step}")
-        for name in ("max_shift_px", "match_shift_px", "max_angle_deg", "resolution_a", "sigma", "mask_radius"):
+        for name in ("max_shift_px", "match_shift_px", "max_angle_deg", "resolution_a", "sigma",
+                     "mask_radius"):
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be >= 0 or None, got {v}")

@@ -51,7 +51,11 @@ QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": 
              "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
              "matchCorr": "match_corr", "matchMargin": "match_margin",
              "angleChange": "angleChange", "shiftChange": "shiftChange",
-             "angleSE": "angleSE", "anglePinned": "anglePinned"}
+             "angleSE": "angleSE", "anglePinned": "anglePinned",
+             "resLowPower": "resLowPower", "offCentre": "offCentre"}
+#: Prefix of the scores holding each component's part of the outlier score
+#: (:func:`xmipp_qc.core.reference_statistics.part_name`), stored as ``_qc_`` + key.
+PART_PREFIX = "outlierPart"
 
 
 def outputName(volId):
@@ -103,6 +107,9 @@ def decorateItem(item, row, withResiduals=False):
     for attr, key in QC_SCORES.items():
         if key in row:
             setattr(item, f"_qc_{attr}", emobj.Float(_float(row[key])))
+    for key in row:
+        if key.startswith(PART_PREFIX):
+            setattr(item, f"_qc_{key}", emobj.Float(_float(row[key])))
     item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
     item._qc_matched = emobj.Boolean(bool(row["matched"]))
     failed = not np.isfinite(row["outlierScore"])  # could not be scored: reason says why

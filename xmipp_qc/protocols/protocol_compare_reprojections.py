@@ -107,9 +107,21 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
       residual (image minus fitted reprojection) is in this set, robust z; high is bad.
     - zResMean, zResStd (_qc_): residual mean and spread against the set, robust z.
     - angleChange (°), shiftChange (px) (_qc_): how far local refinement moved it.
-    - outlierScore (_qc_outlierScore): the combined robust z of these; above 3.5
-      the image is flagged (_qc_isOutlier). Images that cannot be scored (e.g.
-      blank) stay in the set, flagged, with the reason in _qc_failureReason.
+    - resLowPower (_qc_): the share of the residual's power at scales of a quarter
+      of the box and larger: ice, carbon edges, aggregates and neighbours that the
+      map does not explain; high is bad.
+    - offCentre (px, _qc_): how far from the box centre the particle was found.
+    - outlierScore (_qc_outlierScore): how much worse than the typical particle of
+      this set the map explains the image, combining the scores that separate junk:
+      with angles found by projection matching, cost, zScoreGray, resLowPower and
+      offCentre (on real particles it finds RELION's junk better than any of them
+      alone); with given angles, zScoreGray at the given and the refined angles and
+      how far refinement had to move them. It is measured from the typical
+      particle in units of the particles' own spread, so junk is found even when
+      it is half of the set. Above 3.5 the image is flagged (_qc_isOutlier); the
+      _qc_outlierPart... attributes say how much each score contributed, so you
+      see why. Images that cannot be scored (e.g. blank) stay in the set,
+      flagged, with the reason in _qc_failureReason.
 
     With several maps they are ranked by their mean cost over the same images,
     with a bootstrap interval of the lead of the best map. "Analyze results"

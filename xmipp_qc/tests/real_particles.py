@@ -1,4 +1,4 @@
-"""The real-particle panel: compare reprojections on real β-gal particles, scored by RELION's labels.
+"""The real-particle panel: compare reprojections on real β-gal particles against RELION's labels.
 
 Used by the panel tests (``xmipp_qc/tests/test_real_particles.py``) and by
 ``benchmarks/real_particles.py`` (the table), so that both measure the same

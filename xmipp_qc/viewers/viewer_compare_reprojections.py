@@ -13,6 +13,7 @@ returning ``self._figure(fig, title)``.
 
 import os
 
+import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtUserSubSet
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
@@ -22,6 +23,7 @@ from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
 from xmipp_qc.core.residuals import gray_residuals
 from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
+    PART_PREFIX,
     imageLocation,
     readOutputsJson,
     readRanking,
@@ -40,6 +42,7 @@ SORTS = (("outlier score", "outlierScore", True), ("cost", "cost", False),
 #: Table columns: (row key, item attribute, heading, format).
 COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("isOutlier", "_qc_isOutlier", "flagged", "{}"),
+           ("outlierWhy", None, "largest parts of the outlier score", "{}"),
            ("cost", "_xmipp_cost", "cost", "{:.3f}"),
            ("zScoreGray", "_qc_zScoreGray", "gray z", "{:.2f}"),
            ("zScoreResCov", "_xmipp_zScoreResCov", "cov. z", "{:.2f}"),
@@ -47,6 +50,8 @@ COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("zResStd", "_qc_zResStd", "res. std z", "{:.2f}"),
            ("imedValue", "_xmipp_imedValue", "IMED", "{:.3g}"),
            ("corrIdx", "_xmipp_corrIdx", "corr.", "{:.3f}"),
+           ("resLowPower", "_qc_resLowPower", "res. large-scale share", "{:.3f}"),
+           ("offCentre", "_qc_offCentre", "off-centre (px)", "{:.1f}"),
            ("matchCorr", "_qc_matchCorr", "match corr.", "{:.3f}"),
            ("angleChange", "_qc_angleChange", "angle move (°)", "{:.2f}"),
            ("shiftChange", "_qc_shiftChange", "shift move (px)", "{:.2f}"),
@@ -61,6 +66,15 @@ HISTOGRAM_SCORES = ("outlierScore", "zScoreGray", "zScoreResCov", "zResMean", "z
                     "cost")
 KEEP_INLIERS, KEEP_OUTLIERS = 0, 1
 TITLE = "Compare reprojections"
+
+
+def outlierWhy(item, top=2):
+    """The largest parts of an item's outlier score: ``"cost 2.1, offCentre 1.4"``."""
+    prefix = "_qc_" + PART_PREFIX
+    parts = [(attr[len(prefix):], obj.get()) for attr, obj in vars(item).items()
+             if attr.startswith(prefix) and obj.get() is not None]
+    parts = sorted((p for p in parts if np.isfinite(p[1])), key=lambda p: -p[1])[:top]
+    return ", ".join(f"{name[0].lower() + name[1:]} {value:.1f}" for name, value in parts)
 
 
 class XmippQcCompareReprojectionsViewer(ProtocolViewer):
@@ -126,8 +140,9 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
         for item in outSet.iterItems():
             row = {"id": item.getObjId()}
             for key, attr, _, _ in COLUMNS:
-                obj = getattr(item, attr, None)
+                obj = getattr(item, attr, None) if attr else None
                 row[key] = None if obj is None else obj.get()
+            row["outlierWhy"] = outlierWhy(item)
             for key, attr in IMAGES:
                 row[key] = imageLocation(getattr(item, attr, None))
             rows.append(row)

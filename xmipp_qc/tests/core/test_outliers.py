@@ -198,3 +198,37 @@ def test_outlier_auc_particle_snr(snr_005):
     good = kinds == ""
     assert st.is_outlier[good].mean() <= 0.02
     assert st.is_outlier[~good].mean() >= 0.3
+
+
+# --- location and scale of a score with a second population --------------------------
+
+def test_half_sample_mode_known_answers():
+    from xmipp_qc.core.outliers import half_sample_mode
+
+    assert half_sample_mode([1.0, 2.0, 3.0]) == pytest.approx(2.0)
+    assert half_sample_mode([0.0, 1.0, 2.0, 4.0, 50.0, 90.0, np.nan]) == pytest.approx(1.0)
+    assert np.isnan(half_sample_mode([np.nan]))
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, 6000), rng.normal(4, 1.5, 4000)])
+    assert half_sample_mode(x) == pytest.approx(0.0, abs=0.25)
+
+
+def test_mode_location_scale_follows_the_low_population():
+    from xmipp_qc.core.outliers import mode_location_scale, robust_location_scale
+
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        one = rng.normal(2.0, 0.5, 5000).astype(dtype)
+        loc, scale = mode_location_scale(one)
+        assert loc == pytest.approx(2.0, abs=0.1) and scale == pytest.approx(0.5, rel=0.1)
+        # 40% of a second, worse population: median and MAD move, mode and left sigma do not
+        mixed = np.concatenate([one, rng.normal(4.0, 0.8, 3300).astype(dtype)])
+        loc2, scale2 = mode_location_scale(mixed)
+        med, mad = robust_location_scale(mixed)
+        assert loc2 == pytest.approx(2.0, abs=0.15) and scale2 == pytest.approx(0.5, rel=0.15)
+        assert med > 2.4 and mad > 0.9
+    # few values or no spread: the robust estimate
+    assert mode_location_scale([1.0, 2.0, 3.0]) == robust_location_scale([1.0, 2.0, 3.0])
+    assert mode_location_scale(np.ones(20)) == robust_location_scale(np.ones(20))
+    valid = np.arange(30) < 20
+    assert mode_location_scale(np.r_[np.zeros(20), np.full(10, 9.0)], valid)[0] == 0.0
