@@ -176,7 +176,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         form.addParam("useAssignment", params.BooleanParam, default=True,
                       label="Use the input angular assignment",
                       help="Use the particles' 3D alignment; otherwise (or without one) "
-                           "angles are found by projection matching.")
+                           "angles are found by projection matching, which searches "
+                           "shifts up to 20% of the box (picks are often that far "
+                           "off-centre).")
         form.addParam("optimizeGray", params.BooleanParam, default=False,
                       label="Optimize gray", help="Store the gray-fitted reprojection a*P+b. "
                                                   "Scores always use the fitted gray model.")
