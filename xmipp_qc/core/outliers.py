@@ -25,6 +25,7 @@ __all__ = [
     "SetStatistics",
     "jbld",
     "jbld_centroid",
+    "combined_location_scale",
     "half_sample_mode",
     "mode_location_scale",
     "robust_z",
@@ -180,6 +181,44 @@ def mode_location_scale(values: ArrayLike, valid: ArrayLike | None = None) -> li
     if not scale > 0:
         return robust_location_scale(x, sel)
     return [mode, scale]
+
+
+#: Valid images from which the combined score's location and scale are those of
+#: its low mode (:func:`combined_location_scale`); fewer give too noisy a mode.
+MODE_MIN_IMAGES = 200
+
+
+def combined_location_scale(combined: ArrayLike, unfloored: ArrayLike,
+                            valid: ArrayLike | None = None) -> list[float]:
+    """Location and scale that turn the combined component score into ``outlierScore``.
+
+    With at least :data:`MODE_MIN_IMAGES` valid images they are those of the
+    images the map explains: the mode and left sigma
+    (:func:`mode_location_scale`) of the mean of the oriented component
+    z-scores before their floor (the floor piles good images onto a few values,
+    which would make a spike of the mode), so that junk is flagged even when it
+    is half of the set. With fewer, a mode is too noisy to stand on, and they
+    are the median and robust scale of the floored combination
+    (:func:`robust_location_scale`).
+
+    Parameters
+    ----------
+    combined : array_like, shape (n,)
+        Mean of the floored oriented component z-scores.
+    unfloored : array_like, shape (n,)
+        Mean of the same z-scores without the floor.
+    valid : array_like of bool, shape (n,), optional
+        Images that define the statistics; default the finite ones.
+
+    Returns
+    -------
+    list of two floats
+    """
+    c = np.asarray(combined, dtype=np.float64)
+    sel = np.isfinite(c) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(c))
+    if sel.sum() < MODE_MIN_IMAGES:
+        return robust_location_scale(c, sel)
+    return mode_location_scale(unfloored, sel)
 
 
 def robust_z(values: ArrayLike, valid: ArrayLike | None = None) -> NDArray[np.float64]:

@@ -28,9 +28,9 @@ from xmipp_qc.core.outliers import (
     OUTLIER_COMPONENTS,
     OUTLIER_THRESHOLD,
     SetStatistics,
+    combined_location_scale,
     jbld,
     jbld_centroid,
-    mode_location_scale,
     robust_location_scale,
     set_reasons,
 )
@@ -74,15 +74,20 @@ def _set_scores(summary: ChunkSummary, ref: Mapping[str, Any],
     return out
 
 
-def _component_parts(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> dict:
-    """Each available component's oriented z-score, floored: ``{name: (n,)}``."""
+def _oriented(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> dict:
+    """Each available component's oriented z-score (high is bad): ``{name: (n,)}``."""
     loc = ref["location_scale"]
-    parts = {k: np.maximum(sign * _z(merged[k], loc[k]), _FLOOR)
+    parts = {k: sign * _z(merged[k], loc[k])
              for k, sign in ref["components"].items() if k in merged and k in loc}
     if not parts:
         raise ValueError(f"none of the outlier components {list(ref['components'])} "
                          "is available")
     return parts
+
+
+def _component_parts(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> dict:
+    """Floor the oriented component z-scores at ``_FLOOR``: ``{name: (n,)}``."""
+    return {k: np.maximum(v, _FLOOR) for k, v in _oriented(merged, ref).items()}
 
 
 def _raw_combined(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> NDArray:
@@ -117,9 +122,9 @@ def reference_statistics(summary: ChunkSummary, *,
         ``location_scale``: ``{name: [location, scale]}`` of ``resMean`` and
         ``resStd`` (mean, std), and (median, robust scale) of
         ``resCovDivergence``, ``grayRatio`` (``(a - median a) / se``),
-        ``grayInitRatio``, every component and ``combined`` (mode and left
-        sigma, :func:`~xmipp_qc.core.outliers.mode_location_scale`, of the mean of the
-        floored oriented component z-scores).
+        ``grayInitRatio``, every component and ``combined``, the location and
+        scale of the mean of the floored oriented component z-scores
+        (:func:`~xmipp_qc.core.outliers.combined_location_scale`).
     """
     reasons, median_std = set_reasons(summary)
     ok = reasons == ""
@@ -149,7 +154,8 @@ def reference_statistics(summary: ChunkSummary, *,
     for k in comps:
         if k in merged:
             loc[k] = robust_location_scale(np.asarray(merged[k], dtype=np.float64), ok)
-    loc["combined"] = mode_location_scale(_raw_combined(merged, ref), ok)
+    loc["combined"] = combined_location_scale(
+        _raw_combined(merged, ref), np.mean(list(_oriented(merged, ref).values()), axis=0), ok)
     return ref
 
 

@@ -61,9 +61,9 @@ def test_outlier_score_finds_junk_better_than_its_components(matched):
 def test_flagged_images_are_mostly_junk(matched):
     run, _ = matched
     q = flag_quality(run)
-    assert 50 <= q["flagged"] <= 250
-    assert q["precision"] >= 0.85  # junk share of the flagged agreed images (base 0.40)
-    assert q["recall"] >= 0.15
+    assert 40 <= q["flagged"] <= 250  # was 113, of which 66.7% junk (agreed)
+    assert q["precision"] >= 0.9  # junk share of the flagged agreed images (base 0.40)
+    assert q["recall"] >= 0.12
     assert q["not_refined_worst10"] >= 0.85
 
 

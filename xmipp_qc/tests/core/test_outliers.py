@@ -285,3 +285,25 @@ def test_matched_outlier_score_on_synthetic_particles(matched_set):
         assert kind_new[k] >= kind_old[k] - 0.03, k
     assert kind_new["junk"] >= 0.95 and kind_new["missing_domain"] >= 0.95
     assert new["isOutlier"][~bad].mean() <= 0.03  # few false flags at the default threshold
+
+
+def test_combined_location_scale_mode_only_on_large_sets():
+    from xmipp_qc.core.outliers import (
+        MODE_MIN_IMAGES,
+        combined_location_scale,
+        mode_location_scale,
+        robust_location_scale,
+    )
+
+    rng = np.random.default_rng(3)
+    good = rng.normal(0.0, 1.0, 600)
+    unfloored = np.concatenate([good, rng.normal(3.0, 1.0, 400)])  # 40% junk
+    floored = np.maximum(unfloored, -0.5)  # a floor piles good images onto -0.5
+    loc, scale = combined_location_scale(floored, unfloored)
+    assert [loc, scale] == mode_location_scale(unfloored)
+    assert loc == pytest.approx(0.0, abs=0.2) and scale == pytest.approx(1.0, rel=0.15)
+    # the floored values' own mode and spread would not describe the good images
+    assert abs(mode_location_scale(floored)[1] - 1.0) > 0.3
+    n = MODE_MIN_IMAGES - 1
+    assert combined_location_scale(floored[:n], unfloored[:n]) == \
+        robust_location_scale(floored[:n])
