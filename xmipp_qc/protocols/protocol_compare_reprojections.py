@@ -109,7 +109,9 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     - angleChange (°), shiftChange (px) (_qc_): how far local refinement moved it.
     - outlierScore (_qc_outlierScore): the combined robust z of these; above 3.5
       the image is flagged (_qc_isOutlier). Images that cannot be scored (e.g.
-      blank) stay in the set, flagged, with the reason in _qc_failureReason.
+      blank) stay in the set, flagged; the reason of every flag is a category in
+      _qc_reason (e.g. constant_image, listed in the README), the number behind it
+      in _qc_reasonValue.
 
     With several maps they are ranked by their mean cost over the same images,
     with a bootstrap interval of the lead of the best map. "Analyze results"

@@ -133,11 +133,16 @@ class TestCompareReprojectionsParticles(CompareBase):
         for i in (3, 5):
             item = out[i]
             self.assertTrue(item._qc_isOutlier.get())
-            self.assertIn("constant image", item._qc_failureReason.get())
+            self.assertEqual(item._qc_reason.get(), "constant_image")
+            self.assertIsNone(item._qc_reasonValue.get())
             self.assertIsNone(item._qc_outlierScore.get())
             given = syn.outputParticles[i].getTransform().getMatrix()
             np.testing.assert_allclose(item.getTransform().getMatrix(), given, atol=1e-6)
-        self.assertEqual(out[1]._qc_failureReason.get(), "")
+        reasons = {item.getObjId(): item._qc_reason.get() for item in out}
+        flagged = {item.getObjId() for item in out if item._qc_isOutlier.get()}
+        self.assertEqual({i for i, r in reasons.items() if r}, flagged)  # every flag says why
+        self.assertEqual({i for i, r in reasons.items()
+                          if r == "outlier_score_above_threshold"}, flagged - {3, 5})
         self.assertOutliersOnTop(out, syn.truth)
         self.assertAlignmentNearTruth(out, syn.truth)
         residual = out[1]._xmipp_imageResidual.get()

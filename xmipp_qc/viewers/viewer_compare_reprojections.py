@@ -52,7 +52,8 @@ COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("shiftChange", "_qc_shiftChange", "shift move (px)", "{:.2f}"),
            ("angleSE", "_qc_angleSE", "angle s.e. (°)", "{:.2f}"),
            ("anglePinned", "_qc_anglePinned", "angles pinned (1 = yes)", "{:.0f}"),
-           ("failureReason", "_qc_failureReason", "failure", "{}"))
+           ("reason", "_qc_reason", "reason", "{}"),
+           ("reasonValue", "_qc_reasonValue", "reason value", "{:.4g}"))
 #: Image pointers of an output item: (row key, item attribute).
 IMAGES = (("image", "_xmipp_image"), ("reprojection", "_xmipp_imageRef"),
           ("residual", "_xmipp_imageResidual"))
