@@ -51,7 +51,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # setuptools >= 77 reads pyproject.toml, also for `python setup.py` (setup.py)
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip "setuptools>=77"
     "$VENV/bin/python" -m pip install --quiet -e '.[test]'
     touch "$STAMP"
 fi
