@@ -142,7 +142,7 @@ def run_notes(args, particles, maps, sources, grid: Grid):
     from xmipp_qc.core.run_notes import ctf_choice, pixel_size_notes
 
     ctf = ctf_choice(not args.no_ctf, particles.defocus is not None,
-                     source="rlnDefocusU/V/Angle in the STAR", switch_off="--no-ctf")
+                     source="rlnDefocusU/V/Angle columns in the STAR", switch_off="--no-ctf")
     log.info("%s", ctf.note)
     where = _image_pixel_source(args, particles)
     images = [(p, where) for p in sorted(set(particles.pixel_size_a.tolist()))]

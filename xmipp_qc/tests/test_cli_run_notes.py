@@ -48,7 +48,7 @@ def test_ctf_applied_by_default_and_said_first(files, tmp_path, capsys):
     out = _run(files, tmp_path, "ctf.star", "map.mrc")
     lines = _lines(capsys)
     assert lines[0] == ("CTF applied to every reprojection: the images carry one "
-                        "(rlnDefocusU/V/Angle in the STAR); --no-ctf to ignore it.")
+                        "(rlnDefocusU/V/Angle columns in the STAR); --no-ctf to ignore it.")
     assert not any("Pixel sizes differ" in ln for ln in lines)  # same sampling: no word
     assert json.loads((out / "ranking.json").read_text())["options"]["use_ctf"] is True
 
@@ -56,7 +56,7 @@ def test_ctf_applied_by_default_and_said_first(files, tmp_path, capsys):
 def test_no_ctf_says_what_is_lost(files, tmp_path, capsys):
     out = _run(files, tmp_path, "ctf.star", "map.mrc", "--no-ctf")
     assert _lines(capsys)[0] == ("CTF not applied (--no-ctf) although the images carry one "
-                                 "(rlnDefocusU/V/Angle in the STAR): scores are lower than "
+                                 "(rlnDefocusU/V/Angle columns in the STAR): scores are lower than "
                                  "with it.")
     assert json.loads((out / "ranking.json").read_text())["options"]["use_ctf"] is False
 
@@ -64,8 +64,8 @@ def test_no_ctf_says_what_is_lost(files, tmp_path, capsys):
 def test_star_without_ctf_runs_without_it(files, tmp_path, capsys):
     out = _run(files, tmp_path, "plain.star", "map.mrc")
     assert _lines(capsys)[0] == ("CTF not applied: the images carry none (no "
-                                 "rlnDefocusU/V/Angle in the STAR); scores compare them with "
-                                 "CTF-free reprojections.")
+                                 "rlnDefocusU/V/Angle columns in the STAR); scores compare "
+                                 "them with CTF-free reprojections.")
     assert json.loads((out / "ranking.json").read_text())["options"]["use_ctf"] is False
 
 

@@ -41,9 +41,13 @@ def test_editable_install_of_a_copy(tmp_path):
     shutil.copytree(ROOT / "xmipp_qc", src / "xmipp_qc",
                     ignore=shutil.ignore_patterns("tests", "__pycache__"))
     prefix = tmp_path / "prefix"
+    # --ignore-installed: without it pip uninstalls this environment's copy first
     pip = _run(["-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                "--no-index", "-e", str(src), "--prefix", str(prefix)], tmp_path)
+                "--no-index", "--ignore-installed", "-e", str(src), "--prefix", str(prefix)],
+               tmp_path)
     assert pip.returncode == 0, pip.stderr
+    here = _run(["-c", "import xmipp_qc; print(xmipp_qc.__file__)"], tmp_path)
+    assert Path(here.stdout.strip()) == ROOT / "xmipp_qc" / "__init__.py"  # left as it was
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix),
                                                     "platbase": str(prefix)}))
     (src / "xmipp_qc" / "editable_probe.py").write_text("WHERE = 'the copy'\n")  # after install
