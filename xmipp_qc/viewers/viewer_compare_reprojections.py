@@ -13,12 +13,14 @@ returning ``self._figure(fig, title)``.
 
 import os
 
+import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtUserSubSet
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from xmipp_qc.convert import readImages
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
+from xmipp_qc.core.reasons import reason_lines
 from xmipp_qc.core.residuals import gray_residuals
 from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
@@ -73,9 +75,10 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
 
     def _defineParams(self, form):
         form.addSection(label="Visualization")
-        form.addParam("volumeIndex", params.EnumParam, default=0, choices=self._outputNames()
-                      or ["(none yet)"], label="Map",
-                      help="The candidate map whose images, scores and residuals are shown.")
+        form.addParam("volumeIndex", params.EnumParam, default=self.bestIndex(),
+                      choices=self._outputNames() or ["(none yet)"], label="Map",
+                      help="The candidate map whose images, scores and residuals are shown "
+                           "(at first the best-ranked one).")
         form.addParam("sortBy", params.EnumParam, default=0, choices=[s[0] for s in SORTS],
                       label="Sort by (worst first)",
                       help="Initial order of the table; click a column heading to re-sort.")
@@ -109,7 +112,18 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
 
     # --------------------------- selection in the form -----------------------
     def _outputNames(self):
-        return list(readOutputsJson(self.protocol._getExtraPath()).values())
+        """Output names in id order, the best-ranked map marked ``(best)``."""
+        names = list(readOutputsJson(self.protocol._getExtraPath()).values())
+        best = self.bestIndex()
+        return [f"{n} (best)" if i == best and len(names) > 1 else n
+                for i, n in enumerate(names)]
+
+    def bestIndex(self):
+        """Position of the best-ranked map among the outputs (0 without a ranking)."""
+        table = readRanking(self.protocol._getExtraPath())
+        vids = list(readOutputsJson(self.protocol._getExtraPath()))
+        best = None if not table else int(str(table["best"]).removeprefix("vol"))
+        return vids.index(best) if best in vids else 0
 
     def _selected(self):
         """``(volumeId, outputName)`` chosen in the form, or None."""
@@ -146,6 +160,11 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                   f"score > {OUTLIER_THRESHOLD:g}); sorted by {label}, worst first.\n"
                   "Pictures: aligned image | reprojection | residual (red: image above "
                   "the reprojection, blue: below). Select rows to make a subset of them.")
+        why = reason_lines([r["reason"] or "" for r in rows],
+                           [np.nan if r["reasonValue"] is None else r["reasonValue"]
+                            for r in rows])
+        if why:
+            header += "\nWhy flagged (column 'reason'):\n  " + "\n  ".join(why)
         return [TableView(self, sel, rows, key, descending, header)]
 
     def subsetFromRows(self, rows, label=None):
