@@ -67,6 +67,7 @@ def _where(project, prot):
 def demoCompareReprojections(project, seed):
     from xmipp_qc.protocols import XmippQcProtCompareReprojections, XmippQcProtSyntheticParticles
     from xmipp_qc.protocols.compare_reprojections_results import readOutputsJson
+    from xmipp_qc.protocols.compare_reprojections_session import readSession
 
     print("\n== Compare reprojections: 300 particles on 30 micrographs (3% planted outliers "
           "of each of 6 kinds, and a bad stretch: micrographs 19-22 mostly junk) against 3 "
@@ -81,9 +82,8 @@ def demoCompareReprojections(project, seed):
     _launch(project, syn, "synthetic particles and maps")
     prot = _new(project,
         XmippQcProtCompareReprojections, objLabel="compare reprojections",
-        inputSet2D=syn.outputParticles, inputSet3D=syn.outputVolumes,
-        inputMicrographs=syn.outputMicrographs,  # the bad ones go to badMicrographs
-        doRanking=True, doExtraction=True, extractOption=1, numberOfThreads=2)
+        inputSet2D=syn.outputParticles, inputSet3D=syn.outputVolumes, doRanking=True,
+        doExtraction=True, extractOption=1, numberOfThreads=2)
     _launch(project, prot, "compare reprojections")
     with open(os.path.join(project.getPath(), syn._getExtraPath("truth.json"))) as fh:
         truth = json.load(fh)
@@ -92,9 +92,10 @@ def demoCompareReprojections(project, seed):
     outputs = readOutputsJson(os.path.join(project.getPath(), prot._getExtraPath()))
     best = getattr(prot, outputs[int(truth["trueVolumeId"])])
     _printWorst(best, truth)
-    bad = sorted(prot.badMicrographs.getIdSet()) if hasattr(prot, "badMicrographs") else []
-    print(f"  bad micrographs (flagged rate >= {prot.badMicRate.get():g}): {bad} "
-          f"(planted: {BAD_MICROGRAPHS})")
+    session = readSession(os.path.join(project.getPath(), prot._getExtraPath()),
+                          int(truth["trueVolumeId"]))
+    print(f"  micrographs mostly flagged against the true map: {session['bad_mics']} "
+          f"(planted bad stretch: {BAD_MICROGRAPHS})")
     print(f"  plots and per-image stacks: {_where(project, prot)}")
     return prot
 

@@ -28,6 +28,7 @@ from xmipp_qc.protocols.compare_reprojections_results import (  # noqa: E402
     readOutputsJson,
     readRanking,
 )
+from xmipp_qc.protocols.compare_reprojections_session import readSession  # noqa: E402
 from xmipp_qc.tests import gui_driver as gd  # noqa: E402
 
 pytestmark = pytest.mark.scipion
@@ -111,8 +112,8 @@ class TestDemoGui(BaseTest):
         self.assertGreaterEqual(rates[stretch].min(), 50.0, rates)  # the bad stretch
         self.assertLess(np.median(np.delete(rates, stretch)), 20.0, rates)
         self.assertGreater(len(perWindow.get_lines()[0].get_xdata()), 0)
-        self.assertEqual(sorted(self.compare.badMicrographs.getIdSet()),
-                         list(range(lo, hi + 1)))
+        session = readSession(self.compare._getExtraPath(), best)
+        self.assertEqual(session["bad_mics"], list(range(lo, hi + 1)))
         notes = os.environ.get("XMIPP_QC_NOTES")
         if notes:
             shutil.copy(shot, os.path.join(notes, "issue-23-demo-session.png"))
