@@ -24,6 +24,7 @@ from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from xmipp_qc import demo  # noqa: E402
 from xmipp_qc.core.reasons import OUTLIER  # noqa: E402
+from xmipp_qc.protocols import XmippQcProtSyntheticParticles  # noqa: E402
 from xmipp_qc.protocols.compare_reprojections_results import (  # noqa: E402
     readOutputsJson,
     readRanking,
@@ -45,7 +46,7 @@ class TestDemoGui(BaseTest):
         setupTestProject(cls)
         cls.movies = demo.demoMovieConsensus(cls.proj, 0)
         cls.compare = demo.demoCompareReprojections(cls.proj, 0)
-        syn = cls.compare.inputSet2D.getObjValue()  # the synthetic particles' protocol
+        syn, = [p for p in cls.proj.getRuns() if isinstance(p, XmippQcProtSyntheticParticles)]
         with open(syn._getExtraPath("truth.json")) as fh:
             cls.truth = json.load(fh)
 

@@ -42,6 +42,8 @@ SORTS = (("outlier score", "outlierScore", True), ("cost", "cost", False),
 #: Table columns: (row key, item attribute, heading, format).
 COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("isOutlier", "_qc_isOutlier", "flagged", "{}"),
+           ("reason", "_qc_reason", "reason", "{}"),
+           ("reasonValue", "_qc_reasonValue", "reason value", "{:.4g}"),
            ("cost", "_xmipp_cost", "cost", "{:.3f}"),
            ("zScoreGray", "_qc_zScoreGray", "gray z", "{:.2f}"),
            ("zScoreResCov", "_xmipp_zScoreResCov", "cov. z", "{:.2f}"),
@@ -53,9 +55,7 @@ COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("angleChange", "_qc_angleChange", "angle move (°)", "{:.2f}"),
            ("shiftChange", "_qc_shiftChange", "shift move (px)", "{:.2f}"),
            ("angleSE", "_qc_angleSE", "angle s.e. (°)", "{:.2f}"),
-           ("anglePinned", "_qc_anglePinned", "angles pinned (1 = yes)", "{:.0f}"),
-           ("reason", "_qc_reason", "reason", "{}"),
-           ("reasonValue", "_qc_reasonValue", "reason value", "{:.4g}"))
+           ("anglePinned", "_qc_anglePinned", "angles pinned (1 = yes)", "{:.0f}"))
 #: Image pointers of an output item: (row key, item attribute).
 IMAGES = (("image", "_xmipp_image"), ("reprojection", "_xmipp_imageRef"),
           ("residual", "_xmipp_imageResidual"))
