@@ -283,7 +283,8 @@ class TableView:
 
     def show(self):
         viewer = self.viewer
-        columns = [Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
+        columns = [Column(key, label, fmt, width=240, anchor="w") if key == "reason"
+                   else Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
         self.window = TableWindow(
             f"{TITLE}: images of map {self.selected[0]}", self.rows, columns,
             picture=rowPicture, pictureLabel="image | reproj. | residual",
