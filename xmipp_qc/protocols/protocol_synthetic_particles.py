@@ -163,6 +163,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                 parts.append(replace(sim, images=None))
             join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
                     ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+            # room for "junk" of the bad stretch (a set without outliers has dtype <U1)
+            join["kinds"] = join["kinds"].astype(f"<U{max(map(len, OUTLIER_KINDS))}")
             self._plantBadStretch(blobs, out, join["kinds"], skip=blank)
         for k in ("defocus_u", "defocus_v", "defocus_angle"):
             join[k] = None if parts[0].defocus_u is None else np.concatenate(
