@@ -1,12 +1,13 @@
 """What a compare-reprojections run says in its first lines: CTF, and pixel sizes that differ.
 
 Two silent choices change every score of a run: whether each image's CTF is
-applied to its reprojection (the median correlation of real β-gal particles is
-0.31 without it and 0.40 with it), and the resampling of a map whose pixel size
-differs from the images' (a wrong map header halves the scores without another
-symptom). The command line and the protocol decide and word both here, once,
-and print the lines before any image is processed (stderr of ``xmipp-qc``; the
-protocol's log and summary). Each front end passes its own words for where a
+applied to its reprojection (real β-gal particles of ``shared/data``: median
+cost 0.285 with it, 0.217 without), and the resampling of a map whose pixel
+size differs from the images' (the same particles against their map with a
+header of 1.77 instead of 3.54 Å/px: median cost 0.052, without another symptom).
+The command line and the protocol decide and word both here, once, and print
+the lines before any image is processed (stderr of ``xmipp-qc``; the protocol's
+log and summary). Each front end passes its own words for where a
 value came from (``STAR rlnImagePixelSize``, ``MRC header``, an option or a
 form field) and for how to change it.
 """
