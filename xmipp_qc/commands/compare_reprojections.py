@@ -4,9 +4,12 @@ Reads a particle STAR file (RELION 3.0 or 3.1+) and one or more maps (MRC), brin
 images and maps to a common sampling (Fourier cropping; the coarser input and,
 unless ``--no-downsample``, at least 3 Å/px), then, chunk by chunk
 (:mod:`xmipp_qc.core.pipeline`): projection matching when there are no angles
-(or ``--no-assignment``), local refinement, reprojection (with the CTF if
-``--use-ctf``) and residual scores; finally set statistics, outlier flags and
-the ranking of the maps.
+(or ``--no-assignment``), local refinement, reprojection (with each particle's
+CTF whenever the STAR has one, unless ``--no-ctf``) and residual scores; finally
+set statistics, outlier flags and the ranking of the maps. The first lines on
+stderr say whether the CTF is applied and why, and name the pixel sizes of the
+maps and the images (and where each came from) when they differ
+(:mod:`xmipp_qc.core.run_notes`).
 
 Writes, for map k (``volK``) in ``--out``:
 
@@ -43,6 +46,7 @@ from xmipp_qc.commands.compare_reprojections_inputs import (
     check_options,
     check_stacks,
     load_maps,
+    run_notes,
 )
 from xmipp_qc.commands.compare_reprojections_outputs import (
     in_row_order,
@@ -78,8 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Keep the given/matched alignment as is (RELION: --skip_align).")
     a("--optimize-gray", action="store_true",
       help="Write the gray-fitted reprojection a*P+b (scores always use the fit).")
-    a("--use-ctf", action="store_true",
-      help="Apply each particle's CTF to its reprojection (RELION: --ctf).")
+    ctf = parser.add_mutually_exclusive_group()
+    ctf.add_argument("--no-ctf", action="store_true",
+                     help="Do not apply the particles' CTF to their reprojections (by default "
+                          "it is applied whenever the STAR has rlnDefocusU/V/Angle; RELION: "
+                          "without --ctf).")
+    ctf.add_argument("--use-ctf", action="store_true",
+                     help="Require the CTF: stop if the STAR has no rlnDefocusU/V/Angle. "
+                          "Applying it is the default (kept for old scripts; RELION: --ctf).")
     a("--no-downsample", action="store_true",
       help="Keep the input sampling instead of Fourier cropping to >= 3 Å/px.")
     a("--symmetry", default="c1", metavar="GROUP",
@@ -127,12 +137,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Worst images shown in each report (default %(default)s).")
 
 
-def _options(args, grid: Grid):
+def _options(args, grid: Grid, use_ctf: bool):
     from xmipp_qc.core.compare_policy import compare_options
 
     return compare_options(
         grid.pixel_a, resolution_a=args.resol, sigma=args.sigma,
-        angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=args.use_ctf,
+        angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=use_ctf,
         optimize_gray=args.optimize_gray, refine=not args.no_refine,
         max_shift_px=args.max_shift, match_shift_px=args.search_shift,
         max_angle_deg=args.max_angle,
@@ -164,7 +174,7 @@ def _read_chunk(particles, rows: np.ndarray, grid: Grid) -> np.ndarray:
     return grid.fit(images, px, 2)
 
 
-def _chunk_inputs(particles, rows, grid: Grid, args) -> dict:
+def _chunk_inputs(particles, rows, grid: Grid, args, use_ctf: bool) -> dict:
     from xmipp_qc.core.pipeline import shifts_to_work
 
     box, px = int(particles.box[rows[0]]), float(particles.pixel_size_a[rows[0]])
@@ -172,9 +182,7 @@ def _chunk_inputs(particles, rows, grid: Grid, args) -> dict:
     if particles.angles is not None and not args.no_assignment:
         kw["angles"] = particles.angles[rows]
         kw["shifts"] = shifts_to_work(particles.shifts[rows], grid.exact_pixel(box, px), px)
-    if args.use_ctf:
-        if particles.defocus is None:
-            raise ValueError(f"{particles.path}: --use-ctf needs rlnDefocusU/V/Angle columns")
+    if use_ctf:
         kw["defocus"] = particles.defocus[rows]
         kw["acquisition"] = {k: (v[rows] if k == "phase_shift_deg" else float(v[rows[0]]))
                              for k, v in particles.acquisition.items()}
@@ -197,7 +205,8 @@ def _prepare(folder: str, particles, maps, grid: Grid, options, chunks, args) ->
         for c, rows in enumerate(chunks):
             images.write(rows, _read_chunk(particles, rows, grid))
             compare_run.write_chunk_input(folder, c, positions=rows,
-                                          **_chunk_inputs(particles, rows, grid, args))
+                                          **_chunk_inputs(particles, rows, grid, args,
+                                                          options.use_ctf))
 
 
 def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
@@ -256,14 +265,15 @@ def run(args: argparse.Namespace) -> int:
     if args.use_ctf and particles.defocus is None:
         raise ValueError(f"{args.images}: --use-ctf needs rlnDefocusU/V/Angle columns")
     check_stacks(particles)
-    maps = load_maps(args, particles)
+    maps, sources = load_maps(args, particles)
     grid = Grid.of(particles, [px for _, _, px in maps], not args.no_downsample)
     if grid.box < MIN_BOX:
         raise ValueError(f"{particles.path}: the working box would be {grid.box} px at "
                          f"{grid.pixel_a:g} Å/px; need at least {MIN_BOX} px "
                          "(try --no-downsample)")
+    ctf = run_notes(args, particles, maps, sources, grid)
     with folder as out:
-        summaries, table = _run(args, particles, maps, grid, out)
+        summaries, table = _run(args, particles, maps, grid, out, ctf.applied)
     for m in summaries:
         log.info("%s %s: %d outliers, %d failed of %d, mean cost %.3f; kept %d in %s, "
                  "flagged %d in %s", m["key"], m["path"], m["n_outliers"], m["n_failed"],
@@ -274,11 +284,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
+def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ctf: bool):
     from xmipp_qc import compare_run
     from xmipp_qc.core.compare_policy import finalize_map
 
-    options = _options(args, grid)
+    options = _options(args, grid, use_ctf)
     chunks = _chunks(particles, args.chunk_size)
     folder = os.path.join(out, "run")
     _prepare(folder, particles, maps, grid, options, chunks, args)

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.reasons import reason
 from xmipp_qc.core.residuals import ChunkSummary
 
 __all__ = [
@@ -324,7 +325,7 @@ class SetStatistics:
     is_outlier : ndarray of bool, shape (n,)
         ``outlierScore > threshold``, or the image could not be scored.
     reasons : ndarray of str, shape (n,)
-        Why an image was flagged (invalid, or "outlier score above threshold").
+        Why an image was flagged (:func:`~xmipp_qc.core.reasons.reason` strings).
     centroid : ndarray, shape (d, d)
         JBLD centroid of the valid residual covariances.
     threshold : float
@@ -369,7 +370,7 @@ def set_reasons(summary: ChunkSummary, median_std: float | None = None
     reasons = np.asarray(summary.reasons, dtype=object).copy()
     ok = reasons == ""
     broken = ok & ~np.isfinite(summary.covariances.reshape(summary.n, -1)).all(axis=1)
-    reasons[broken] = "non-finite residual covariance"
+    reasons[broken] = reason("non_finite_covariance")
     std = summary.scores.get("imageStd")
     good = ok & ~broken & (np.isfinite(std) & (std > 0) if std is not None else False)
     if median_std is None and std is not None and good.sum() >= 3:
@@ -381,8 +382,7 @@ def set_reasons(summary: ChunkSummary, median_std: float | None = None
         far = ok & ~broken & ~((ratio <= EXTREME_SCALE_FACTOR)
                                & (ratio >= 1.0 / EXTREME_SCALE_FACTOR))
         for i in np.flatnonzero(far):
-            reasons[i] = (f"extreme image scale: std {std[i]:.3g} is {ratio[i]:.3g} times "
-                          f"the set median {med:.3g}")
+            reasons[i] = reason("extreme_image_scale", ratio[i])
     return reasons.astype(str), median_std
 
 

@@ -34,6 +34,7 @@ from xmipp_qc.core.outliers import (
     robust_location_scale,
     set_reasons,
 )
+from xmipp_qc.core.reasons import OUTLIER
 from xmipp_qc.core.residuals import ChunkSummary
 
 __all__ = ["part_name", "reference_statistics", "score_with_reference"]
@@ -192,6 +193,6 @@ def score_with_reference(summary: ChunkSummary,
         v[~ok] = np.nan
     threshold = float(reference["threshold"])
     flag = ~ok | (out["outlierScore"] > threshold)
-    reasons = np.where(ok, np.where(flag, "outlier score above threshold", ""), reasons)
+    reasons = np.where(ok, np.where(flag, OUTLIER, ""), reasons)
     return SetStatistics(scores=out, is_outlier=flag, reasons=reasons.astype(str),
                          centroid=np.asarray(reference["centroid"]), threshold=threshold)

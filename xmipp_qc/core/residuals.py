@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.reasons import reason
 from xmipp_qc.core.similarity import fit_gray, similarity_scores
 from xmipp_qc.core.transform import circular_mask, low_pass
 
@@ -180,12 +181,12 @@ def _invalid_reasons(x: NDArray, p: NDArray, m: NDArray) -> NDArray[np.str_]:
     reasons = np.full(len(x), "", dtype=object)
     fin_x = np.isfinite(x.sum(axis=(1, 2)))
     fin_p = np.isfinite(p.sum(axis=(1, 2)))
-    for arr, fin, why in ((p, fin_p, "constant reprojection in the mask"),
-                          (x, fin_x, "empty or constant image in the mask")):
+    for arr, fin, why in ((p, fin_p, reason("constant_reprojection")),
+                          (x, fin_x, reason("constant_image"))):
         am = arr[:, m]
         reasons[fin & (am.max(axis=1) == am.min(axis=1))] = why
-    reasons[~fin_p] = "non-finite reprojection"
-    reasons[~fin_x] = "non-finite image values"
+    reasons[~fin_p] = reason("non_finite_reprojection")
+    reasons[~fin_x] = reason("non_finite_image")
     return reasons.astype(str)
 
 

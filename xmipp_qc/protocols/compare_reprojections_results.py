@@ -112,8 +112,8 @@ def decorateItem(item, row, withResiduals=False):
             setattr(item, f"_qc_{key}", emobj.Float(_float(row[key])))
     item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
     item._qc_matched = emobj.Boolean(bool(row["matched"]))
-    failed = not np.isfinite(row["outlierScore"])  # could not be scored: reason says why
-    item._qc_failureReason = emobj.String(str(row["reason"]) if failed else "")
+    item._qc_reason = emobj.String(str(row["reason"]))  # category of core.reasons.REASONS
+    item._qc_reasonValue = emobj.Float(_float(row.get("reasonValue", np.nan)))
     _setImagePointers(item, row, withResiduals)
     if np.all(np.isfinite(row["angles"])) and np.all(np.isfinite(row["shifts"])):
         item.setTransform(xmippToTransform(row["angles"], row["shifts"]))

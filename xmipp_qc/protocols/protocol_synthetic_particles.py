@@ -14,8 +14,9 @@ until the last one; ``extra/arrivals.txt`` lists the time of each batch and its
 last id). Particles can be grouped by micrograph
 (``particlesPerMicrograph``: consecutive ids share a micrograph, whose id is
 their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
-them), and a stretch of bad micrographs (``badMicrographs``, e.g. ``5-8``) can
-be made junk-rich (``badJunkFraction`` of their particles are junk).
+them; a static run outputs them all at once), and a stretch of bad micrographs
+(``badMicrographs``, e.g. ``5-8``) can be made junk-rich (``badJunkFraction``
+of their particles are junk).
 """
 
 import json
@@ -25,7 +26,7 @@ import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
-from pyworkflow.object import Pointer
+from pyworkflow.object import Pointer, Set
 
 from xmipp_qc.convert import xmippToTransform
 from xmipp_qc.core.simulate_blobs import Blobs, blobs_volume, phantom_blobs
@@ -128,6 +129,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                   else self._makeAverages(stack, len(sim.kinds)))
         self._defineOutputs(**{"outputParticles" if kind == KIND_PARTICLES
                                else "outputAverages": images})
+        if kind == KIND_PARTICLES and self.particlesPerMicrograph.get() > 0:
+            self._appendMicrographs(range(len(sim.kinds)), Set.STREAM_CLOSED)
         if kind == KIND_CLASSES2D:
             self._defineOutputs(outputClasses2D=self._makeClasses2D(stack, images))
         volumes = self._writeVolumes(blobs)
@@ -160,6 +163,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                 parts.append(replace(sim, images=None))
             join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
                     ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+            # room for "junk" of the bad stretch (a set without outliers has dtype <U1)
+            join["kinds"] = join["kinds"].astype(f"<U{max(map(len, OUTLIER_KINDS))}")
             self._plantBadStretch(blobs, out, join["kinds"], skip=blank)
         for k in ("defocus_u", "defocus_v", "defocus_angle"):
             join[k] = None if parts[0].defocus_u is None else np.concatenate(

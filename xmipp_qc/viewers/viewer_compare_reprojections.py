@@ -20,6 +20,7 @@ from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from xmipp_qc.convert import readImages
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
+from xmipp_qc.core.reasons import reason_lines
 from xmipp_qc.core.residuals import gray_residuals
 from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
@@ -42,6 +43,8 @@ SORTS = (("outlier score", "outlierScore", True), ("cost", "cost", False),
 #: Table columns: (row key, item attribute, heading, format).
 COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("isOutlier", "_qc_isOutlier", "flagged", "{}"),
+           ("reason", "_qc_reason", "reason", "{}"),
+           ("reasonValue", "_qc_reasonValue", "reason value", "{:.4g}"),
            ("outlierWhy", None, "largest parts of the outlier score", "{}"),
            ("cost", "_xmipp_cost", "cost", "{:.3f}"),
            ("zScoreGray", "_qc_zScoreGray", "gray z", "{:.2f}"),
@@ -56,8 +59,7 @@ COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("angleChange", "_qc_angleChange", "angle move (°)", "{:.2f}"),
            ("shiftChange", "_qc_shiftChange", "shift move (px)", "{:.2f}"),
            ("angleSE", "_qc_angleSE", "angle s.e. (°)", "{:.2f}"),
-           ("anglePinned", "_qc_anglePinned", "angles pinned (1 = yes)", "{:.0f}"),
-           ("failureReason", "_qc_failureReason", "failure", "{}"))
+           ("anglePinned", "_qc_anglePinned", "angles pinned (1 = yes)", "{:.0f}"))
 #: Image pointers of an output item: (row key, item attribute).
 IMAGES = (("image", "_xmipp_image"), ("reprojection", "_xmipp_imageRef"),
           ("residual", "_xmipp_imageResidual"))
@@ -86,9 +88,10 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
 
     def _defineParams(self, form):
         form.addSection(label="Visualization")
-        form.addParam("volumeIndex", params.EnumParam, default=0, choices=self._outputNames()
-                      or ["(none yet)"], label="Map",
-                      help="The candidate map whose images, scores and residuals are shown.")
+        form.addParam("volumeIndex", params.EnumParam, default=self.bestIndex(),
+                      choices=self._outputNames() or ["(none yet)"], label="Map",
+                      help="The candidate map whose images, scores and residuals are shown "
+                           "(at first the best-ranked one).")
         form.addParam("sortBy", params.EnumParam, default=0, choices=[s[0] for s in SORTS],
                       label="Sort by (worst first)",
                       help="Initial order of the table; click a column heading to re-sort.")
@@ -122,7 +125,18 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
 
     # --------------------------- selection in the form -----------------------
     def _outputNames(self):
-        return list(readOutputsJson(self.protocol._getExtraPath()).values())
+        """Output names in id order, the best-ranked map marked ``(best)``."""
+        names = list(readOutputsJson(self.protocol._getExtraPath()).values())
+        best = self.bestIndex()
+        return [f"{n} (best)" if i == best and len(names) > 1 else n
+                for i, n in enumerate(names)]
+
+    def bestIndex(self):
+        """Position of the best-ranked map among the outputs (0 without a ranking)."""
+        table = readRanking(self.protocol._getExtraPath())
+        vids = list(readOutputsJson(self.protocol._getExtraPath()))
+        best = None if not table else int(str(table["best"]).removeprefix("vol"))
+        return vids.index(best) if best in vids else 0
 
     def _selected(self):
         """``(volumeId, outputName)`` chosen in the form, or None."""
@@ -160,6 +174,11 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                   f"score > {OUTLIER_THRESHOLD:g}); sorted by {label}, worst first.\n"
                   "Pictures: aligned image | reprojection | residual (red: image above "
                   "the reprojection, blue: below). Select rows to make a subset of them.")
+        why = reason_lines([r["reason"] or "" for r in rows],
+                           [np.nan if r["reasonValue"] is None else r["reasonValue"]
+                            for r in rows])
+        if why:
+            header += "\nWhy flagged (column 'reason'):\n  " + "\n  ".join(why)
         return [TableView(self, sel, rows, key, descending, header)]
 
     def subsetFromRows(self, rows, label=None):
@@ -278,7 +297,8 @@ class TableView:
 
     def show(self):
         viewer = self.viewer
-        columns = [Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
+        columns = [Column(key, label, fmt, width=240, anchor="w") if key == "reason"
+                   else Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
         self.window = TableWindow(
             f"{TITLE}: images of map {self.selected[0]}", self.rows, columns,
             picture=rowPicture, pictureLabel="image | reproj. | residual",
