@@ -111,6 +111,10 @@ class CompareOptions:
         Radius of the comparison disc in px; default ``N // 2``.
     interpolation : {"linear", "cubic"}
         Interpolation of the Fourier projectors (pad 2).
+    ctf_check : bool
+        With ``use_ctf``: correlate each image at its final alignment with
+        reprojections under alternative CTFs (:mod:`xmipp_qc.core.ctf_check`),
+        carried as ``ChunkResult.ctf_corr``.
     """
 
     pixel_size_a: float
@@ -125,6 +129,7 @@ class CompareOptions:
     sigma: float | None = None
     mask_radius: float | None = None
     interpolation: str = "linear"
+    ctf_check: bool = True
 
     def __post_init__(self) -> None:
         """Validate the options (ValueError with the offending value)."""
@@ -349,13 +354,43 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
         matched[:] = ok
     ang, sh, proj, extra = _reproject(model, x, ok, a.copy(), s, ctf)
     o = model.options
-    summary = summarize_chunk(_filter(model, x, ok), _filter(model, proj, ok),
+    xf = _filter(model, x, ok)
+    summary = summarize_chunk(xf, _filter(model, proj, ok),
                               mask_radius=o.mask_radius, pixel_size_a=o.pixel_size_a,
                               extra=extra, reasons=given)
-    result = ChunkResult(i, ang, sh, matched, corr, margin, summary)
+    ctf_corr = None
+    if ctf is not None and o.ctf_check:
+        ctf_corr = _ctf_check(model, xf, summary.valid, ang, sh, defocus, acquisition)
+    result = ChunkResult(i, ang, sh, matched, corr, margin, summary, ctf_corr=ctf_corr)
     if not keep_images:
         return result
     return _with_images(model, result, x, ok, proj)
+
+
+def _ctf_check(model: MapModel, xf: NDArray, valid: NDArray, ang: NDArray, sh: NDArray,
+               defocus, acquisition) -> NDArray[np.float32]:
+    """Correlations under the alternative CTFs at the final alignment (n, K), float32.
+
+    :func:`~xmipp_qc.core.ctf_check.ctf_correlations` of the valid images; NaN
+    for images without a valid score.
+    """
+    from xmipp_qc.core.ctf_check import ALTERNATIVES, ctf_correlations
+
+    out = np.full((len(xf), len(ALTERNATIVES)), np.nan, dtype=np.float32)
+    if not valid.any():
+        return out
+    # the refiner's full-band projector when there is one (no second padded spectrum)
+    projector = getattr(model._refiner, "_full", None) or model.projector
+    spectra = projector.project_fourier(ang[valid], shifts=sh[valid])
+    o = model.options
+    band = None if o.resolution_a is None else (
+        lambda p: _filter(model, p, np.ones(len(p), dtype=bool)))
+    acq = {k: (np.asarray(v)[valid] if np.ndim(v) else v)
+           for k, v in dict(acquisition or {}).items()}
+    out[valid] = ctf_correlations(xf[valid], spectra, np.asarray(defocus)[valid], acq,
+                                  pixel_size_a=o.pixel_size_a, mask_radius=o.mask_radius,
+                                  band=band)
+    return out
 
 
 def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
@@ -375,4 +410,4 @@ def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
     reproj = a * centred + b if o.optimize_gray else centred
     return ChunkResult(r.ids, r.angles, r.shifts, r.matched, r.match_corr, r.match_margin,
                        r.summary, reproj.astype(np.float32), residuals.astype(np.float32),
-                       aligned)
+                       aligned, ctf_corr=r.ctf_corr)

@@ -1,0 +1,263 @@
+"""CTF consistency check: whether each micrograph's CTF is the one its particles show.
+
+A wrong CTF (a failed CTFFIND fit, defoci in the wrong unit, a flipped sign,
+an astigmatism angle in another convention) makes the map explain every
+particle of a micrograph worse, and nothing else says why. At each image's
+final alignment (the pose found with the CTF as given) the reprojection is
+filtered by alternative CTFs and correlated with the image; the correlations
+are paired particle by particle and aggregated per micrograph.
+
+Alternatives (:data:`ALTERNATIVES`, the columns of :func:`ctf_correlations`):
+
+* the defocus scaled by :data:`DEFOCUS_SCALES`, ``2**(k/3)`` for
+  ``k = -7 .. 7`` (x0.2 to x5, so that a peak at x0.25 or x4 is still
+  bracketed; scale 1 is the CTF as given, :data:`GIVEN`), both defoci
+  multiplied, the angle kept;
+* ``astigmatism +90 deg``: the defocus angle turned by 90 degrees (U and V swapped);
+* ``phase flipped``: the CTF as given with the opposite sign;
+* ``no CTF``: the reprojection unfiltered.
+
+Per image the correlation is the masked Pearson correlation of the comparison
+(Xmipp ``cost``, :func:`xmipp_qc.core.similarity.masked_correlation`), so the
+column of the given CTF equals the image's ``cost``. Per micrograph
+(:func:`check_micrographs`), the *gain* of an alternative is its mean paired
+difference to the given CTF, with a Student-t interval; the micrograph is
+*suspect* when the lower bound of the gain of the best alternative exceeds
+:data:`MIN_RELATIVE_GAIN` of that alternative's mean correlation (the CTF as
+given is clearly worse, not just within the noise of picking the best of 18).
+The best defocus scale is the peak of the mean correlation over the scales,
+refined by a parabola in ``log2(scale)``. Everything is numpy/scipy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from xmipp_qc.core.ctf import ctf_image
+from xmipp_qc.core.similarity import masked_correlation
+
+__all__ = ["ALTERNATIVES", "DEFOCUS_SCALES", "GIVEN", "MIN_PARTICLES", "MIN_RELATIVE_GAIN",
+           "MicrographCtfCheck", "check_micrographs", "ctf_correlations"]
+
+#: Defocus scales tried (x0.2 .. x5, three per octave); index :data:`GIVEN` is x1.
+DEFOCUS_SCALES = 2.0 ** (np.arange(-7, 8) / 3.0)
+#: Column of the CTF as given in :func:`ctf_correlations`.
+GIVEN = 7
+#: Names of the columns of :func:`ctf_correlations`, in order.
+ALTERNATIVES = tuple(f"defocus x{s:.3g}" for s in DEFOCUS_SCALES) + (
+    "astigmatism +90 deg", "phase flipped", "no CTF")
+#: A micrograph is decided once it has this many scored particles.
+MIN_PARTICLES = 20
+#: Suspect when the gain's lower bound exceeds this fraction of the best correlation.
+MIN_RELATIVE_GAIN = 0.05
+#: Confidence of the gain interval.
+CONFIDENCE = 0.95
+
+_ACQUISITION = ("voltage_kv", "cs_mm", "amplitude_contrast", "phase_shift_deg")
+
+
+def _alternative_ctf(j: int, box: int, pixel_size_a: float, defocus: NDArray,
+                     acquisition: Mapping[str, ArrayLike], given: NDArray | None) -> NDArray:
+    """CTF of alternative ``j`` for every image, (n, N, N//2+1); ``given`` is column GIVEN."""
+    n_scales = len(DEFOCUS_SCALES)
+    if j == n_scales + 1:
+        return -given
+    if j == n_scales + 2:
+        return np.ones_like(given)
+    u, v, ang = defocus[:, 0], defocus[:, 1], defocus[:, 2]
+    if j < n_scales:
+        u, v = u * DEFOCUS_SCALES[j], v * DEFOCUS_SCALES[j]
+    else:
+        ang = ang + 90.0
+    return ctf_image(box, pixel_size_a, u, v, ang, rfft=True, **acquisition)
+
+
+def ctf_correlations(images: ArrayLike, spectra: ArrayLike, defocus: ArrayLike,
+                     acquisition: Mapping[str, ArrayLike] | None, *, pixel_size_a: float,
+                     mask_radius: float | None = None,
+                     band: Callable[[NDArray], NDArray] | None = None) -> NDArray[np.float32]:
+    """Correlation of each image with its reprojection under every alternative CTF.
+
+    Parameters
+    ----------
+    images : array_like, shape (n, N, N)
+        Images as scored (``[y, x]``, origin ``N // 2``; low-passed like the
+        comparison when it is).
+    spectra : array_like of complex, shape (n, N, N//2+1)
+        CTF-free reprojections at each image's final alignment, shift included:
+        ``rfft2(ifftshift(P(r + s)))``
+        (:meth:`xmipp_qc.core.projection.FourierProjector.project_fourier`).
+    defocus : array_like, shape (n, 3)
+        ``defocusU, defocusV`` (Å, positive underfocus) and ``defocusAngle``
+        (degrees) as given.
+    acquisition : mapping, optional
+        ``voltage_kv``, ``cs_mm``, ``amplitude_contrast``, ``phase_shift_deg``
+        of :func:`xmipp_qc.core.ctf.ctf_image`.
+    pixel_size_a : float
+        Sampling of the images, Å/px.
+    mask_radius : float, optional
+        Radius of the comparison disc in px (default ``N // 2``).
+    band : callable, optional
+        The comparison's low-pass, applied to each filtered reprojection stack.
+
+    Returns
+    -------
+    ndarray, shape (n, len(ALTERNATIVES)), float32
+        Masked correlations in [-1, 1], columns in :data:`ALTERNATIVES` order;
+        NaN where an image or reprojection is constant in the mask.
+    """
+    from xmipp_qc.core.transform import circular_mask
+
+    x = np.asarray(images, dtype=np.float64)
+    f = np.asarray(spectra)
+    d = np.asarray(defocus, dtype=np.float64)
+    n, box = len(x), x.shape[-1] if x.ndim == 3 else 0
+    if x.ndim != 3 or f.shape != (n, box, box // 2 + 1) or d.shape != (n, 3):
+        raise ValueError(f"images {x.shape}, spectra {f.shape} and defocus {d.shape} do not "
+                         "match (n, N, N), (n, N, N//2+1), (n, 3)")
+    acq = dict(acquisition or {})
+    unknown = set(acq) - set(_ACQUISITION)
+    if unknown:
+        raise ValueError(f"unknown acquisition keys {sorted(unknown)}")
+    out = np.full((n, len(ALTERNATIVES)), np.nan, dtype=np.float32)
+    if n == 0:
+        return out
+    d = np.where(np.isfinite(d), d, 0.0)
+    m = circular_mask(box, mask_radius, dtype=bool)
+    given = _alternative_ctf(GIVEN, box, pixel_size_a, d, acq, None)
+    for j in range(len(ALTERNATIVES)):
+        c = given if j == GIVEN else _alternative_ctf(j, box, pixel_size_a, d, acq, given)
+        p = np.fft.fftshift(np.fft.irfft2(f * c, s=(box, box)), axes=(-2, -1))
+        if band is not None:
+            p = band(p)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = masked_correlation(x, p, m)
+    return out
+
+
+@dataclass(frozen=True)
+class MicrographCtfCheck:
+    """The CTF check of each micrograph (``m`` micrographs, ``K`` alternatives).
+
+    Attributes
+    ----------
+    mic_ids : ndarray of int, shape (m,)
+        Micrograph ids, ordered by first arrival.
+    n_used : ndarray of int, shape (m,)
+        Particles with a correlation under every alternative.
+    mean_corr : ndarray, shape (m, K)
+        Mean correlation per alternative (:data:`ALTERNATIVES` order).
+    best : ndarray of int, shape (m,)
+        Column of the best alternative (-1 without particles).
+    best_scale : ndarray, shape (m,)
+        Defocus scale of the highest mean correlation over the scales
+        (parabolic peak in ``log2``; 1 = as given).
+    gain, gain_low, gain_high : ndarray, shape (m,)
+        Mean paired correlation gain of the best alternative over the CTF as
+        given, and its :data:`CONFIDENCE` Student-t interval (0 when the
+        given CTF is the best).
+    decided : ndarray of bool, shape (m,)
+        At least ``min_particles`` particles: the verdict stands.
+    suspect : ndarray of bool, shape (m,)
+        Decided, and ``gain_low > min_relative_gain * mean_corr[best]``.
+    """
+
+    mic_ids: NDArray[np.int64]
+    n_used: NDArray[np.int64]
+    mean_corr: NDArray[np.float64]
+    best: NDArray[np.int64]
+    best_scale: NDArray[np.float64]
+    gain: NDArray[np.float64]
+    gain_low: NDArray[np.float64]
+    gain_high: NDArray[np.float64]
+    decided: NDArray[np.bool_]
+    suspect: NDArray[np.bool_]
+
+    def best_names(self) -> list[str]:
+        """Name of each micrograph's best alternative ("" without particles)."""
+        return [ALTERNATIVES[b] if b >= 0 else "" for b in self.best]
+
+
+def _peak_scale(curve: NDArray) -> float:
+    """Scale of the maximum of ``curve`` over :data:`DEFOCUS_SCALES` (parabola in log2)."""
+    if not np.isfinite(curve).any():
+        return float("nan")
+    k = int(np.nanargmax(curve))
+    t = np.log2(DEFOCUS_SCALES)
+    if 0 < k < len(curve) - 1 and np.isfinite(curve[k - 1:k + 2]).all():
+        y0, y1, y2 = curve[k - 1:k + 2]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            return float(2.0 ** (t[k] + 0.5 * (y0 - y2) / den * (t[1] - t[0])))
+    return float(DEFOCUS_SCALES[k])
+
+
+def _one_micrograph(corr: NDArray, confidence: float) -> tuple:
+    """Mean correlations, best column, scale, gain and its interval of one micrograph."""
+    from scipy.stats import t as student
+
+    n = len(corr)
+    if n == 0:
+        return np.full(corr.shape[1], np.nan), -1, np.nan, np.nan, np.nan, np.nan
+    mean = corr.mean(axis=0)
+    best = int(np.argmax(mean))
+    diff = corr[:, best] - corr[:, GIVEN]
+    gain = float(diff.mean())
+    half = np.inf
+    if n > 1:
+        half = student.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n)
+    if best == GIVEN:
+        half = 0.0
+    return mean, best, _peak_scale(mean[:len(DEFOCUS_SCALES)]), gain, gain - half, gain + half
+
+
+def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
+                     min_particles: int = MIN_PARTICLES,
+                     min_relative_gain: float = MIN_RELATIVE_GAIN,
+                     confidence: float = CONFIDENCE) -> MicrographCtfCheck:
+    """Aggregate :func:`ctf_correlations` per micrograph and judge each.
+
+    Parameters
+    ----------
+    mic_ids : array_like of int, shape (n,)
+        Micrograph of each particle, in arrival order; negative = unknown (skipped).
+    correlations : array_like, shape (n, len(ALTERNATIVES))
+        Per-particle correlations; a row with any NaN (a failed image) is left out.
+    min_particles : int
+        Particles a micrograph needs for a verdict (>= 2).
+    min_relative_gain : float
+        Suspect when the gain's lower bound exceeds this fraction of the best
+        alternative's mean correlation (>= 0).
+    confidence : float
+        Of the gain interval, in (0, 1).
+
+    Returns
+    -------
+    MicrographCtfCheck
+    """
+    mic = np.asarray(mic_ids, dtype=np.int64).reshape(-1)
+    c = np.asarray(correlations, dtype=np.float64)
+    if c.shape != (len(mic), len(ALTERNATIVES)):
+        raise ValueError(f"correlations {c.shape} must be ({len(mic)}, {len(ALTERNATIVES)})")
+    if min_particles < 2 or min_relative_gain < 0 or not 0 < confidence < 1:
+        raise ValueError("need min_particles >= 2, min_relative_gain >= 0, 0 < confidence < 1")
+    known = mic >= 0
+    ids, first = np.unique(mic[known], return_index=True)
+    ids = ids[np.argsort(first, kind="stable")]
+    usable = known & np.isfinite(c).all(axis=1)
+    rows = [_one_micrograph(c[usable & (mic == i)], confidence) for i in ids]
+    n_used = np.array([int((usable & (mic == i)).sum()) for i in ids], dtype=np.int64)
+    mean = np.array([r[0] for r in rows]).reshape(len(ids), len(ALTERNATIVES))
+    best = np.array([r[1] for r in rows], dtype=np.int64)
+    scale, gain, low, high = (np.array([r[k] for r in rows], dtype=np.float64)
+                              for k in (2, 3, 4, 5))
+    decided = n_used >= min_particles
+    best_corr = np.array([mean[i, b] if b >= 0 else np.nan for i, b in enumerate(best)])
+    with np.errstate(invalid="ignore"):
+        suspect = decided & (low > min_relative_gain * np.maximum(best_corr, 0.0))
+    return MicrographCtfCheck(ids, n_used, mean, best, scale, gain, low, high, decided,
+                              suspect)
