@@ -24,7 +24,7 @@ Writes, for map k (``volK``) in ``--out``:
 * ``volK_micrographs.star``: one row per micrograph (``rlnMicrographName``
   in the STAR): particles, flagged, outlier rate, median cost and, with
   ``--use-ctf``, the CTF check (suspect 0/1, best defocus scale, gain;
-  :mod:`xmipp_qc.core.ctf_check`);
+  :mod:`xmipp_qc.core.ctf_check`), drawn in ``volK_ctf_check.png``;
 * ``ranking.json`` (and ``ranking.png`` with several maps);
 * ``run/``: the run folder's small files (``run.json``, chunk inputs, chunk
   results, ``volK/scores.npz``: the set scores in chunk order).
@@ -286,6 +286,22 @@ def _ctf_line(summary: dict) -> str:
             + f"; micrograph table in {summary['micrographs_star']}")
 
 
+def _ctf_plot(table: dict, names: list, prefix: str, out: str) -> str:
+    """``prefix_ctf_check.png``: correlation against defocus scale per micrograph."""
+    from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES
+    from xmipp_qc.plots.ctf_check import plot_ctf_check
+
+    corr = table["ctf_mean_corr"]
+    fig = plot_ctf_check(DEFOCUS_SCALES, corr[:, :len(DEFOCUS_SCALES)], names,
+                         suspect=table["ctf_suspect"].astype(bool),
+                         best_scale=table["defocus_scale"], map_name=prefix,
+                         no_ctf=corr[:, ALTERNATIVES.index("no CTF")],
+                         decided=table["ctf_decided"].astype(bool))
+    name = f"{prefix}_ctf_check.png"
+    fig.savefig(os.path.join(out, name), dpi=90)
+    return name
+
+
 def _micrographs(particles, final: dict, results, prefix: str, out: str) -> dict:
     """Write ``prefix_micrographs.star``; its summary for the log and ranking.json."""
     from xmipp_qc.commands.compare_reprojections_micrographs import write_micrograph_table
@@ -300,6 +316,7 @@ def _micrographs(particles, final: dict, results, prefix: str, out: str) -> dict
     name, table, names = written
     summary = {"micrographs_star": name, "n_micrographs": len(names)}
     if corr is not None:
+        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out)
         summary["ctf_suspect"] = [(n, float(table["defocus_scale"][r]),
                                    float(table["ctf_gain"][r]))
                                   for r, n in enumerate(names) if table["ctf_suspect"][r]]

@@ -37,28 +37,15 @@ def write_micrograph_table(particles, final: dict, ctf_corr, prefix: str, out: s
 
     ``final`` and ``ctf_corr`` (None without the CTF) are in STAR row order.
     """
-    from xmipp_qc.core.micrograph_table import STAR_LABELS, micrograph_table
-    from xmipp_qc.formats.relion_micrographs import MicrographRow, write_micrographs
+    from xmipp_qc.core.micrograph_table import micrograph_table
+    from xmipp_qc.formats.relion_micrographs import write_qc_micrographs
 
     mics = micrograph_ids(particles)
     if mics is None:
         return None
     ids, names = mics
     table = micrograph_table(ids, final["isOutlier"], final["cost"], ctf_corr)
-    rows = []
-    for r, mic in enumerate(table["mic_ids"]):
-        extra = {label: _value(table[key][r]) for key, label in STAR_LABELS.items()
-                 if key in table}
-        rows.append(MicrographRow(names[mic], None, extra=extra))
+    ordered = [names[m] for m in table["mic_ids"]]
     name = f"{prefix}_micrographs.star"
-    write_micrographs(os.path.join(out, name), rows)
-    return name, table, [names[m] for m in table["mic_ids"]]
-
-
-def _value(v):
-    """A table value as the STAR writer's int, float or text."""
-    if isinstance(v, (np.integer, int)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        return float(v)
-    return str(v)
+    write_qc_micrographs(os.path.join(out, name), table, ordered)
+    return name, table, ordered

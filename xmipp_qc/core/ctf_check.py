@@ -17,14 +17,17 @@ Alternatives (:data:`ALTERNATIVES`, the columns of :func:`ctf_correlations`):
 * ``phase flipped``: the CTF as given with the opposite sign;
 * ``no CTF``: the reprojection unfiltered.
 
-Per image the correlation is the masked Pearson correlation of the comparison
-(Xmipp ``cost``, :func:`xmipp_qc.core.similarity.masked_correlation`), so the
-column of the given CTF equals the image's ``cost``. Per micrograph
+Per image the correlation is that of the image inside the comparison disc
+with the CTF-filtered reprojection over the whole box, in the band of the
+refinement (:func:`ctf_correlations`, computed in Fourier space: one sine per
+band pixel and alternative). Per micrograph
 (:func:`check_micrographs`), the *gain* of an alternative is its mean paired
 difference to the given CTF, with a Student-t interval; the micrograph is
 *suspect* when the lower bound of the gain of the best alternative exceeds
-:data:`MIN_RELATIVE_GAIN` of that alternative's mean correlation (the CTF as
-given is clearly worse, not just within the noise of picking the best of 18).
+:data:`MIN_RELATIVE_GAIN` of that alternative's mean correlation and
+:data:`MIN_GAIN` (the CTF as given is clearly worse, not just within the noise
+of picking the best of 18, nor on a micrograph of junk where every correlation
+is near 0).
 The best defocus scale is the peak of the mean correlation over the scales,
 refined by a parabola in ``log2(scale)``. Everything is numpy/scipy.
 """
@@ -32,15 +35,13 @@ refined by a parabola in ``log2(scale)``. Everything is numpy/scipy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from xmipp_qc.core.ctf import ctf_image
-from xmipp_qc.core.similarity import masked_correlation
-
-__all__ = ["ALTERNATIVES", "DEFOCUS_SCALES", "GIVEN", "MIN_PARTICLES", "MIN_RELATIVE_GAIN",
+__all__ = ["ALTERNATIVES", "DEFOCUS_SCALES", "GIVEN", "MIN_GAIN", "MIN_PARTICLES",
+           "MIN_RELATIVE_GAIN",
            "MicrographCtfCheck", "check_micrographs", "ctf_correlations"]
 
 #: Defocus scales tried (x0.2 .. x5, three per octave); index :data:`GIVEN` is x1.
@@ -52,41 +53,51 @@ ALTERNATIVES = tuple(f"defocus x{s:.3g}" for s in DEFOCUS_SCALES) + (
     "astigmatism +90 deg", "phase flipped", "no CTF")
 #: A micrograph is decided once it has this many scored particles.
 MIN_PARTICLES = 20
-#: Suspect when the gain's lower bound exceeds this fraction of the best correlation.
+#: Suspect when the gain's lower bound exceeds this fraction of the best correlation ...
 MIN_RELATIVE_GAIN = 0.05
+#: ... and this correlation difference (junk-rich micrographs: all near 0).
+MIN_GAIN = 0.01
 #: Confidence of the gain interval.
 CONFIDENCE = 0.95
 
 _ACQUISITION = ("voltage_kv", "cs_mm", "amplitude_contrast", "phase_shift_deg")
 
 
-def _alternative_ctf(j: int, box: int, pixel_size_a: float, defocus: NDArray,
-                     acquisition: Mapping[str, ArrayLike], given: NDArray | None) -> NDArray:
-    """CTF of alternative ``j`` for every image, (n, N, N//2+1); ``given`` is column GIVEN."""
-    n_scales = len(DEFOCUS_SCALES)
-    if j == n_scales + 1:
-        return -given
-    if j == n_scales + 2:
-        return np.ones_like(given)
-    u, v, ang = defocus[:, 0], defocus[:, 1], defocus[:, 2]
-    if j < n_scales:
-        u, v = u * DEFOCUS_SCALES[j], v * DEFOCUS_SCALES[j]
-    else:
-        ang = ang + 90.0
-    return ctf_image(box, pixel_size_a, u, v, ang, rfft=True, **acquisition)
+def _band_pixels(box: int, max_freq: float | None) -> tuple[NDArray, NDArray]:
+    """Return the flat rfft2 half-plane indices and Parseval weights of the band.
+
+    The band is ``0 < |k| <= max_freq`` cycles/px (every frequency but DC
+    without ``max_freq``); the weight is 2, or 1 on the kx = 0 and Nyquist
+    columns, which the half-plane holds once.
+    """
+    w = np.full((box, box // 2 + 1), 2.0, dtype=np.float32)
+    w[:, 0] = 1.0
+    if box % 2 == 0:
+        w[:, -1] = 1.0
+    k = np.hypot(np.fft.fftfreq(box)[:, None], np.fft.rfftfreq(box)[None, :])
+    inside = (k > 0) & (k <= (np.inf if max_freq is None else max_freq) + 1e-9)
+    idx = np.flatnonzero(inside)
+    return idx, w.reshape(-1)[idx]
 
 
 def ctf_correlations(images: ArrayLike, spectra: ArrayLike, defocus: ArrayLike,
                      acquisition: Mapping[str, ArrayLike] | None, *, pixel_size_a: float,
                      mask_radius: float | None = None,
-                     band: Callable[[NDArray], NDArray] | None = None) -> NDArray[np.float32]:
+                     max_freq: float | None = None) -> NDArray[np.float32]:
     """Correlation of each image with its reprojection under every alternative CTF.
+
+    The correlation is ``sum (m (I - mean_m I)) P_c / (||m (I - mean_m I)|| ||P_c||)``
+    over the frequencies ``0 < |k| <= max_freq`` (Parseval): the image inside
+    the comparison disc m (as for ``cost``), the CTF-filtered reprojection
+    ``P_c`` over the whole box, so that CTF signal delocalised out of the disc
+    counts against a CTF. One sine per band pixel and alternative, no inverse
+    transform. Without ``max_freq`` (every frequency) it differs from ``cost``
+    only by the reprojection's energy outside the disc.
 
     Parameters
     ----------
     images : array_like, shape (n, N, N)
-        Images as scored (``[y, x]``, origin ``N // 2``; low-passed like the
-        comparison when it is).
+        Images as scored (``[y, x]``, origin ``N // 2``).
     spectra : array_like of complex, shape (n, N, N//2+1)
         CTF-free reprojections at each image's final alignment, shift included:
         ``rfft2(ifftshift(P(r + s)))``
@@ -101,23 +112,26 @@ def ctf_correlations(images: ArrayLike, spectra: ArrayLike, defocus: ArrayLike,
         Sampling of the images, Å/px.
     mask_radius : float, optional
         Radius of the comparison disc in px (default ``N // 2``).
-    band : callable, optional
-        The comparison's low-pass, applied to each filtered reprojection stack.
+    max_freq : float, optional
+        Band of the comparison in cycles/px (default: up to the corners).
 
     Returns
     -------
     ndarray, shape (n, len(ALTERNATIVES)), float32
-        Masked correlations in [-1, 1], columns in :data:`ALTERNATIVES` order;
-        NaN where an image or reprojection is constant in the mask.
+        Correlations in [-1, 1], columns in :data:`ALTERNATIVES` order; NaN
+        where the image or reprojection has no signal in the band.
     """
+    from scipy import fft as sfft
+
+    from xmipp_qc.core.ctf import ctf_phases
     from xmipp_qc.core.transform import circular_mask
 
-    x = np.asarray(images, dtype=np.float64)
-    f = np.asarray(spectra)
+    x = np.asarray(images, dtype=np.float32)
+    fp = np.asarray(spectra)
     d = np.asarray(defocus, dtype=np.float64)
     n, box = len(x), x.shape[-1] if x.ndim == 3 else 0
-    if x.ndim != 3 or f.shape != (n, box, box // 2 + 1) or d.shape != (n, 3):
-        raise ValueError(f"images {x.shape}, spectra {f.shape} and defocus {d.shape} do not "
+    if x.ndim != 3 or fp.shape != (n, box, box // 2 + 1) or d.shape != (n, 3):
+        raise ValueError(f"images {x.shape}, spectra {fp.shape} and defocus {d.shape} do not "
                          "match (n, N, N), (n, N, N//2+1), (n, 3)")
     acq = dict(acquisition or {})
     unknown = set(acq) - set(_ACQUISITION)
@@ -126,16 +140,36 @@ def ctf_correlations(images: ArrayLike, spectra: ArrayLike, defocus: ArrayLike,
     out = np.full((n, len(ALTERNATIVES)), np.nan, dtype=np.float32)
     if n == 0:
         return out
-    d = np.where(np.isfinite(d), d, 0.0)
+    idx, w = _band_pixels(box, max_freq)
     m = circular_mask(box, mask_radius, dtype=bool)
-    given = _alternative_ctf(GIVEN, box, pixel_size_a, d, acq, None)
-    for j in range(len(ALTERNATIVES)):
-        c = given if j == GIVEN else _alternative_ctf(j, box, pixel_size_a, d, acq, given)
-        p = np.fft.fftshift(np.fft.irfft2(f * c, s=(box, box)), axes=(-2, -1))
-        if band is not None:
-            p = band(p)
+    xm = np.where(m, x - x[:, m].mean(axis=1)[:, None, None], 0.0).astype(np.float32)
+    fi = sfft.rfft2(np.fft.ifftshift(xm, axes=(-2, -1))).reshape(n, -1)[:, idx]
+    fp = fp.reshape(n, -1)[:, idx].astype(np.complex64)
+    cross = (fi.real * fp.real + fi.imag * fp.imag) * w  # (n, P)
+    power = (fp.real ** 2 + fp.imag ** 2) * w
+    energy = (fi.real ** 2 + fi.imag ** 2) @ w
+    d = np.where(np.isfinite(d), d, 0.0)
+    term, rest = ctf_phases(box, pixel_size_a, d[:, 0], d[:, 1], d[:, 2], rfft=True, **acq)
+    term = term.reshape(n, -1)[:, idx].astype(np.float32)
+    rest = np.broadcast_to(rest, (len(rest) if np.ndim(rest) == 3 else 1,) + rest.shape[-2:])
+    rest = rest.reshape(len(rest), -1)[:, idx].astype(np.float32)
+    # the defocus term of the angle turned by 90 deg: pi lambda (2 mean - df(theta)) k^2
+    unit = ctf_phases(box, pixel_size_a, 1.0, 1.0, 0.0, rfft=True, **acq)[0]  # pi lambda k^2
+    mean = (0.5 * (d[:, 0] + d[:, 1])).astype(np.float32)[:, None]
+    turned = 2.0 * mean * unit.reshape(-1)[idx].astype(np.float32) - term
+
+    def corr(c):
+        num = np.einsum("np,np->n", c, cross)
+        den = np.sqrt(energy * np.einsum("np,np->n", c * c, power))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, j] = masked_correlation(x, p, m)
+            return np.where(den > 0, num / den, np.nan)
+
+    n_scales = len(DEFOCUS_SCALES)
+    for j, scale in enumerate(DEFOCUS_SCALES):
+        out[:, j] = corr(np.sin(np.float32(scale) * term + rest))
+    out[:, n_scales] = corr(np.sin(turned + rest))
+    out[:, n_scales + 1] = -out[:, GIVEN]
+    out[:, n_scales + 2] = corr(np.ones((1, len(idx)), dtype=np.float32))
     return out
 
 
@@ -163,7 +197,7 @@ class MicrographCtfCheck:
     decided : ndarray of bool, shape (m,)
         At least ``min_particles`` particles: the verdict stands.
     suspect : ndarray of bool, shape (m,)
-        Decided, and ``gain_low > min_relative_gain * mean_corr[best]``.
+        Decided, and ``gain_low > max(min_gain, min_relative_gain * mean_corr[best])``.
     """
 
     mic_ids: NDArray[np.int64]
@@ -218,6 +252,7 @@ def _one_micrograph(corr: NDArray, confidence: float) -> tuple:
 def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
                      min_particles: int = MIN_PARTICLES,
                      min_relative_gain: float = MIN_RELATIVE_GAIN,
+                     min_gain: float = MIN_GAIN,
                      confidence: float = CONFIDENCE) -> MicrographCtfCheck:
     """Aggregate :func:`ctf_correlations` per micrograph and judge each.
 
@@ -231,7 +266,9 @@ def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
         Particles a micrograph needs for a verdict (>= 2).
     min_relative_gain : float
         Suspect when the gain's lower bound exceeds this fraction of the best
-        alternative's mean correlation (>= 0).
+        alternative's mean correlation (>= 0) ...
+    min_gain : float
+        ... and this correlation difference (>= 0).
     confidence : float
         Of the gain interval, in (0, 1).
 
@@ -243,8 +280,9 @@ def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
     c = np.asarray(correlations, dtype=np.float64)
     if c.shape != (len(mic), len(ALTERNATIVES)):
         raise ValueError(f"correlations {c.shape} must be ({len(mic)}, {len(ALTERNATIVES)})")
-    if min_particles < 2 or min_relative_gain < 0 or not 0 < confidence < 1:
-        raise ValueError("need min_particles >= 2, min_relative_gain >= 0, 0 < confidence < 1")
+    if min_particles < 2 or min(min_relative_gain, min_gain) < 0 or not 0 < confidence < 1:
+        raise ValueError("need min_particles >= 2, min_relative_gain and min_gain >= 0, "
+                         "0 < confidence < 1")
     known = mic >= 0
     ids, first = np.unique(mic[known], return_index=True)
     ids = ids[np.argsort(first, kind="stable")]
@@ -258,6 +296,6 @@ def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
     decided = n_used >= min_particles
     best_corr = np.array([mean[i, b] if b >= 0 else np.nan for i, b in enumerate(best)])
     with np.errstate(invalid="ignore"):
-        suspect = decided & (low > min_relative_gain * np.maximum(best_corr, 0.0))
+        suspect = decided & (low > np.maximum(min_gain, min_relative_gain * best_corr))
     return MicrographCtfCheck(ids, n_used, mean, best, scale, gain, low, high, decided,
                               suspect)

@@ -38,6 +38,7 @@ statistic.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -114,7 +115,8 @@ class CompareOptions:
     ctf_check : bool
         With ``use_ctf``: correlate each image at its final alignment with
         reprojections under alternative CTFs (:mod:`xmipp_qc.core.ctf_check`),
-        carried as ``ChunkResult.ctf_corr``.
+        in the refinement's band (:attr:`MapModel.search_freq`), carried as
+        ``ChunkResult.ctf_corr``.
     """
 
     pixel_size_a: float
@@ -173,6 +175,8 @@ class MapModel:
         self._projector = None
         self._refiner = None
         self._gallery = None
+        self._band = None
+        self._band_lock = threading.Lock()
 
     @property
     def projector(self) -> FourierProjector:
@@ -181,6 +185,36 @@ class MapModel:
             self._projector = FourierProjector(self.volume, pad=2,
                                                interpolation=self.options.interpolation)
         return self._projector
+
+    @property
+    def search_freq(self) -> float:
+        """Band of the refinement and of the CTF check, cycles/px.
+
+        ``pixel / resolution_a`` (at most 0.5), else
+        :func:`~xmipp_qc.core.search_band.default_band` of the box.
+        """
+        from xmipp_qc.core.search_band import default_band
+
+        o = self.options
+        if o.resolution_a is not None:
+            return min(0.5, o.pixel_size_a / o.resolution_a)
+        return default_band(self.box)
+
+    @property
+    def band_projector(self) -> FourierProjector:
+        """Projector limited to :attr:`search_freq`.
+
+        The refiner's when it is built, else one of its own (pad 2), built once
+        on first use (thread-safe).
+        """
+        band = getattr(self._refiner, "_band", None)
+        if band is not None:
+            return band
+        with self._band_lock:
+            if self._band is None:
+                self._band = FourierProjector(self.volume, pad=2, max_freq=self.search_freq,
+                                              interpolation=self.options.interpolation)
+            return self._band
 
     @property
     def refiner(self):
@@ -194,7 +228,7 @@ class MapModel:
             if o.max_angle_deg is not None:
                 kw["max_angle_deg"] = o.max_angle_deg
             if o.resolution_a is not None:
-                kw["search_freq"] = min(0.5, o.pixel_size_a / o.resolution_a)
+                kw["search_freq"] = self.search_freq
             self._refiner = LocalRefiner(self.volume, **kw)
         return self._refiner
 
@@ -379,17 +413,13 @@ def _ctf_check(model: MapModel, xf: NDArray, valid: NDArray, ang: NDArray, sh: N
     out = np.full((len(xf), len(ALTERNATIVES)), np.nan, dtype=np.float32)
     if not valid.any():
         return out
-    # the refiner's full-band projector when there is one (no second padded spectrum)
-    projector = getattr(model._refiner, "_full", None) or model.projector
-    spectra = projector.project_fourier(ang[valid], shifts=sh[valid])
+    spectra = model.band_projector.project_fourier(ang[valid], shifts=sh[valid])
     o = model.options
-    band = None if o.resolution_a is None else (
-        lambda p: _filter(model, p, np.ones(len(p), dtype=bool)))
     acq = {k: (np.asarray(v)[valid] if np.ndim(v) else v)
            for k, v in dict(acquisition or {}).items()}
     out[valid] = ctf_correlations(xf[valid], spectra, np.asarray(defocus)[valid], acq,
                                   pixel_size_a=o.pixel_size_a, mask_radius=o.mask_radius,
-                                  band=band)
+                                  max_freq=model.search_freq)
     return out
 
 

@@ -96,6 +96,15 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                            "order) and per window of particles in order of arrival, with the "
                            "bad-micrograph threshold. Needs particles that carry their "
                            "micrograph (streaming or closed input).")
+        form.addParam("displayCtfCheck", params.LabelParam,
+                      label="CTF check per micrograph",
+                      help="One row per micrograph: whether its CTF is suspect (the CTF as "
+                           "given explains its particles clearly worse than a scaled "
+                           "defocus, the astigmatism turned by 90°, the phase flipped or no "
+                           "CTF), the best defocus scale and the correlation gain; and the "
+                           "mean correlation against the defocus scale, one line per "
+                           "micrograph. Needs the CTF (Ignore CTF = No) and particles that "
+                           "carry their micrograph.")
         form.addParam("keep", params.EnumParam, default=KEEP_INLIERS,
                       choices=["images not flagged", "flagged images"], label="Subset keeps")
         form.addParam("createSubset", params.LabelParam, label="Create the subset",
@@ -104,7 +113,7 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
     def _getVisualizeDict(self):
         return {"displayTable": self._showTable, "displayHistograms": self._showHistograms,
                 "displayRanking": self._showRanking, "displaySession": self._showSession,
-                "createSubset": self._createSubset}
+                "displayCtfCheck": self._showCtfCheck, "createSubset": self._createSubset}
 
     # --------------------------- selection in the form -----------------------
     def _outputNames(self):
@@ -185,6 +194,18 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                             self.protocol.badMicMinParticles.get(),
                             self.mapNames().get(sel[0], sel[1]))
         return [self._figure(fig, "outlier rate over the session")]
+
+    def _showCtfCheck(self, _=None):
+        from xmipp_qc.viewers.ctf_check_view import ctfCheckViews
+
+        sel = self._selected()
+        views = ctfCheckViews(self.protocol, sel[0], self.mapNames().get(sel[0], sel[1]),
+                              TITLE, masterWindow=self.getWindow()) if sel else None
+        if views is None:
+            return [self.infoMessage("No CTF check: the CTF was ignored, the particles "
+                                     "carry no micrograph, or none has been scored yet.",
+                                     title=TITLE)]
+        return views
 
     def mapNames(self):
         """``{volumeId: "map <id>: <file name>"}`` of the candidate maps."""
