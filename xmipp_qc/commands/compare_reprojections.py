@@ -286,7 +286,7 @@ def _ctf_line(summary: dict) -> str:
             + f"; micrograph table in {summary['micrographs_star']}")
 
 
-def _ctf_plot(table: dict, names: list, prefix: str, out: str) -> str:
+def _ctf_plot(table: dict, names: list, prefix: str, out: str, map_name: str) -> str:
     """``prefix_ctf_check.png``: correlation against defocus scale per micrograph."""
     from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES
     from xmipp_qc.plots.ctf_check import plot_ctf_check
@@ -294,7 +294,7 @@ def _ctf_plot(table: dict, names: list, prefix: str, out: str) -> str:
     corr = table["ctf_mean_corr"]
     fig = plot_ctf_check(DEFOCUS_SCALES, corr[:, :len(DEFOCUS_SCALES)], names,
                          suspect=table["ctf_suspect"].astype(bool),
-                         best_scale=table["defocus_scale"], map_name=prefix,
+                         best_scale=table["defocus_scale"], map_name=map_name,
                          no_ctf=corr[:, ALTERNATIVES.index("no CTF")],
                          decided=table["ctf_decided"].astype(bool))
     name = f"{prefix}_ctf_check.png"
@@ -302,7 +302,8 @@ def _ctf_plot(table: dict, names: list, prefix: str, out: str) -> str:
     return name
 
 
-def _micrographs(particles, final: dict, results, prefix: str, out: str) -> dict:
+def _micrographs(particles, final: dict, results, prefix: str, out: str,
+                 map_name: str) -> dict:
     """Write ``prefix_micrographs.star``; its summary for the log and ranking.json."""
     from xmipp_qc.commands.compare_reprojections_micrographs import write_micrograph_table
 
@@ -316,7 +317,7 @@ def _micrographs(particles, final: dict, results, prefix: str, out: str) -> dict
     name, table, names = written
     summary = {"micrographs_star": name, "n_micrographs": len(names)}
     if corr is not None:
-        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out)
+        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out, map_name)
         summary["ctf_suspect"] = [(n, float(table["defocus_scale"][r]),
                                    float(table["ctf_gain"][r]))
                                   for r, n in enumerate(names) if table["ctf_suspect"][r]]
@@ -350,7 +351,8 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
         finals[f"vol{k}"] = final
         summaries.append({**map_summary(k, path, final, star,
                                         grid.exact_pixel(vol.shape[0], px)), **selection,
-                          **_micrographs(particles, final, results, f"vol{k}", out)})
+                          **_micrographs(particles, final, results, f"vol{k}", out,
+                                         f"map vol{k}: {os.path.basename(path)}")})
     _clean(folder, len(maps), len(chunks))
     table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
     return summaries, table

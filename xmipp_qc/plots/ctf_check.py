@@ -30,7 +30,7 @@ def _short(name: str) -> str:
 
 
 def plot_ctf_check(scales: ArrayLike, mean_corr: ArrayLike, names: Sequence[str], *,
-                   suspect: ArrayLike, best_scale: ArrayLike, map_name: str = "map",
+                   suspect: ArrayLike, best_scale: ArrayLike, map_name: str = "the map",
                    no_ctf: Optional[ArrayLike] = None,
                    decided: Optional[ArrayLike] = None) -> Figure:
     """Mean correlation against defocus scale, one line per micrograph.
@@ -48,7 +48,7 @@ def plot_ctf_check(scales: ArrayLike, mean_corr: ArrayLike, names: Sequence[str]
     best_scale : array_like, shape (m,)
         Peak of each curve (marked with a dot).
     map_name : str
-        Named in the title.
+        Named in the title (e.g. ``"map 1: run_class001.mrc"``).
     no_ctf : array_like, shape (m,), optional
         Mean correlation without any CTF (the level is given in the legend of
         the named micrographs).
@@ -69,7 +69,7 @@ def plot_ctf_check(scales: ArrayLike, mean_corr: ArrayLike, names: Sequence[str]
     order = list(np.flatnonzero(sus)) + list(np.flatnonzero(~sus))
     named = set(order[:_MAX_NAMED])
     n_sus = n_ok = 0
-    for i in order[::-1]:  # named ones drawn last, on top
+    for i in [i for i in order if i not in named] + order[:_MAX_NAMED]:  # named on top
         if i in named:
             palette, k = (_SUSPECT_COLORS, n_sus) if sus[i] else (_OK_COLORS, n_ok)
             color = palette[k % len(palette)]
@@ -94,7 +94,7 @@ def plot_ctf_check(scales: ArrayLike, mean_corr: ArrayLike, names: Sequence[str]
     ax.set_xticks(ticks, [f"x{t:g}" for t in ticks])
     ax.set_xlabel("Defocus scale (x the given defocus, log scale; dot = best)")
     ax.set_ylabel("Mean correlation, particle vs reprojection")
-    ax.set_title(f"CTF check per micrograph — map {map_name}: {int(sus.sum())} of "
+    ax.set_title(f"CTF check per micrograph — {map_name}: {int(sus.sum())} of "
                  f"{len(names)} micrographs with a suspect CTF")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")

@@ -37,6 +37,8 @@ def micrographRows(table):
             if key in table:
                 value = table[key][r]
                 row[key] = bool(value) if key in ("ctf_suspect", "ctf_decided") else value
+        if "ctf_best" in row:
+            row["ctf_best"] = str(row["ctf_best"]).replace("_", " ")
         rows.append(row)
     return rows
 
@@ -77,11 +79,11 @@ def ctfCheckViews(protocol, volId, mapName, title, masterWindow=None):
         return None
     rows = micrographRows(table)
     n_sus = sum(bool(s) for s in table["ctf_suspect"])
-    header = (f"{mapName}: {n_sus} of {len(rows)} micrographs with a suspect CTF (the CTF as "
-              "given explains the particles clearly worse than a scaled defocus, the "
-              "astigmatism turned by 90°, the phase flipped or no CTF; verdict after "
-              f"{table['min_particles']} particles). Sorted by correlation gain, largest "
-              "first.")
+    header = (f"{mapName}: {n_sus} of {len(rows)} micrographs with a suspect CTF: the CTF as "
+              "given explains their particles clearly worse than a scaled defocus,\nthe "
+              "astigmatism turned by 90°, the phase flipped or no CTF (verdict after "
+              f"{table['min_particles']} particles; gain = mean correlation difference, "
+              "95% interval). Sorted by gain, largest first.")
     figure = FigureView(ctfFigure(table, mapName), title=f"{title}: CTF check, {mapName}",
                         masterWindow=masterWindow)
     return [MicrographTableView(f"{title}: micrographs of {mapName}", rows, header,
