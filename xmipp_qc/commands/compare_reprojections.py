@@ -270,6 +270,9 @@ def run(args: argparse.Namespace) -> int:
                  os.path.join(args.out, m["flagged_star"]))
         if "ctf_suspect" in m:
             log.info("%s CTF check: %s", m["key"], _ctf_line(m))
+        elif args.use_ctf and "micrographs_star" not in m:
+            log.info("%s CTF check: the STAR has no rlnMicrographName; no micrograph table",
+                     m["key"])
     log.info("best map: %s (by %s); results in %s", table["best"], table["score"], args.out)
     return 0
 

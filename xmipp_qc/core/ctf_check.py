@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["ALTERNATIVES", "DEFOCUS_SCALES", "GIVEN", "MIN_GAIN", "MIN_PARTICLES",
-           "MIN_RELATIVE_GAIN",
+           "MIN_RELATIVE_GAIN", "chunk_correlations",
            "MicrographCtfCheck", "check_micrographs", "ctf_correlations"]
 
 #: Defocus scales tried (x0.2 .. x5, three per octave); index :data:`GIVEN` is x1.
@@ -173,6 +173,47 @@ def ctf_correlations(images: ArrayLike, spectra: ArrayLike, defocus: ArrayLike,
     return out
 
 
+def chunk_correlations(model, images: NDArray, valid: NDArray, angles: NDArray,
+                       shifts: NDArray, defocus: ArrayLike, acquisition: Mapping | None,
+                       spectra: NDArray | None = None) -> NDArray[np.float32]:
+    """:func:`ctf_correlations` of one chunk of :func:`xmipp_qc.core.pipeline.process_chunk`.
+
+    Parameters
+    ----------
+    model : xmipp_qc.core.pipeline.MapModel
+        The map and the options (sampling, mask, band ``model.search_freq``).
+    images : ndarray, shape (n, N, N)
+        The images as scored.
+    valid : ndarray of bool, shape (n,)
+        Images with a valid score; the others get NaN.
+    angles, shifts : ndarray, shape (n, 3), (n, 2)
+        Final alignment (Xmipp degrees; px).
+    defocus, acquisition
+        As in :func:`ctf_correlations` (``phase_shift_deg`` may be per image).
+    spectra : ndarray, shape (n, N, N//2+1), optional
+        CTF-free reprojections already made (without refinement); else they
+        are projected by ``model.band_projector`` (the refiner's band projector).
+
+    Returns
+    -------
+    ndarray, shape (n, len(ALTERNATIVES)), float32
+    """
+    out = np.full((len(images), len(ALTERNATIVES)), np.nan, dtype=np.float32)
+    if not valid.any():
+        return out
+    if spectra is None:
+        spectra = model.band_projector.project_fourier(angles[valid], shifts=shifts[valid])
+    else:
+        spectra = spectra[valid]
+    o = model.options
+    acq = {k: (np.asarray(v)[valid] if np.ndim(v) else v)
+           for k, v in dict(acquisition or {}).items()}
+    out[valid] = ctf_correlations(images[valid], spectra, np.asarray(defocus)[valid], acq,
+                                  pixel_size_a=o.pixel_size_a, mask_radius=o.mask_radius,
+                                  max_freq=model.search_freq)
+    return out
+
+
 @dataclass(frozen=True)
 class MicrographCtfCheck:
     """The CTF check of each micrograph (``m`` micrographs, ``K`` alternatives).
@@ -249,6 +290,15 @@ def _one_micrograph(corr: NDArray, confidence: float) -> tuple:
     return mean, best, _peak_scale(mean[:len(DEFOCUS_SCALES)]), gain, gain - half, gain + half
 
 
+def _groups(mic: NDArray, usable: NDArray, ids: NDArray) -> list[NDArray]:
+    """Rows of each micrograph of ``ids`` among the ``usable`` ones (one sort, O(n log n))."""
+    rows = np.flatnonzero(usable)
+    rows = rows[np.argsort(mic[rows], kind="stable")]
+    keys = mic[rows]
+    lo, hi = np.searchsorted(keys, ids, "left"), np.searchsorted(keys, ids, "right")
+    return [rows[a:b] for a, b in zip(lo, hi)]
+
+
 def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
                      min_particles: int = MIN_PARTICLES,
                      min_relative_gain: float = MIN_RELATIVE_GAIN,
@@ -287,8 +337,9 @@ def check_micrographs(mic_ids: ArrayLike, correlations: ArrayLike, *,
     ids, first = np.unique(mic[known], return_index=True)
     ids = ids[np.argsort(first, kind="stable")]
     usable = known & np.isfinite(c).all(axis=1)
-    rows = [_one_micrograph(c[usable & (mic == i)], confidence) for i in ids]
-    n_used = np.array([int((usable & (mic == i)).sum()) for i in ids], dtype=np.int64)
+    groups = _groups(mic, usable, ids)
+    rows = [_one_micrograph(c[g], confidence) for g in groups]
+    n_used = np.array([len(g) for g in groups], dtype=np.int64)
     mean = np.array([r[0] for r in rows]).reshape(len(ids), len(ALTERNATIVES))
     best = np.array([r[1] for r in rows], dtype=np.int64)
     scale, gain, low, high = (np.array([r[k] for r in rows], dtype=np.float64)

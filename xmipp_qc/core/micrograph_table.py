@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from xmipp_qc.core.ctf_check import check_micrographs
 from xmipp_qc.core.session import micrograph_rates
 
-__all__ = ["STAR_LABELS", "micrograph_table", "suspect_names"]
+__all__ = ["STAR_LABELS", "micrograph_table"]
 
 #: Table key -> STAR label of ``volK_micrographs.star`` (after ``rlnMicrographName``).
 STAR_LABELS = {
@@ -68,8 +68,11 @@ def micrograph_table(mic_ids: ArrayLike, is_outlier: ArrayLike, cost: ArrayLike,
     if c.shape != mic.shape:
         raise ValueError(f"mic_ids {mic.shape} and cost {c.shape} differ")
     rates = micrograph_rates(mic, is_outlier)
-    median = np.array([np.nanmedian(c[mic == i]) if np.isfinite(c[mic == i]).any() else np.nan
-                       for i in rates.mic_ids])
+    order = np.argsort(mic, kind="stable")
+    keys = mic[order]
+    lo = np.searchsorted(keys, rates.mic_ids, "left")
+    hi = np.searchsorted(keys, rates.mic_ids, "right")
+    median = np.array([_median(c[order[a:b]]) for a, b in zip(lo, hi)])
     table: dict[str, NDArray] = {"mic_ids": rates.mic_ids, "particles": rates.counts,
                                  "flagged": rates.flagged, "outlier_rate": rates.rates,
                                  "median_cost": median}
@@ -85,9 +88,7 @@ def micrograph_table(mic_ids: ArrayLike, is_outlier: ArrayLike, cost: ArrayLike,
     return table
 
 
-def suspect_names(table: dict, names: ArrayLike) -> list[str]:
-    """Names of the suspect micrographs (``names`` has one entry per table row)."""
-    if "ctf_suspect" not in table:
-        return []
-    return [str(n) for n, s in zip(names, table["ctf_suspect"]) if s]
-
+def _median(values: NDArray) -> float:
+    """Median of the finite values (NaN when there are none)."""
+    v = values[np.isfinite(values)]
+    return float(np.median(v)) if len(v) else float("nan")

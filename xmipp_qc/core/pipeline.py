@@ -205,7 +205,8 @@ class MapModel:
         """Projector limited to :attr:`search_freq`.
 
         The refiner's when it is built, else one of its own (pad 2), built once
-        on first use (thread-safe).
+        on first use (thread-safe; not used by :func:`process_chunk` without
+        refinement, which reuses the reprojections' spectra).
         """
         band = getattr(self._refiner, "_band", None)
         if band is not None:
@@ -299,18 +300,21 @@ def _match(model: MapModel, x: NDArray, ok: NDArray, ctf) -> tuple:
 
 
 def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArray,
-               ctf) -> tuple[NDArray, NDArray, NDArray, dict]:
-    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra scores.
+               ctf, keep_spectra: bool = False) -> tuple:
+    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra, spectra.
 
-    The extra scores are :meth:`xmipp_qc.core.refine.RefineResult.scores`
-    (NaN for images that were not refined), which the outlier score uses.
+    With ``keep_spectra`` and no refinement, ``spectra`` are the CTF-free
+    reprojections (else None). The extra scores are :meth:`xmipp_qc.core.refine.RefineResult.scores`
+    (NaN for images that were not refined), which the outlier score uses. The
+    spectra (``rfft2(ifftshift(P(r + s)))``, zero for unusable images) spare the
+    CTF check a second projection.
     """
     n = len(x)
     extra: dict[str, NDArray] = {}
     good = ok & np.isfinite(ang).all(axis=1) & np.isfinite(sh).all(axis=1)
     proj = np.zeros_like(x)
     if not good.any():
-        return ang, sh, proj, extra
+        return ang, sh, proj, extra, None
     c = None if ctf is None else ctf[good]
     if model.options.refine:
         r = model.refiner.refine(x[good], ang[good], sh[good], ctf=c, gray=False,
@@ -319,9 +323,15 @@ def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArr
         for k, v in r.scores().items():
             extra[k] = np.full(n, np.nan)
             extra[k][good] = v
+    elif keep_spectra:
+        spectra = np.zeros((n, model.box, model.box // 2 + 1), dtype=np.complex64)
+        spectra[good] = model.projector.project_fourier(ang[good], shifts=sh[good])
+        filtered = spectra[good] if c is None else spectra[good] * c
+        proj[good] = np.fft.fftshift(np.fft.irfft2(filtered, s=x.shape[-2:]), axes=(-2, -1))
+        return ang, sh, proj, extra, spectra
     else:
         proj[good] = model.projector.project(ang[good], shifts=sh[good], ctf=c)
-    return ang, sh, proj, extra
+    return ang, sh, proj, extra, None
 
 
 def _filter(model: MapModel, stack: NDArray, ok: NDArray) -> NDArray:
@@ -386,41 +396,23 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
     if a is None:
         a, s, corr, margin = _match(model, x, ok, ctf)
         matched[:] = ok
-    ang, sh, proj, extra = _reproject(model, x, ok, a.copy(), s, ctf)
     o = model.options
+    check = ctf is not None and o.ctf_check
+    ang, sh, proj, extra, spectra = _reproject(model, x, ok, a.copy(), s, ctf, check)
     xf = _filter(model, x, ok)
     summary = summarize_chunk(xf, _filter(model, proj, ok),
                               mask_radius=o.mask_radius, pixel_size_a=o.pixel_size_a,
                               extra=extra, reasons=given)
     ctf_corr = None
-    if ctf is not None and o.ctf_check:
-        ctf_corr = _ctf_check(model, xf, summary.valid, ang, sh, defocus, acquisition)
+    if check:
+        from xmipp_qc.core.ctf_check import chunk_correlations
+
+        ctf_corr = chunk_correlations(model, xf, summary.valid, ang, sh, defocus, acquisition,
+                                      spectra)
     result = ChunkResult(i, ang, sh, matched, corr, margin, summary, ctf_corr=ctf_corr)
     if not keep_images:
         return result
     return _with_images(model, result, x, ok, proj)
-
-
-def _ctf_check(model: MapModel, xf: NDArray, valid: NDArray, ang: NDArray, sh: NDArray,
-               defocus, acquisition) -> NDArray[np.float32]:
-    """Correlations under the alternative CTFs at the final alignment (n, K), float32.
-
-    :func:`~xmipp_qc.core.ctf_check.ctf_correlations` of the valid images; NaN
-    for images without a valid score.
-    """
-    from xmipp_qc.core.ctf_check import ALTERNATIVES, ctf_correlations
-
-    out = np.full((len(xf), len(ALTERNATIVES)), np.nan, dtype=np.float32)
-    if not valid.any():
-        return out
-    spectra = model.band_projector.project_fourier(ang[valid], shifts=sh[valid])
-    o = model.options
-    acq = {k: (np.asarray(v)[valid] if np.ndim(v) else v)
-           for k, v in dict(acquisition or {}).items()}
-    out[valid] = ctf_correlations(xf[valid], spectra, np.asarray(defocus)[valid], acq,
-                                  pixel_size_a=o.pixel_size_a, mask_radius=o.mask_radius,
-                                  max_freq=model.search_freq)
-    return out
 
 
 def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
