@@ -79,6 +79,27 @@ def _synthetic(n: int, matching: bool):
     return ps.images, sim.blobs_volume(blobs, box), angles, ps.shifts, defocus, acq, opts
 
 
+class _CheckTimer:
+    """Seconds spent in ``chunk_correlations`` (the whole check of a chunk) while on."""
+
+    def __init__(self):
+        from xmipp_qc.core import ctf_check
+
+        self.module, self.original, self.seconds = ctf_check, ctf_check.chunk_correlations, 0.0
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        ctf_check.chunk_correlations = timed
+
+    def close(self):
+        self.module.chunk_correlations = self.original
+
+
 def _run(images, vol, angles, shifts, defocus, acq, opts, check: bool) -> float:
     model = MapModel(vol, dataclasses.replace(opts, ctf_check=check))
     if angles is None:
@@ -95,14 +116,17 @@ def _run(images, vol, angles, shifts, defocus, acq, opts, check: bool) -> float:
 
 
 def _alone(images, defocus, acq, opts) -> float:
+    """``ctf_correlations`` alone on every image, in the default band (no projection)."""
+    from xmipp_qc.core.search_band import default_band
+
     rng = np.random.default_rng(0)
-    box = images.shape[-1]
+    band = default_band(images.shape[-1])
+    spectra = np.fft.rfft2(rng.normal(size=(CHUNK,) + images.shape[1:])).astype(np.complex64)
     t0 = time.perf_counter()
     for s in range(0, len(images), CHUNK):
-        x = images[s:s + CHUNK].astype(np.float64)
-        spectra = np.fft.rfft2(rng.normal(size=x.shape))
-        ctf_correlations(x, spectra, defocus[s:s + CHUNK], acq, pixel_size_a=opts.pixel_size_a)
-    assert box
+        x = images[s:s + CHUNK]
+        ctf_correlations(x, spectra[:len(x)], defocus[s:s + CHUNK], acq,
+                         pixel_size_a=opts.pixel_size_a, max_freq=band)
     return time.perf_counter() - t0
 
 
@@ -182,19 +206,27 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}; medians of {args.repeats} repeats, "
           f"chunks of {CHUNK}, one thread")
     print(f"{'workload':<10}{'images':>8}{'off s':>9}{'on s':>9}{'added s':>9}{'added %':>9}"
-          f"{'check alone s':>15}{'img/s on':>10}{'peak RSS MB':>13}")
+          f"{'in check s':>12}{'check %':>9}{'check alone s':>15}{'img/s on':>10}"
+          f"{'peak RSS MB':>13}")
     for name in args.workloads:
         data = loads[name]()
-        off, on = [], []
+        off, on, inside, share = [], [], [], []
         for _ in range(args.repeats):
             off.append(_run(*data, check=False))
-            on.append(_run(*data, check=True))
+            timer = _CheckTimer()
+            try:
+                on.append(_run(*data, check=True))
+            finally:
+                timer.close()
+            inside.append(timer.seconds)
+            share.append(timer.seconds / on[-1])
         alone = np.median([_alone(data[0], data[4], data[5], data[6])
                            for _ in range(args.repeats)])
         t_off, t_on = float(np.median(off)), float(np.median(on))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{name:<10}{len(data[0]):>8}{t_off:>9.2f}{t_on:>9.2f}{t_on - t_off:>9.2f}"
-              f"{100 * (t_on - t_off) / t_off:>9.1f}{alone:>15.2f}"
+              f"{100 * (t_on - t_off) / t_off:>9.1f}{np.median(inside):>12.2f}"
+              f"{100 * np.median(share):>9.1f}{alone:>15.2f}"
               f"{len(data[0]) / t_on:>10.1f}{rss:>13.0f}")
     if args.cli:
         cli_table(args.cli, args.repeats)

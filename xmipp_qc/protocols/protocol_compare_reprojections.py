@@ -454,7 +454,11 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
                 "[delaRosaTrevin2013]." + (" Particles were scored as they arrived, against "
                                            "score statistics fixed on the first "
                                            f"{self.burnIn.get()} images." if
-                                           self._isStreaming() else "")]
+                                           self._isStreaming() else "")
+                + (" Each micrograph's CTF was checked by correlating its particles with "
+                   "reprojections under alternative CTFs (defocus scaled x0.2 to x5, "
+                   "astigmatism turned by 90 degrees, phase flipped, no CTF)." if
+                   not self.ignoreCTF.get() else "")]
 
     def _citations(self):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013", "Wang2005"]

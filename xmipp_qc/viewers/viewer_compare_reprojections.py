@@ -7,6 +7,8 @@ sorted worst first, rows selectable for a subset) and the figures of
 :mod:`xmipp_qc.plots.reprojections` drawn from the saved ``extra/`` files
 (:class:`~xmipp_qc.viewers.figure_window.FigureView`). Subsets go through pwem's
 :class:`~pwem.protocols.ProtUserSubSet` with a selection file of item ids.
+The CTF check per micrograph (a micrograph table and the correlation against
+defocus scale) is in :mod:`xmipp_qc.viewers.ctf_check_view`.
 To add a plot: one form parameter and one entry of ``_getVisualizeDict``
 returning ``self._figure(fig, title)``.
 """
