@@ -7,7 +7,8 @@ columns of :func:`xmipp_qc.core.micrograph_table.micrograph_table`:
 ``xmippQcOutlierRate``, ``xmippQcMedianCost`` and, with ``--use-ctf``, the CTF
 check (``xmippQcCtfSuspect`` 0/1, ``xmippQcDefocusScale``, ``xmippQcCtfGain``
 and its interval ``xmippQcCtfGainLow``/``High``, ``xmippQcCtfBest``,
-``xmippQcCtfDecided``). Written only when the particle STAR has
+``xmippQcCtfDecided``, ``xmippQcCtfParticles``: the scored particles the
+verdict rests on). Written only when the particle STAR has
 ``rlnMicrographName``.
 """
 

@@ -32,6 +32,7 @@ STAR_LABELS = {
     "ctf_gain_high": "xmippQcCtfGainHigh",
     "ctf_best": "xmippQcCtfBest",
     "ctf_decided": "xmippQcCtfDecided",
+    "ctf_particles": "xmippQcCtfParticles",
 }
 
 
@@ -61,7 +62,8 @@ def micrograph_table(mic_ids: ArrayLike, is_outlier: ArrayLike, cost: ArrayLike,
         ``median_cost``; with ``ctf_corr`` also ``ctf_suspect`` (0/1),
         ``defocus_scale``, ``ctf_gain``, ``ctf_gain_low``, ``ctf_gain_high``
         (correlation units), ``ctf_best`` (name of the best alternative),
-        ``ctf_decided`` (0/1) and ``ctf_mean_corr`` of shape (m, K).
+        ``ctf_decided`` (0/1), ``ctf_particles`` (the scored particles the
+        verdict rests on) and ``ctf_mean_corr`` of shape (m, K).
     """
     mic = np.asarray(mic_ids, dtype=np.int64).reshape(-1)
     c = np.asarray(cost, dtype=np.float64).reshape(-1)
@@ -84,7 +86,8 @@ def micrograph_table(mic_ids: ArrayLike, is_outlier: ArrayLike, cost: ArrayLike,
     table.update(ctf_suspect=check.suspect.astype(np.int64), defocus_scale=check.best_scale,
                  ctf_gain=check.gain, ctf_gain_low=check.gain_low, ctf_gain_high=check.gain_high,
                  ctf_best=np.array([n.replace(" ", "_") for n in check.best_names()], dtype=str),
-                 ctf_decided=check.decided.astype(np.int64), ctf_mean_corr=check.mean_corr)
+                 ctf_decided=check.decided.astype(np.int64), ctf_particles=check.n_used,
+                 ctf_mean_corr=check.mean_corr)
     return table
 
 

@@ -104,6 +104,8 @@ def test_relion_defoci_make_no_micrograph_suspect(runs):
     assert t["rlnMicrographName"] == MOVIES
     assert [int(v) for v in t["xmippQcCtfSuspect"]] == [0] * 5
     assert [int(v) for v in t["xmippQcCtfDecided"]] == [1] * 5
+    scored = np.array(t["xmippQcCtfParticles"], dtype=int)  # the failed rows left out
+    assert np.all(scored > 100) and scored.sum() == 1157 - 539
     scale = np.array(t["xmippQcDefocusScale"], dtype=float)
     assert np.all((scale > 0.85) & (scale < 1.15)), scale
     np.testing.assert_allclose(np.array(t["xmippQcMedianCost"], dtype=float),
