@@ -94,7 +94,7 @@ def plot_ctf_check(scales: ArrayLike, mean_corr: ArrayLike, names: Sequence[str]
     ax.set_xticks(ticks, [f"x{t:g}" for t in ticks])
     ax.set_xlabel("Defocus scale (x the given defocus, log scale; dot = best)")
     ax.set_ylabel("Mean correlation, particle vs reprojection")
-    ax.set_title(f"CTF check per micrograph — {map_name}: {int(sus.sum())} of "
+    ax.set_title(f"CTF check per micrograph — {map_name}\n{int(sus.sum())} of "
                  f"{len(names)} micrographs with a suspect CTF")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
