@@ -127,3 +127,30 @@ def test_no_ctf_check_leaves_the_ctf_columns_out(tmp_path):
                        "xmippQcOutlierRate", "xmippQcMedianCost"]
     np.testing.assert_allclose(np.array(t["xmippQcMedianCost"], dtype=float),
                                MEDIAN_COST["particles_ctffind"], atol=0.002)
+
+
+def test_without_micrograph_names_the_run_says_so(tmp_path):
+    """A STAR without rlnMicrographName: no micrograph table, one line saying why."""
+    if not BETAGAL.is_dir():
+        missing_shared_data(BETAGAL)
+    from xmipp_qc.formats.star import read_star, write_star
+
+    blocks = read_star(str(BETAGAL / "particles.star"))
+    part = blocks["particles"]
+    j = part.columns.index("rlnMicrographName")
+    part.columns.pop(j)
+    for row in part.rows:
+        row.pop(j)
+    write_star(str(tmp_path / "nomics.star"), blocks)
+    (tmp_path / "particles").symlink_to(BETAGAL / "particles")
+    handler = _Lines()
+    logging.getLogger("xmipp_qc").addHandler(handler)
+    try:
+        assert main(["compare-reprojections", "--images", str(tmp_path / "nomics.star"),
+                     "--volume", str(BETAGAL / "betagal_map.mrc"), "--out",
+                     str(tmp_path / "out"), "--use-ctf", "--symmetry", "d2",
+                     "--no-refine"]) == 0
+    finally:
+        logging.getLogger("xmipp_qc").removeHandler(handler)
+    assert not (tmp_path / "out" / "vol1_micrographs.star").exists()
+    assert any("no rlnMicrographName; no micrograph table" in x for x in handler.lines)
