@@ -23,6 +23,7 @@ from xmipp_qc.core.simulate_blobs import Blobs
 PX = 2.5
 ACQ = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.1}
 PER_MIC = 30
+SNR = 0.05  # CTF-filtered signal / noise variance over the box: cost ~0.2, as the real set
 #: micrograph -> planted error of the GIVEN metadata (the images carry the true CTF)
 PLANTED = ("correct", "defocus x2", "correct", "defocus x0.5", "astigmatism +90",
            "correct", "phase flipped")
@@ -44,7 +45,7 @@ def _micrographs(box: int, dtype, seed: int = 3):
     """Particles of len(PLANTED) micrographs: one CTF per micrograph, astigmatism 3000 Å.
 
     A map of 40 small blobs (sigma 1.2 px), so that the images hold signal past the
-    CTF's first zeros, as a protein's do; SNR 0.3 over the box.
+    CTF's first zeros, as a protein's do; SNR :data:`SNR` over the box.
     """
     rng = np.random.default_rng(seed)
     base = sim.phantom_blobs(box, seed=11, n_blobs=40)
@@ -66,7 +67,7 @@ def _micrographs(box: int, dtype, seed: int = 3):
     flipped = np.array([PLANTED[m] == "phase flipped" for m in mic])
     ctf[flipped] *= -1.0  # the images' contrast is the opposite of the metadata's
     clean = apply_ctf(clean, ctf)
-    noise = rng.normal(0.0, np.sqrt(clean.var(axis=(1, 2)).mean() / 0.3), size=clean.shape)
+    noise = rng.normal(0.0, np.sqrt(clean.var(axis=(1, 2)).mean() / SNR), size=clean.shape)
     images = (clean + noise).astype(dtype)
     volume = sim.blobs_volume(blobs, box)
     return images, angles, shifts, given, mic, volume, phase
