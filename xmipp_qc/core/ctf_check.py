@@ -273,7 +273,7 @@ def _peak_scale(curve: NDArray) -> float:
 
 def _one_micrograph(corr: NDArray, confidence: float) -> tuple:
     """Mean correlations, best column, scale, gain and its interval of one micrograph."""
-    from scipy.stats import t as student
+    from scipy.special import stdtrit  # Student-t quantile (scipy.stats is slow to import)
 
     n = len(corr)
     if n == 0:
@@ -284,7 +284,7 @@ def _one_micrograph(corr: NDArray, confidence: float) -> tuple:
     gain = float(diff.mean())
     half = np.inf
     if n > 1:
-        half = student.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n)
+        half = stdtrit(n - 1, 0.5 + confidence / 2) * diff.std(ddof=1) / np.sqrt(n)
     if best == GIVEN:
         half = 0.0
     return mean, best, _peak_scale(mean[:len(DEFOCUS_SCALES)]), gain, gain - half, gain + half
