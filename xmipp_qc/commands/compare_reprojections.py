@@ -24,6 +24,10 @@ Writes, for map k (``volK``) in ``--out``:
   and only those it flags (outliers and failed images), ready for the next
   RELION job;
 * ``volK_report.png``: outlier-score histogram and the worst images;
+* ``volK_micrographs.star``: one row per micrograph (``rlnMicrographName``
+  in the STAR): particles, flagged, outlier rate, median cost and, with
+  ``--use-ctf``, the CTF check (suspect 0/1, best defocus scale, gain;
+  :mod:`xmipp_qc.core.ctf_check`), drawn in ``volK_ctf_check.png``;
 * ``ranking.json`` (and ``ranking.png`` with several maps);
 * ``run/``: the run folder's small files (``run.json``, chunk inputs, chunk
   results, ``volK/scores.npz``: the set scores in chunk order).
@@ -90,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ctf.add_argument("--use-ctf", action="store_true",
                      help="Require the CTF: stop if the STAR has no rlnDefocusU/V/Angle. "
                           "Applying it is the default (kept for old scripts; RELION: --ctf).")
+    a("--no-ctf-check", action="store_true",
+      help="With the CTF: skip the per-micrograph CTF check (defocus x0.2..x5, "
+           "astigmatism turned 90 deg, phase flipped, no CTF tried at each particle's "
+           "final alignment).")
     a("--no-downsample", action="store_true",
       help="Keep the input sampling instead of Fourier cropping to >= 3 Å/px.")
     a("--symmetry", default="c1", metavar="GROUP",
@@ -145,8 +153,8 @@ def _options(args, grid: Grid, use_ctf: bool):
         angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=use_ctf,
         optimize_gray=args.optimize_gray, refine=not args.no_refine,
         max_shift_px=args.max_shift, match_shift_px=args.search_shift,
-        max_angle_deg=args.max_angle,
-        mask_radius=args.mask_radius)
+        max_angle_deg=args.max_angle, mask_radius=args.mask_radius,
+        ctf_check=not getattr(args, "no_ctf_check", False))
 
 
 def _chunks(particles, chunk: int) -> list:
@@ -280,8 +288,63 @@ def run(args: argparse.Namespace) -> int:
                  m["n_images"], m["mean_cost"], m["n_kept"],
                  os.path.join(args.out, m["kept_star"]), m["n_images"] - m["n_kept"],
                  os.path.join(args.out, m["flagged_star"]))
+        if "ctf_suspect" in m:
+            log.info("%s CTF check: %s", m["key"], _ctf_line(m))
+        elif args.use_ctf and "micrographs_star" not in m:
+            log.info("%s CTF check: the STAR has no rlnMicrographName; no micrograph table",
+                     m["key"])
     log.info("best map: %s (by %s); results in %s", table["best"], table["score"], args.out)
     return 0
+
+
+def _ctf_line(summary: dict) -> str:
+    """The summary line of the CTF check: suspect micrographs named."""
+    sus, n = summary["ctf_suspect"], summary["n_micrographs"]
+    if not sus:
+        return (f"no micrograph of {n} has a suspect CTF; micrograph table in "
+                f"{summary['micrographs_star']}")
+    return (f"suspect CTF in {len(sus)} of {n} micrographs: "
+            + ", ".join(f"{name} (best defocus x{scale:.2f}, gain {gain:+.3f})"
+                        for name, scale, gain in sus)
+            + f"; micrograph table in {summary['micrographs_star']}")
+
+
+def _ctf_plot(table: dict, names: list, prefix: str, out: str, map_name: str) -> str:
+    """``prefix_ctf_check.png``: correlation against defocus scale per micrograph."""
+    from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES
+    from xmipp_qc.plots.ctf_check import plot_ctf_check
+
+    corr = table["ctf_mean_corr"]
+    fig = plot_ctf_check(DEFOCUS_SCALES, corr[:, :len(DEFOCUS_SCALES)], names,
+                         suspect=table["ctf_suspect"].astype(bool),
+                         best_scale=table["defocus_scale"], map_name=map_name,
+                         no_ctf=corr[:, ALTERNATIVES.index("no CTF")],
+                         decided=table["ctf_decided"].astype(bool))
+    name = f"{prefix}_ctf_check.png"
+    fig.savefig(os.path.join(out, name), dpi=90)
+    return name
+
+
+def _micrographs(particles, final: dict, results, prefix: str, out: str,
+                 map_name: str) -> dict:
+    """Write ``prefix_micrographs.star``; its summary for the log and ranking.json."""
+    from xmipp_qc.commands.compare_reprojections_micrographs import write_micrograph_table
+
+    corr = None
+    if results and all(r.ctf_corr is not None for r in results):
+        ids = np.concatenate([r.ids for r in results])
+        corr = np.concatenate([r.ctf_corr for r in results])[np.argsort(ids, kind="stable")]
+    written = write_micrograph_table(particles, final, corr, prefix, out)
+    if written is None:
+        return {}
+    name, table, names = written
+    summary = {"micrographs_star": name, "n_micrographs": len(names)}
+    if corr is not None:
+        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out, map_name)
+        summary["ctf_suspect"] = [(n, float(table["defocus_scale"][r]),
+                                   float(table["ctf_gain"][r]))
+                                  for r, n in enumerate(names) if table["ctf_suspect"][r]]
+    return summary
 
 
 def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ctf: bool):
@@ -296,9 +359,9 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ct
     matching = compare_run.read_run(folder)["matching"]
     finals, summaries = {}, []
     for k, (path, vol, px) in enumerate(maps, start=1):
+        results = compare_run.load_results(folder, k, range(len(chunks)))
         try:
-            final = finalize_map(compare_run.load_results(folder, k, range(len(chunks))),
-                                 matching=matching, threshold=args.threshold)
+            final = finalize_map(results, matching=matching, threshold=args.threshold)
         except ValueError as exc:
             raise ValueError(f"{args.images} against {path}: {exc}") from None
         np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
@@ -310,7 +373,9 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ct
                      args.worst)
         finals[f"vol{k}"] = final
         summaries.append({**map_summary(k, path, final, star,
-                                        grid.exact_pixel(vol.shape[0], px)), **selection})
+                                        grid.exact_pixel(vol.shape[0], px)), **selection,
+                          **_micrographs(particles, final, results, f"vol{k}", out,
+                                         f"map vol{k}: {os.path.basename(path)}")})
     _clean(folder, len(maps), len(chunks))
     table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
     return summaries, table

@@ -27,6 +27,13 @@ and in streaming runs (:mod:`.compare_reprojections_streaming`):
 ``session_vol<vid>.json``  outlier rates per micrograph and per window
                            (``session_vol<vid>.png``, :mod:`xmipp_qc.plots.session`);
 
+and, when the particles have micrographs (:mod:`.compare_reprojections_ctf`):
+
+``micrographs_vol<vid>.json`` the per-micrograph table (counts, median cost, CTF
+                           check with each alternative's mean correlation),
+                           also as ``micrographs_vol<vid>.star``;
+``ctf_verdicts_vol<vid>.json`` the frozen CTF verdict of each decided micrograph;
+
 and how one image's saved scores become the attributes of its output item.
 """
 

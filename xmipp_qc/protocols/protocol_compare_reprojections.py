@@ -50,6 +50,12 @@ from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.formats.json_files import write_json
 from xmipp_qc.formats.mrc import StackWriter, write_volume
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
+from xmipp_qc.protocols.compare_reprojections_ctf import (
+    CTF_MICS,
+    CtfCheckMonitor,
+    ctfLines,
+    readMicrographTable,
+)
 from xmipp_qc.protocols.compare_reprojections_emission import (
     CompareReprojectionsEmission,
     readReference,
@@ -136,6 +142,14 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     item is in the output; outlier rates per micrograph and over the session
     show where the map stops explaining the particles.
 
+    With the CTF applied, each micrograph's CTF is checked: at each particle's
+    final alignment the reprojection is also filtered with the defocus scaled
+    (x0.2 to x5), the astigmatism turned by 90°, the phase flipped and no CTF; a
+    micrograph whose given CTF explains its particles clearly worse than the best
+    of these is suspect (summary, "Analyze results" > CTF check, and the output
+    ctfSuspectMicrographs when "Micrographs" are given). In streaming a
+    micrograph's verdict is made once it has 20 particles and never changes.
+
     Differences from Xmipp's "compare reprojections": no Xmipp binaries; the CTF
     is used in every path; "Comparison resolution" and "Low-pass edge" really
     low-pass the comparison; failed images are kept and flagged, not dropped; the
@@ -156,7 +170,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     _label = "compare reprojections"
     _devStatus = pw.BETA
     _possibleOutputs = {"bestVolume": emobj.Volume, "particles_bestVol": emobj.SetOfParticles,
-                        BAD_MICS: emobj.SetOfMicrographs}
+                        BAD_MICS: emobj.SetOfMicrographs, CTF_MICS: emobj.SetOfMicrographs}
 
     def __init__(self, **kwargs):
         ProtAnalysis3D.__init__(self, **kwargs)
@@ -166,6 +180,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         self._submitted = threading.local()  # last queue job id of each step thread
         self._chunkGate = ChunkJobGate(log=self.info)  # a failed chunk waits for the jobs in flight
         self._runNotes = RunNotes(self)  # CTF applied or not, pixel sizes: the first lines
+        self._ctfMonitor = CtfCheckMonitor(self)  # per-micrograph CTF check (collaborator)
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -361,6 +376,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
             self._defineSourceRelation(self.inputSet2D, output)
             self._defineSourceRelation(self.inputSet3D, output)
         self._closedSession([vid for vid, _ in self._iterCandidates()])
+        self._ctfMonitor.closedRun([vid for vid, _ in self._iterCandidates()])
 
     def computeRankingVolumes(self):
         extra = self._getExtraPath()
@@ -440,6 +456,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
                 s = readScores(self._getExtraPath(), vid)
                 lines.append(f"Map {vid}: {int(s['isOutlier'].sum())} of {len(s['ids'])} "
                              f"images flagged; median cost {np.nanmedian(s['cost']):.3f}")
+            lines += ctfLines(readMicrographTable(self._getExtraPath(), vid), vid)
         table = readRanking(self._getExtraPath())
         if table:
             lines += (["Running ranking, on the first "
@@ -459,7 +476,11 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
                 "[delaRosaTrevin2013]." + (" Particles were scored as they arrived, against "
                                            "score statistics fixed on the first "
                                            f"{self.burnIn.get()} images." if
-                                           self._isStreaming() else "")]
+                                           self._isStreaming() else "")
+                + (" Each micrograph's CTF was checked by correlating its particles with "
+                   "reprojections under alternative CTFs (defocus scaled x0.2 to x5, "
+                   "astigmatism turned by 90 degrees, phase flipped, no CTF)." if
+                   not self.ignoreCTF.get() else "")]
 
     def _citations(self):
         return ["Cherian2013", "Sorzano2004", "delaRosaTrevin2013", "Wang2005"]

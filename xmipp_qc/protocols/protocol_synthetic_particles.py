@@ -16,7 +16,10 @@ last id). Particles can be grouped by micrograph
 their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
 them; a static run outputs them all at once), and a stretch of bad micrographs
 (``badMicrographs``, e.g. ``5-8``) can be made junk-rich (``badJunkFraction``
-of their particles are junk).
+of their particles are junk). With a CTF, the micrographs of
+``wrongCtfMicrographs`` (e.g. ``3-4``) report a defocus ``wrongCtfScale`` times
+the one their images were made with (a failed CTF estimation). With
+micrographs, a static run outputs ``outputMicrographs`` too.
 """
 
 import json
@@ -106,6 +109,12 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                                                     "whose particles are junk-rich.")
         form.addParam("badJunkFraction", params.FloatParam, default=0.8,
                       label="Junk fraction in bad micrographs")
+        form.addParam("wrongCtfMicrographs", params.StringParam, default="",
+                      label="Wrong-CTF micrographs",
+                      help="Range of micrograph numbers, e.g. 3-4, whose particles report "
+                           "a defocus 'wrongCtfScale' times the true one (needs the CTF).")
+        form.addParam("wrongCtfScale", params.FloatParam, default=2.0,
+                      label="Wrong-CTF defocus factor")
         form.addParam("interval", params.FloatParam, default=0.0, label="Interval (s)",
                       help="Seconds between batches of particles; 0 = static.")
         form.addParam("particlesPerBatch", params.IntParam, default=100,
@@ -139,6 +148,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
             self._defineOutputs(outputVolumes=self._makeVolumes(volumes))
             if kind == KIND_PARTICLES:
                 self._defineOutputs(outputClasses3D=self._makeClasses3D(volumes))
+        if kind == KIND_PARTICLES and self.particlesPerMicrograph.get() > 0:
+            self._appendMicrographs(range(len(sim.kinds)), Set.STREAM_CLOSED)
         self._writeTruth(sim, len(volumes))
 
     # --------------------------- UTILS functions -----------------------------
@@ -200,11 +211,13 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
         p.setObjId(i + 1)
         if self.withAlignment:
             p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
-        if sim.defocus_u is not None:
-            p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
-                                    defocusV=float(sim.defocus_v[i]),
-                                    defocusAngle=float(sim.defocus_angle[i])))
         micId = self._micId(i)
+        if sim.defocus_u is not None:
+            wrong = parseRange(self.wrongCtfMicrographs.get())
+            f = self.wrongCtfScale.get() if wrong and wrong[0] <= (micId or 0) <= wrong[1] else 1
+            p.setCTF(emobj.CTFModel(defocusU=f * float(sim.defocus_u[i]),
+                                    defocusV=f * float(sim.defocus_v[i]),
+                                    defocusAngle=float(sim.defocus_angle[i])))
         if micId is not None:
             coord = emobj.Coordinate(x=0, y=0)
             coord.setMicId(micId)
@@ -312,6 +325,7 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
             "micIds": [self._micId(i) for i in range(len(sim.kinds))]
             if self.particlesPerMicrograph.get() > 0 else [],
             "badMicrographs": list(parseRange(self.badMicrographs.get()) or []),
+            "wrongCtfMicrographs": list(parseRange(self.wrongCtfMicrographs.get()) or []),
         }
         with open(self._getExtraPath("truth.json"), "w") as fh:
             json.dump(truth, fh, indent=1)

@@ -7,6 +7,8 @@ sorted worst first, rows selectable for a subset) and the figures of
 :mod:`xmipp_qc.plots.reprojections` drawn from the saved ``extra/`` files
 (:class:`~xmipp_qc.viewers.figure_window.FigureView`). Subsets go through pwem's
 :class:`~pwem.protocols.ProtUserSubSet` with a selection file of item ids.
+The CTF check per micrograph (a micrograph table and the correlation against
+defocus scale) is in :mod:`xmipp_qc.viewers.ctf_check_view`.
 To add a plot: one form parameter and one entry of ``_getVisualizeDict``
 returning ``self._figure(fig, title)``.
 """
@@ -113,6 +115,15 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                            "order) and per window of particles in order of arrival, with the "
                            "bad-micrograph threshold. Needs particles that carry their "
                            "micrograph (streaming or closed input).")
+        form.addParam("displayCtfCheck", params.LabelParam,
+                      label="CTF check per micrograph",
+                      help="One row per micrograph: whether its CTF is suspect (the CTF as "
+                           "given explains its particles clearly worse than a scaled "
+                           "defocus, the astigmatism turned by 90°, the phase flipped or no "
+                           "CTF), the best defocus scale and the correlation gain; and the "
+                           "mean correlation against the defocus scale, one line per "
+                           "micrograph. Needs the CTF (Ignore CTF = No) and particles that "
+                           "carry their micrograph.")
         form.addParam("keep", params.EnumParam, default=KEEP_INLIERS,
                       choices=["images not flagged", "flagged images"], label="Subset keeps")
         form.addParam("createSubset", params.LabelParam, label="Create the subset",
@@ -121,7 +132,7 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
     def _getVisualizeDict(self):
         return {"displayTable": self._showTable, "displayHistograms": self._showHistograms,
                 "displayRanking": self._showRanking, "displaySession": self._showSession,
-                "createSubset": self._createSubset}
+                "displayCtfCheck": self._showCtfCheck, "createSubset": self._createSubset}
 
     # --------------------------- selection in the form -----------------------
     def _outputNames(self):
@@ -219,6 +230,18 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                             self.protocol.badMicMinParticles.get(),
                             self.mapNames().get(sel[0], sel[1]))
         return [self._figure(fig, "outlier rate over the session")]
+
+    def _showCtfCheck(self, _=None):
+        from xmipp_qc.viewers.ctf_check_view import ctfCheckViews
+
+        sel = self._selected()
+        views = ctfCheckViews(self.protocol, sel[0], self.mapNames().get(sel[0], sel[1]),
+                              TITLE, masterWindow=self.getWindow()) if sel else None
+        if views is None:
+            return [self.infoMessage("No CTF check: the CTF was ignored, the particles "
+                                     "carry no micrograph, or none has been scored yet.",
+                                     title=TITLE)]
+        return views
 
     def mapNames(self):
         """``{volumeId: "map <id>: <file name>"}`` of the candidate maps."""
