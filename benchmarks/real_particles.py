@@ -15,7 +15,10 @@ Usage::
     .venv/bin/python benchmarks/real_particles.py [--repeats 1] [--given] [-- extra options]
 
 ``--given`` also runs with RELION's poses (``--no-assignment`` off) and prints
-how far the refinement moves them.
+how far the refinement moves them. ``--synthetic`` prints the synthetic panels
+beside it: the outlier-score AUC per planted kind of simulated particles with
+given angles (SNR 0.5 and 0.05, ``tests/core/test_outliers.py``) and with
+angles found by matching (the components before and after issue 19).
 """
 
 import argparse
@@ -79,15 +82,40 @@ def _print_given(extra):
           f"precision {q['precision']:.1%} recall {q['recall']:.1%}")
 
 
+def _print_synthetic():
+    from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
+    from xmipp_qc.core.ranking import roc_auc
+    from xmipp_qc.tests.core import test_outliers as t
+
+    for snr in (0.5, 0.05):
+        kinds, scores, _ = t._scored_set(snr)
+        t._auc_table(kinds, {"outlierScore": scores["outlierScore"], "cost": scores["cost"]},
+                     f"Synthetic particles, given angles, SNR {snr}: ROC AUC")
+    kinds, results, finalize = t.matched_synthetic_set()
+    bad = kinds != ""
+    print("\nSynthetic particles, matched (SNR 0.3, box 48, 5% of each kind): outlier-score AUC")
+    for label, comps in (("before issue 19", t._EARLIER_MATCHED),
+                         ("now", MATCHED_OUTLIER_COMPONENTS)):
+        out = finalize(results, components=comps)
+        per = {k: roc_auc(out["outlierScore"][(kinds == "") | (kinds == k)],
+                          kinds[(kinds == "") | (kinds == k)] == k) for k in t._MATCHED_KINDS}
+        print(f"  {label:16s} all {roc_auc(out['outlierScore'], bad):.3f}  "
+              + "  ".join(f"{k} {v:.3f}" for k, v in per.items())
+              + f"  false flags {out['isOutlier'][~bad].mean():.1%}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--given", action="store_true", help="also run with the STAR's poses")
+    p.add_argument("--synthetic", action="store_true", help="also print the synthetic panels")
     p.add_argument("extra", nargs="*", help="options passed to the command (after --)")
     a = p.parse_args(argv)
     _print_matched(_matched(tuple(a.extra), a.repeats))
     if a.given:
         _print_given(tuple(a.extra))
+    if a.synthetic:
+        _print_synthetic()
 
 
 if __name__ == "__main__":

@@ -50,8 +50,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     rm -f "$STAMP"
 fi
 
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+old_setuptools() {  # setup.py needs setuptools >= 77 (venvs made before it was added)
+    ! "$VENV/bin/python" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null
+}
+
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || old_setuptools; then
+    # setuptools >= 77 reads pyproject.toml, also for `python setup.py` (setup.py);
+    # < 81 keeps pkg_resources, which Scipion plugins still import
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip "setuptools>=77,<81"
     "$VENV/bin/python" -m pip install --quiet -e '.[test]'
     touch "$STAMP"
 fi

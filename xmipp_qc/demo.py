@@ -18,6 +18,8 @@ PROJECT = "xmipp_qc_demo"
 #: Movie kinds of the demo, one per movie (see core.simulate_motion).
 MOVIE_KINDS = ("agree,offset,agree,scaled,mirrored,swapped,rotated,flat,noise,"
                "missing_frames,sentinel,agree")
+#: Micrographs of the demo's particles, and the stretch of bad ones (mostly junk).
+PARTICLES_PER_MIC, BAD_MICROGRAPHS = 10, "19-22"
 
 
 def run_demo(out: str, seed: int = 0) -> int:
@@ -65,20 +67,23 @@ def _where(project, prot):
 def demoCompareReprojections(project, seed):
     from xmipp_qc.protocols import XmippQcProtCompareReprojections, XmippQcProtSyntheticParticles
     from xmipp_qc.protocols.compare_reprojections_results import readOutputsJson
+    from xmipp_qc.protocols.compare_reprojections_session import readSession
 
-    print("\n== Compare reprojections: 300 particles (3% planted outliers of each of 6 kinds) "
-          "against 3 candidate maps ==", flush=True)
+    print("\n== Compare reprojections: 300 particles on 30 micrographs (3% planted outliers "
+          "of each of 6 kinds, and a bad stretch: micrographs 19-22 mostly junk) against 3 "
+          "candidate maps ==", flush=True)
     syn = _new(project,
         XmippQcProtSyntheticParticles, objLabel="synthetic particles and maps",
         nImages=300, boxSize=64, samplingRate=3.0, snr=0.5, maxShift=3.0, withCtf=True,
         outlierFraction=0.03, seed=seed, decoys="mirrored,deformed", truePosition=2,
         outlierKinds="junk,wrong_conformation,misassigned_angles,mirrored_hand,"
-                     "missing_domain,large_shift")
+                     "missing_domain,large_shift",
+        particlesPerMicrograph=PARTICLES_PER_MIC, badMicrographs=BAD_MICROGRAPHS)
     _launch(project, syn, "synthetic particles and maps")
     prot = _new(project,
         XmippQcProtCompareReprojections, objLabel="compare reprojections",
-        inputSet2D=syn.outputParticles, inputSet3D=syn.outputVolumes, ignoreCTF=False,
-        doRanking=True, doExtraction=True, extractOption=1, numberOfThreads=2)
+        inputSet2D=syn.outputParticles, inputSet3D=syn.outputVolumes, doRanking=True,
+        doExtraction=True, extractOption=1, numberOfThreads=2)
     _launch(project, prot, "compare reprojections")
     with open(os.path.join(project.getPath(), syn._getExtraPath("truth.json"))) as fh:
         truth = json.load(fh)
@@ -87,7 +92,12 @@ def demoCompareReprojections(project, seed):
     outputs = readOutputsJson(os.path.join(project.getPath(), prot._getExtraPath()))
     best = getattr(prot, outputs[int(truth["trueVolumeId"])])
     _printWorst(best, truth)
+    session = readSession(os.path.join(project.getPath(), prot._getExtraPath()),
+                          int(truth["trueVolumeId"]))
+    print(f"  micrographs mostly flagged against the true map: {session['bad_mics']} "
+          f"(planted bad stretch: {BAD_MICROGRAPHS})")
     print(f"  plots and per-image stacks: {_where(project, prot)}")
+    return prot
 
 
 def _printWorst(particles, truth, n=12):
@@ -134,6 +144,7 @@ def demoMovieConsensus(project, seed):
     for line in prot.summary():
         print("  " + line)
     print(f"  trajectory plots: {_where(project, prot)}")
+    return prot
 
 
 def main(argv):

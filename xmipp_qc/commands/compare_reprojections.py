@@ -4,9 +4,12 @@ Reads a particle STAR file (RELION 3.0 or 3.1+) and one or more maps (MRC), brin
 images and maps to a common sampling (Fourier cropping; the coarser input and,
 unless ``--no-downsample``, at least 3 Å/px), then, chunk by chunk
 (:mod:`xmipp_qc.core.pipeline`): projection matching when there are no angles
-(or ``--no-assignment``), local refinement, reprojection (with the CTF if
-``--use-ctf``) and residual scores; finally set statistics, outlier flags and
-the ranking of the maps.
+(or ``--no-assignment``), local refinement, reprojection (with each particle's
+CTF whenever the STAR has one, unless ``--no-ctf``) and residual scores; finally
+set statistics, outlier flags and the ranking of the maps. The first lines on
+stderr say whether the CTF is applied and why, and name the pixel sizes of the
+maps and the images (and where each came from) when they differ
+(:mod:`xmipp_qc.core.run_notes`).
 
 Writes, for map k (``volK``) in ``--out``:
 
@@ -21,6 +24,10 @@ Writes, for map k (``volK``) in ``--out``:
   and only those it flags (outliers and failed images), ready for the next
   RELION job;
 * ``volK_report.png``: outlier-score histogram and the worst images;
+* ``volK_micrographs.star``: one row per micrograph (``rlnMicrographName``
+  in the STAR): particles, flagged, outlier rate, median cost and, with
+  ``--use-ctf``, the CTF check (suspect 0/1, best defocus scale, gain;
+  :mod:`xmipp_qc.core.ctf_check`), drawn in ``volK_ctf_check.png``;
 * ``ranking.json`` (and ``ranking.png`` with several maps);
 * ``run/``: the run folder's small files (``run.json``, chunk inputs, chunk
   results, ``volK/scores.npz``: the set scores in chunk order).
@@ -43,6 +50,7 @@ from xmipp_qc.commands.compare_reprojections_inputs import (
     check_options,
     check_stacks,
     load_maps,
+    run_notes,
 )
 from xmipp_qc.commands.compare_reprojections_outputs import (
     in_row_order,
@@ -78,8 +86,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Keep the given/matched alignment as is (RELION: --skip_align).")
     a("--optimize-gray", action="store_true",
       help="Write the gray-fitted reprojection a*P+b (scores always use the fit).")
-    a("--use-ctf", action="store_true",
-      help="Apply each particle's CTF to its reprojection (RELION: --ctf).")
+    ctf = parser.add_mutually_exclusive_group()
+    ctf.add_argument("--no-ctf", action="store_true",
+                     help="Do not apply the particles' CTF to their reprojections (by default "
+                          "it is applied whenever the STAR has rlnDefocusU/V/Angle; RELION: "
+                          "without --ctf).")
+    ctf.add_argument("--use-ctf", action="store_true",
+                     help="Require the CTF: stop if the STAR has no rlnDefocusU/V/Angle. "
+                          "Applying it is the default (kept for old scripts; RELION: --ctf).")
+    a("--no-ctf-check", action="store_true",
+      help="With the CTF: skip the per-micrograph CTF check (defocus x0.2..x5, "
+           "astigmatism turned 90 deg, phase flipped, no CTF tried at each particle's "
+           "final alignment).")
     a("--no-downsample", action="store_true",
       help="Keep the input sampling instead of Fourier cropping to >= 3 Å/px.")
     a("--symmetry", default="c1", metavar="GROUP",
@@ -88,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--angular-sampling", type=float, default=5.0, metavar="DEG",
       help="Gallery step of projection matching, degrees (default %(default)s; "
            "RELION sets it with --healpix_order).")
+    a("--search-shift", type=float, metavar="PX",
+      help="Shift range of projection matching (with --no-assignment), px of the working "
+           "sampling (default 20%% of the box: picks are often that far off-centre).")
     a("--max-shift", type=float, metavar="PX",
       help="Refinement shift bound, px of the working sampling (default 5%% of the box; "
            "RELION: --offset_range).")
@@ -107,7 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--relion-project", action="store_true",
       help="Images made by relion_project (odd boxes shifted by +1 px).")
     a("--threshold", type=float, default=3.5, metavar="Z",
-      help="Outlier-score flag threshold, robust z units (default %(default)s).")
+      help="Flag threshold on the outlier score (default %(default)s). The score says how "
+           "much worse than the set's typical particle the map explains an image, in units "
+           "of the typical particles' own spread; with --no-assignment it combines the "
+           "correlation (cost), the gray z-score, the residual's structure at large scales "
+           "(ice, carbon, aggregates: resLowPower) and how far off-centre the particle was "
+           "found; xmippQcOutlierPart* columns give each one's part.")
     a("--rank-score", default="cost", metavar="SCORE",
       help="Score that ranks the maps (default %(default)s; e.g. imedValue, resStd).")
     a("--chunk-size", type=int, default=256, metavar="N",
@@ -119,15 +145,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="Worst images shown in each report (default %(default)s).")
 
 
-def _options(args, grid: Grid):
+def _options(args, grid: Grid, use_ctf: bool):
     from xmipp_qc.core.compare_policy import compare_options
 
     return compare_options(
         grid.pixel_a, resolution_a=args.resol, sigma=args.sigma,
-        angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=args.use_ctf,
+        angular_step=args.angular_sampling, symmetry=args.symmetry, use_ctf=use_ctf,
         optimize_gray=args.optimize_gray, refine=not args.no_refine,
-        max_shift_px=args.max_shift, max_angle_deg=args.max_angle,
-        mask_radius=args.mask_radius)
+        max_shift_px=args.max_shift, match_shift_px=args.search_shift,
+        max_angle_deg=args.max_angle, mask_radius=args.mask_radius,
+        ctf_check=not getattr(args, "no_ctf_check", False))
 
 
 def _chunks(particles, chunk: int) -> list:
@@ -155,7 +182,7 @@ def _read_chunk(particles, rows: np.ndarray, grid: Grid) -> np.ndarray:
     return grid.fit(images, px, 2)
 
 
-def _chunk_inputs(particles, rows, grid: Grid, args) -> dict:
+def _chunk_inputs(particles, rows, grid: Grid, args, use_ctf: bool) -> dict:
     from xmipp_qc.core.pipeline import shifts_to_work
 
     box, px = int(particles.box[rows[0]]), float(particles.pixel_size_a[rows[0]])
@@ -163,9 +190,7 @@ def _chunk_inputs(particles, rows, grid: Grid, args) -> dict:
     if particles.angles is not None and not args.no_assignment:
         kw["angles"] = particles.angles[rows]
         kw["shifts"] = shifts_to_work(particles.shifts[rows], grid.exact_pixel(box, px), px)
-    if args.use_ctf:
-        if particles.defocus is None:
-            raise ValueError(f"{particles.path}: --use-ctf needs rlnDefocusU/V/Angle columns")
+    if use_ctf:
         kw["defocus"] = particles.defocus[rows]
         kw["acquisition"] = {k: (v[rows] if k == "phase_shift_deg" else float(v[rows[0]]))
                              for k, v in particles.acquisition.items()}
@@ -188,7 +213,8 @@ def _prepare(folder: str, particles, maps, grid: Grid, options, chunks, args) ->
         for c, rows in enumerate(chunks):
             images.write(rows, _read_chunk(particles, rows, grid))
             compare_run.write_chunk_input(folder, c, positions=rows,
-                                          **_chunk_inputs(particles, rows, grid, args))
+                                          **_chunk_inputs(particles, rows, grid, args,
+                                                          options.use_ctf))
 
 
 def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
@@ -247,29 +273,85 @@ def run(args: argparse.Namespace) -> int:
     if args.use_ctf and particles.defocus is None:
         raise ValueError(f"{args.images}: --use-ctf needs rlnDefocusU/V/Angle columns")
     check_stacks(particles)
-    maps = load_maps(args, particles)
+    maps, sources = load_maps(args, particles)
     grid = Grid.of(particles, [px for _, _, px in maps], not args.no_downsample)
     if grid.box < MIN_BOX:
         raise ValueError(f"{particles.path}: the working box would be {grid.box} px at "
                          f"{grid.pixel_a:g} Å/px; need at least {MIN_BOX} px "
                          "(try --no-downsample)")
+    ctf = run_notes(args, particles, maps, sources, grid)
     with folder as out:
-        summaries, table = _run(args, particles, maps, grid, out)
+        summaries, table = _run(args, particles, maps, grid, out, ctf.applied)
     for m in summaries:
         log.info("%s %s: %d outliers, %d failed of %d, mean cost %.3f; kept %d in %s, "
                  "flagged %d in %s", m["key"], m["path"], m["n_outliers"], m["n_failed"],
                  m["n_images"], m["mean_cost"], m["n_kept"],
                  os.path.join(args.out, m["kept_star"]), m["n_images"] - m["n_kept"],
                  os.path.join(args.out, m["flagged_star"]))
+        if "ctf_suspect" in m:
+            log.info("%s CTF check: %s", m["key"], _ctf_line(m))
+        elif args.use_ctf and "micrographs_star" not in m:
+            log.info("%s CTF check: the STAR has no rlnMicrographName; no micrograph table",
+                     m["key"])
     log.info("best map: %s (by %s); results in %s", table["best"], table["score"], args.out)
     return 0
 
 
-def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
+def _ctf_line(summary: dict) -> str:
+    """The summary line of the CTF check: suspect micrographs named."""
+    sus, n = summary["ctf_suspect"], summary["n_micrographs"]
+    if not sus:
+        return (f"no micrograph of {n} has a suspect CTF; micrograph table in "
+                f"{summary['micrographs_star']}")
+    return (f"suspect CTF in {len(sus)} of {n} micrographs: "
+            + ", ".join(f"{name} (best defocus x{scale:.2f}, gain {gain:+.3f})"
+                        for name, scale, gain in sus)
+            + f"; micrograph table in {summary['micrographs_star']}")
+
+
+def _ctf_plot(table: dict, names: list, prefix: str, out: str, map_name: str) -> str:
+    """``prefix_ctf_check.png``: correlation against defocus scale per micrograph."""
+    from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES
+    from xmipp_qc.plots.ctf_check import plot_ctf_check
+
+    corr = table["ctf_mean_corr"]
+    fig = plot_ctf_check(DEFOCUS_SCALES, corr[:, :len(DEFOCUS_SCALES)], names,
+                         suspect=table["ctf_suspect"].astype(bool),
+                         best_scale=table["defocus_scale"], map_name=map_name,
+                         no_ctf=corr[:, ALTERNATIVES.index("no CTF")],
+                         decided=table["ctf_decided"].astype(bool))
+    name = f"{prefix}_ctf_check.png"
+    fig.savefig(os.path.join(out, name), dpi=90)
+    return name
+
+
+def _micrographs(particles, final: dict, results, prefix: str, out: str,
+                 map_name: str) -> dict:
+    """Write ``prefix_micrographs.star``; its summary for the log and ranking.json."""
+    from xmipp_qc.commands.compare_reprojections_micrographs import write_micrograph_table
+
+    corr = None
+    if results and all(r.ctf_corr is not None for r in results):
+        ids = np.concatenate([r.ids for r in results])
+        corr = np.concatenate([r.ctf_corr for r in results])[np.argsort(ids, kind="stable")]
+    written = write_micrograph_table(particles, final, corr, prefix, out)
+    if written is None:
+        return {}
+    name, table, names = written
+    summary = {"micrographs_star": name, "n_micrographs": len(names)}
+    if corr is not None:
+        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out, map_name)
+        summary["ctf_suspect"] = [(n, float(table["defocus_scale"][r]),
+                                   float(table["ctf_gain"][r]))
+                                  for r, n in enumerate(names) if table["ctf_suspect"][r]]
+    return summary
+
+
+def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ctf: bool):
     from xmipp_qc import compare_run
     from xmipp_qc.core.compare_policy import finalize_map
 
-    options = _options(args, grid)
+    options = _options(args, grid, use_ctf)
     chunks = _chunks(particles, args.chunk_size)
     folder = os.path.join(out, "run")
     _prepare(folder, particles, maps, grid, options, chunks, args)
@@ -277,9 +359,9 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
     matching = compare_run.read_run(folder)["matching"]
     finals, summaries = {}, []
     for k, (path, vol, px) in enumerate(maps, start=1):
+        results = compare_run.load_results(folder, k, range(len(chunks)))
         try:
-            final = finalize_map(compare_run.load_results(folder, k, range(len(chunks))),
-                                 matching=matching, threshold=args.threshold)
+            final = finalize_map(results, matching=matching, threshold=args.threshold)
         except ValueError as exc:
             raise ValueError(f"{args.images} against {path}: {exc}") from None
         np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
@@ -291,7 +373,9 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
                      args.worst)
         finals[f"vol{k}"] = final
         summaries.append({**map_summary(k, path, final, star,
-                                        grid.exact_pixel(vol.shape[0], px)), **selection})
+                                        grid.exact_pixel(vol.shape[0], px)), **selection,
+                          **_micrographs(particles, final, results, f"vol{k}", out,
+                                         f"map vol{k}: {os.path.basename(path)}")})
     _clean(folder, len(maps), len(chunks))
     table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
     return summaries, table

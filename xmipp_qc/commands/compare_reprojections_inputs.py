@@ -18,7 +18,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Grid", "check_options", "check_stacks", "load_maps"]
+__all__ = ["Grid", "check_options", "check_stacks", "load_maps", "run_notes"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def check_options(args) -> None:
                 + check.choice("--rank-score", args.rank_score, SCORE_DIRECTIONS)
                 + check.symmetry("--symmetry", args.symmetry)
                 + check.positive("--angular-sampling", args.angular_sampling))
-    for opt in ("max_shift", "max_angle", "mask_radius"):
+    for opt in ("max_shift", "search_shift", "max_angle", "mask_radius"):
         problems += check.in_range(f"--{opt.replace('_', '-')}", getattr(args, opt), 0,
                                    float("inf"), optional=True)
     for opt in ("resol", "sigma", "pixel_size", "volume_pixel_size"):
@@ -101,20 +101,54 @@ def check_stacks(particles) -> None:
 
 
 def load_maps(args, particles):
+    """``([(path, map, pixel_a)], [where each pixel size came from])``, maps checked."""
     from xmipp_qc.core.input_checks import map_problem
     from xmipp_qc.formats.mrc import read_volume
 
-    maps = []
+    maps, sources = [], []
     for path in args.volume:
         vol, px = read_volume(path)
         problem = map_problem(vol)
         if problem:
             raise ValueError(f"{path}: {problem}")
         if args.volume_pixel_size:
-            px = args.volume_pixel_size
+            px, source = args.volume_pixel_size, "--volume-pixel-size"
         elif px is None:
-            px = float(np.max(particles.pixel_size_a))
+            px, source = float(np.max(particles.pixel_size_a)), "none in the header: the images'"
             log.warning("%s has no pixel size; assuming the images' %g Å/px", path, px)
+        else:
+            source = "MRC header"
         maps.append((path, vol, float(px)))
-    return maps
+        sources.append(source)
+    return maps, sources
+
+
+def _image_pixel_source(args, particles) -> str:
+    """Where the images' pixel size came from (:mod:`xmipp_qc.formats.relion_particles`)."""
+    if args.pixel_size:
+        return "--pixel-size"
+    blocks = [particles.block, particles.blocks.get("optics")]
+    if any(b is not None and b.has("rlnImagePixelSize") for b in blocks):
+        return "STAR rlnImagePixelSize"
+    return "STAR rlnDetectorPixelSize/rlnMagnification"
+
+
+def run_notes(args, particles, maps, sources, grid: Grid):
+    """Decide the CTF and log the run's first lines (:mod:`xmipp_qc.core.run_notes`).
+
+    Returns the :class:`~xmipp_qc.core.run_notes.CtfChoice` (applied whenever the STAR
+    has CTF columns, unless ``--no-ctf``).
+    """
+    from xmipp_qc.core.run_notes import ctf_choice, pixel_size_notes
+
+    ctf = ctf_choice(not args.no_ctf, particles.defocus is not None,
+                     source="rlnDefocusU/V/Angle columns in the STAR", switch_off="--no-ctf")
+    log.info("%s", ctf.note)
+    where = _image_pixel_source(args, particles)
+    images = [(p, where) for p in sorted(set(particles.pixel_size_a.tolist()))]
+    named = [(f"'{os.path.basename(path)}'", px, src) for (path, _, px), src in zip(maps, sources)]
+    for line in pixel_size_notes(images, named, grid.pixel_a, hint="give the right one with "
+                                 "--volume-pixel-size (or --pixel-size for the images)"):
+        log.warning("%s", line)
+    return ctf
 

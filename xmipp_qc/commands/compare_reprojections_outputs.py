@@ -96,7 +96,9 @@ def write_report(final: dict, prefix: str, out: str, title: str, threshold: floa
 
 def map_summary(k: int, path: str, final: dict, star: str, pixel: float) -> dict:
     """Counts and mean cost of map k, for ``ranking.json`` and the log."""
-    failed = ~np.isin(final["reason"], ["", "outlier score above threshold"])
+    from xmipp_qc.core.reasons import is_failure
+
+    failed = is_failure(final["reason"])
     return {"key": f"vol{k}", "path": os.path.abspath(path), "star": os.path.basename(star),
             "pixel_a_after_resampling": pixel,
             "n_images": int(len(final["ids"])), "n_failed": int(failed.sum()),

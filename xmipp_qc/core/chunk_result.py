@@ -42,6 +42,11 @@ class ChunkResult:
         its scores (``angleChange`` in degrees, ``shiftChange`` in px, ...).
     reprojections, residuals, aligned : ndarray of float32, shape (n, N, N) or None
         Images in the aligned frame (:mod:`xmipp_qc.core.pipeline` docstring).
+    ctf_corr : ndarray of float32, shape (n, K) or None
+        With the CTF applied: the correlation of each image with its
+        reprojection under every alternative CTF of the CTF check
+        (:func:`xmipp_qc.core.ctf_check.ctf_correlations`, columns
+        :data:`~xmipp_qc.core.ctf_check.ALTERNATIVES`); NaN for failed images.
     """
 
     ids: NDArray[np.int64]
@@ -54,6 +59,7 @@ class ChunkResult:
     reprojections: NDArray[np.float32] | None = field(default=None, repr=False)
     residuals: NDArray[np.float32] | None = field(default=None, repr=False)
     aligned: NDArray[np.float32] | None = field(default=None, repr=False)
+    ctf_corr: NDArray[np.float32] | None = field(default=None, repr=False)
 
     _ARRAYS = ("ids", "angles", "shifts", "matched", "match_corr", "match_margin")
     _IMAGES = ("reprojections", "residuals", "aligned")
@@ -64,6 +70,8 @@ class ChunkResult:
         data.update({f"score_{k}": v for k, v in self.summary.scores.items()})
         data["covariances"] = self.summary.covariances
         data["reasons"] = np.asarray(self.summary.reasons, dtype=str)
+        if self.ctf_corr is not None:
+            data["ctf_corr"] = self.ctf_corr
         if with_images:
             data.update({k: getattr(self, k) for k in self._IMAGES if getattr(self, k) is not None})
         with open(path, "wb") as fh:
@@ -77,4 +85,6 @@ class ChunkResult:
             summary = ChunkSummary(scores=scores, covariances=z["covariances"],
                                    reasons=z["reasons"].astype(str))
             images = {k: (z[k] if with_images and k in z.files else None) for k in cls._IMAGES}
-            return cls(**{k: z[k] for k in cls._ARRAYS}, summary=summary, **images)
+            ctf_corr = z["ctf_corr"] if "ctf_corr" in z.files else None
+            return cls(**{k: z[k] for k in cls._ARRAYS}, summary=summary, **images,
+                       ctf_corr=ctf_corr)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from xmipp_qc.core.reasons import split_reasons
 from xmipp_qc.core.residuals import ChunkSummary
 
 __all__ = ["SCORE_DIRECTIONS", "burn_in_reference", "finalize", "rank"]
@@ -71,7 +72,9 @@ def finalize(results: Sequence[Any], reference: Mapping[str, Any] | None = None,
         ``zResMean``, ``zResStd``: signed; ``resCovDivergence``: raw JBLD;
         ``zScoreResCov``: its robust z, one-sided (higher is worse, not an
         absolute value); ``zScoreGray``; ``outlierScore``); ``isOutlier``;
-        ``reason`` (why flagged or failed, "" otherwise).
+        ``reason`` (why flagged or failed: a category of
+        :data:`xmipp_qc.core.reasons.REASONS`, "" otherwise) and ``reasonValue``
+        (the number behind it, NaN when the category has none).
     """
     if not results:
         raise ValueError("finalize needs at least one chunk result")
@@ -89,7 +92,7 @@ def finalize(results: Sequence[Any], reference: Mapping[str, Any] | None = None,
     out.update(summary.scores)
     out.update(stats.scores)
     out["isOutlier"] = stats.is_outlier
-    out["reason"] = stats.reasons
+    out["reason"], out["reasonValue"] = split_reasons(stats.reasons)
     return out
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["apply_ctf", "ctf_image", "electron_wavelength_a"]
+__all__ = ["apply_ctf", "ctf_image", "ctf_phases", "electron_wavelength_a"]
 
 
 def electron_wavelength_a(voltage_kv: float) -> float:
@@ -109,6 +109,38 @@ def ctf_image(
     parameter is an array; float64
         CTF values in [-1, 1], DC at index 0 (unshifted layout).
     """
+    defocus_term, rest = ctf_phases(
+        box, pixel_size_a, defocus_u_a, defocus_v_a, defocus_angle_deg, voltage_kv=voltage_kv,
+        cs_mm=cs_mm, amplitude_contrast=amplitude_contrast, phase_shift_deg=phase_shift_deg,
+        rfft=rfft)
+    return np.sin(defocus_term + rest)
+
+
+def ctf_phases(
+    box: int,
+    pixel_size_a: float,
+    defocus_u_a: ArrayLike,
+    defocus_v_a: ArrayLike,
+    defocus_angle_deg: ArrayLike,
+    *,
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.1,
+    phase_shift_deg: ArrayLike = 0.0,
+    rfft: bool = True,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Split the CTF's argument in two parts: ``CTF = sin(defocus_term + rest)``.
+
+    Parameters are those of :func:`ctf_image`.
+
+    Returns
+    -------
+    defocus_term : ndarray, same shape as :func:`ctf_image`'s
+        ``pi lambda df(theta) k^2`` in radians (linear in the defoci: scaling
+        both defoci by ``s`` scales it by ``s``).
+    rest : ndarray, broadcastable to ``defocus_term``
+        ``-pi/2 Cs lambda^3 k^4 + asin(Q0) + phase`` in radians.
+    """
     _check_scalars(box, pixel_size_a, cs_mm, amplitude_contrast)
     du, dv, ang, phase = (
         _per_image(k, v)
@@ -129,14 +161,15 @@ def ctf_image(
     theta = np.arctan2(ky, kx)
     mean, half_diff = 0.5 * (du + dv), 0.5 * (du - dv)
     defocus = mean + half_diff * np.cos(2.0 * (theta - np.radians(ang)))
-    chi = (
-        np.pi * lam * defocus * k2
-        - 0.5 * np.pi * cs_mm * 1e7 * lam**3 * k2**2
+    defocus_term = np.pi * lam * defocus * k2
+    rest = (
+        -0.5 * np.pi * cs_mm * 1e7 * lam**3 * k2**2
         + np.arcsin(amplitude_contrast)
         + np.radians(phase)
     )
-    out = np.sin(chi)
-    return out if batched else out[0]
+    if batched:
+        return defocus_term, rest
+    return defocus_term[0], rest[0]
 
 
 def apply_ctf(images: ArrayLike, ctf: ArrayLike) -> NDArray[np.float64]:

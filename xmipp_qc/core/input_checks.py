@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.reasons import reason
+
 __all__ = [
     "MAX_ABS_VALUE",
     "MAX_SHIFT_FRACTION",
@@ -85,10 +87,10 @@ def image_input_reasons(images: NDArray, angles: NDArray | None,
     Returns
     -------
     ndarray of str, shape (n,)
-        ``"non-finite image values"``, ``"image values too large (max |value|
-        ...)"``, ``"non-finite given angles"``, ``"non-finite given shift (origin)"``
-        or ``"given shift (origin) of S px is beyond 25% of the N px box"`` (the first
-        that applies).
+        :func:`~xmipp_qc.core.reasons.reason` strings: ``non_finite_image``,
+        ``image_values_too_large:<max |value|>``, ``non_finite_angles``,
+        ``non_finite_shift`` or ``given_shift_too_large:<length in px>`` (the first
+        that applies; categories in :data:`xmipp_qc.core.reasons.REASONS`).
     """
     x = np.asarray(images)
     n, box = len(x), x.shape[-1]
@@ -102,16 +104,15 @@ def image_input_reasons(images: NDArray, angles: NDArray | None,
         s_ok = np.isfinite(s).all(axis=1)
         norm = np.hypot(*np.where(s_ok[:, None], s, 0.0).T)
         limit = MAX_SHIFT_FRACTION * box
-        checks.append((s_ok & (norm > limit), lambda i: (
-            f"given shift (origin) of {norm[i]:.4g} px is beyond {MAX_SHIFT_FRACTION:.0%} of the "
-            f"{box} px box")))
-        checks.append((~s_ok, "non-finite given shift (origin)"))
+        checks.append((s_ok & (norm > limit),
+                       lambda i: reason("given_shift_too_large", norm[i])))
+        checks.append((~s_ok, reason("non_finite_shift")))
     if angles is not None:
         checks.append((~np.isfinite(np.asarray(angles, dtype=np.float64)).all(axis=1),
-                       "non-finite given angles"))
+                       reason("non_finite_angles")))
     checks.append((finite & (peak > MAX_ABS_VALUE),
-                   lambda i: f"image values too large (max |value| {peak[i]:.3g})"))
-    checks.append((~finite, "non-finite image values"))
+                   lambda i: reason("image_values_too_large", peak[i])))
+    checks.append((~finite, reason("non_finite_image")))
     for mask, why in checks:  # later checks take precedence
         for i in np.flatnonzero(mask):
             reasons[i] = why(i) if callable(why) else why

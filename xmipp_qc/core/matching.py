@@ -402,6 +402,10 @@ def _match_chunk(imgs: NDArray, ctf, gallery: Gallery, radius: float, max_shift:
     k = min(n_candidates, score.shape[1])
     cand = _pick_distinct(score, gallery.close, k)
     centers = np.take_along_axis(shift_c, cand[..., None], axis=1)
+    # the coarse lattice reaches a little beyond max_shift; a centre out there
+    # could have no fine shift inside the disc, so bring it onto the disc's edge
+    r = np.hypot(centers[..., 0], centers[..., 1])
+    centers = centers * np.minimum(1.0, max_shift / np.maximum(r, 1e-12))[..., None]
     corr_f, ref_f, psi_f, shift_f, corr2, psi2 = _fine_search(img, gallery, cand, centers,
                                                               max_shift)
     rows, best = np.arange(len(imgs)), corr_f.argmax(axis=1)

@@ -38,6 +38,7 @@ statistic.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -74,6 +75,10 @@ __all__ = [
 
 _DEFAULT_WIDTH = 0.02  # cycles/px: Xmipp's raised-cosine edge
 
+#: Default radius of projection matching's shift search, as a fraction of the
+#: box (Xmipp's 5D search uses 0.1; see ``CompareOptions.match_shift_px``).
+MATCH_SHIFT_FRACTION = 0.2
+
 
 @dataclass(frozen=True)
 class CompareOptions:
@@ -98,6 +103,13 @@ class CompareOptions:
         Locally refine angles and shifts (continuous_assign2).
     max_shift_px : float or None
         Bound of the refinement's shift change in px; default ``0.05 N``.
+    match_shift_px : float or None
+        Radius of projection matching's shift search in px; default
+        :data:`MATCH_SHIFT_FRACTION` ``* N``. Real picks are often off-centre
+        by more than 10% of the box (on the RELION β-gal tutorial particles,
+        a fifth of the particles RELION refined lie 6-13 px from the centre of
+        their 64 px box), and a particle outside the range is matched to a
+        wrong orientation.
     max_angle_deg : float or None
         Bound of the refinement's rotation (geodesic), degrees; default 5.
     resolution_a : float or None
@@ -111,6 +123,11 @@ class CompareOptions:
         Radius of the comparison disc in px; default ``N // 2``.
     interpolation : {"linear", "cubic"}
         Interpolation of the Fourier projectors (pad 2).
+    ctf_check : bool
+        With ``use_ctf``: correlate each image at its final alignment with
+        reprojections under alternative CTFs (:mod:`xmipp_qc.core.ctf_check`),
+        in the refinement's band (:attr:`MapModel.search_freq`), carried as
+        ``ChunkResult.ctf_corr``.
     """
 
     pixel_size_a: float
@@ -120,11 +137,13 @@ class CompareOptions:
     optimize_gray: bool = False
     refine: bool = True
     max_shift_px: float | None = None
+    match_shift_px: float | None = None
     max_angle_deg: float | None = None
     resolution_a: float | None = None
     sigma: float | None = None
     mask_radius: float | None = None
     interpolation: str = "linear"
+    ctf_check: bool = True
 
     def __post_init__(self) -> None:
         """Validate the options (ValueError with the offending value)."""
@@ -132,7 +151,8 @@ class CompareOptions:
             raise ValueError(f"pixel_size_a must be positive, got {self.pixel_size_a}")
         if not self.angular_step > 0:
             raise ValueError(f"angular_step must be positive, got {self.angular_step}")
-        for name in ("max_shift_px", "max_angle_deg", "resolution_a", "sigma", "mask_radius"):
+        for name in ("max_shift_px", "match_shift_px", "max_angle_deg", "resolution_a", "sigma",
+                     "mask_radius"):
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be >= 0 or None, got {v}")
@@ -168,6 +188,8 @@ class MapModel:
         self._projector = None
         self._refiner = None
         self._gallery = None
+        self._band = None
+        self._band_lock = threading.Lock()
 
     @property
     def projector(self) -> FourierProjector:
@@ -176,6 +198,37 @@ class MapModel:
             self._projector = FourierProjector(self.volume, pad=2,
                                                interpolation=self.options.interpolation)
         return self._projector
+
+    @property
+    def search_freq(self) -> float:
+        """Band of the refinement and of the CTF check, cycles/px.
+
+        ``pixel / resolution_a`` (at most 0.5), else
+        :func:`~xmipp_qc.core.search_band.default_band` of the box.
+        """
+        from xmipp_qc.core.search_band import default_band
+
+        o = self.options
+        if o.resolution_a is not None:
+            return min(0.5, o.pixel_size_a / o.resolution_a)
+        return default_band(self.box)
+
+    @property
+    def band_projector(self) -> FourierProjector:
+        """Projector limited to :attr:`search_freq`.
+
+        The refiner's when it is built, else one of its own (pad 2), built once
+        on first use (thread-safe; not used by :func:`process_chunk` without
+        refinement, which reuses the reprojections' spectra).
+        """
+        band = getattr(self._refiner, "_band", None)
+        if band is not None:
+            return band
+        with self._band_lock:
+            if self._band is None:
+                self._band = FourierProjector(self.volume, pad=2, max_freq=self.search_freq,
+                                              interpolation=self.options.interpolation)
+            return self._band
 
     @property
     def refiner(self):
@@ -189,7 +242,7 @@ class MapModel:
             if o.max_angle_deg is not None:
                 kw["max_angle_deg"] = o.max_angle_deg
             if o.resolution_a is not None:
-                kw["search_freq"] = min(0.5, o.pixel_size_a / o.resolution_a)
+                kw["search_freq"] = self.search_freq
             self._refiner = LocalRefiner(self.volume, **kw)
         return self._refiner
 
@@ -252,26 +305,32 @@ def _match(model: MapModel, x: NDArray, ok: NDArray, ctf) -> tuple:
     n = len(x)
     ang, sh = np.full((n, 3), np.nan), np.full((n, 2), np.nan)
     corr, margin = np.full(n, np.nan), np.full(n, np.nan)
+    o = model.options
+    radius = MATCH_SHIFT_FRACTION * model.box if o.match_shift_px is None else o.match_shift_px
     if ok.any():
-        res = match_images(x[ok], model.gallery, mask_radius=model.options.mask_radius,
+        res = match_images(x[ok], model.gallery, mask_radius=o.mask_radius,
+                           max_shift_px=min(radius, 0.49 * model.box),
                            ctf=None if ctf is None else ctf[ok])
         ang[ok], sh[ok], corr[ok], margin[ok] = res.angles, res.shifts, res.corr, res.margin
     return ang, sh, corr, margin
 
 
 def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArray,
-               ctf) -> tuple[NDArray, NDArray, NDArray, dict]:
-    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra scores.
+               ctf, keep_spectra: bool = False) -> tuple:
+    """Refine (if asked) the usable images; return angles, shifts, shifted P, extra, spectra.
 
-    The extra scores are :meth:`xmipp_qc.core.refine.RefineResult.scores`
-    (NaN for images that were not refined), which the outlier score uses.
+    With ``keep_spectra`` and no refinement, ``spectra`` are the CTF-free
+    reprojections (else None). The extra scores are :meth:`xmipp_qc.core.refine.RefineResult.scores`
+    (NaN for images that were not refined), which the outlier score uses. The
+    spectra (``rfft2(ifftshift(P(r + s)))``, zero for unusable images) spare the
+    CTF check a second projection.
     """
     n = len(x)
     extra: dict[str, NDArray] = {}
     good = ok & np.isfinite(ang).all(axis=1) & np.isfinite(sh).all(axis=1)
     proj = np.zeros_like(x)
     if not good.any():
-        return ang, sh, proj, extra
+        return ang, sh, proj, extra, None
     c = None if ctf is None else ctf[good]
     if model.options.refine:
         r = model.refiner.refine(x[good], ang[good], sh[good], ctf=c, gray=False,
@@ -280,9 +339,15 @@ def _reproject(model: MapModel, x: NDArray, ok: NDArray, ang: NDArray, sh: NDArr
         for k, v in r.scores().items():
             extra[k] = np.full(n, np.nan)
             extra[k][good] = v
+    elif keep_spectra:
+        spectra = np.zeros((n, model.box, model.box // 2 + 1), dtype=np.complex64)
+        spectra[good] = model.projector.project_fourier(ang[good], shifts=sh[good])
+        filtered = spectra[good] if c is None else spectra[good] * c
+        proj[good] = np.fft.fftshift(np.fft.irfft2(filtered, s=x.shape[-2:]), axes=(-2, -1))
+        return ang, sh, proj, extra, spectra
     else:
         proj[good] = model.projector.project(ang[good], shifts=sh[good], ctf=c)
-    return ang, sh, proj, extra
+    return ang, sh, proj, extra, None
 
 
 def _filter(model: MapModel, stack: NDArray, ok: NDArray) -> NDArray:
@@ -337,6 +402,11 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
     Returns
     -------
     ChunkResult
+        Its summary carries the scores of
+        :func:`~xmipp_qc.core.residuals.summarize_chunk`, the refinement's
+        (:meth:`~xmipp_qc.core.refine.RefineResult.scores`) and ``offCentre``:
+        the distance of the particle's centre from the box centre at the final
+        alignment, px of the working sampling.
     """
     x, i, a, s = _check_inputs(model, images, ids, angles, shifts)
     given = image_input_reasons(x, a, None if a is None or shifts is None else s)
@@ -347,12 +417,21 @@ def process_chunk(model: MapModel, images: ArrayLike, *, ids: ArrayLike,
     if a is None:
         a, s, corr, margin = _match(model, x, ok, ctf)
         matched[:] = ok
-    ang, sh, proj, extra = _reproject(model, x, ok, a.copy(), s, ctf)
     o = model.options
-    summary = summarize_chunk(_filter(model, x, ok), _filter(model, proj, ok),
+    check = ctf is not None and o.ctf_check
+    ang, sh, proj, extra, spectra = _reproject(model, x, ok, a.copy(), s, ctf, check)
+    extra["offCentre"] = np.hypot(sh[:, 0], sh[:, 1])  # px; NaN where not aligned
+    xf = _filter(model, x, ok)
+    summary = summarize_chunk(xf, _filter(model, proj, ok),
                               mask_radius=o.mask_radius, pixel_size_a=o.pixel_size_a,
                               extra=extra, reasons=given)
-    result = ChunkResult(i, ang, sh, matched, corr, margin, summary)
+    ctf_corr = None
+    if check:
+        from xmipp_qc.core.ctf_check import chunk_correlations
+
+        ctf_corr = chunk_correlations(model, xf, summary.valid, ang, sh, defocus, acquisition,
+                                      spectra)
+    result = ChunkResult(i, ang, sh, matched, corr, margin, summary, ctf_corr=ctf_corr)
     if not keep_images:
         return result
     return _with_images(model, result, x, ok, proj)
@@ -375,4 +454,4 @@ def _with_images(model: MapModel, r: ChunkResult, x: NDArray, ok: NDArray,
     reproj = a * centred + b if o.optimize_gray else centred
     return ChunkResult(r.ids, r.angles, r.shifts, r.matched, r.match_corr, r.match_margin,
                        r.summary, reproj.astype(np.float32), residuals.astype(np.float32),
-                       aligned)
+                       aligned, ctf_corr=r.ctf_corr)

@@ -28,14 +28,16 @@ from xmipp_qc.core.outliers import (
     OUTLIER_COMPONENTS,
     OUTLIER_THRESHOLD,
     SetStatistics,
+    combined_location_scale,
     jbld,
     jbld_centroid,
     robust_location_scale,
     set_reasons,
 )
+from xmipp_qc.core.reasons import OUTLIER
 from xmipp_qc.core.residuals import ChunkSummary
 
-__all__ = ["reference_statistics", "score_with_reference"]
+__all__ = ["part_name", "reference_statistics", "score_with_reference"]
 
 
 def _mean_sd(x: NDArray, ok: NDArray) -> list[float]:
@@ -73,14 +75,29 @@ def _set_scores(summary: ChunkSummary, ref: Mapping[str, Any],
     return out
 
 
-def _raw_combined(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> NDArray:
+def _oriented(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> dict:
+    """Each available component's oriented z-score (high is bad): ``{name: (n,)}``."""
     loc = ref["location_scale"]
-    parts = [np.maximum(sign * _z(merged[k], loc[k]), _FLOOR)
-             for k, sign in ref["components"].items() if k in merged and k in loc]
+    parts = {k: sign * _z(merged[k], loc[k])
+             for k, sign in ref["components"].items() if k in merged and k in loc}
     if not parts:
         raise ValueError(f"none of the outlier components {list(ref['components'])} "
                          "is available")
-    return np.mean(parts, axis=0)
+    return parts
+
+
+def _component_parts(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> dict:
+    """Floor the oriented component z-scores at ``_FLOOR``: ``{name: (n,)}``."""
+    return {k: np.maximum(v, _FLOOR) for k, v in _oriented(merged, ref).items()}
+
+
+def _raw_combined(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> NDArray:
+    return np.mean(list(_component_parts(merged, ref).values()), axis=0)
+
+
+def part_name(component: str) -> str:
+    """Score name of a component's share of ``outlierScore``: ``outlierPart<Component>``."""
+    return "outlierPart" + component[0].upper() + component[1:]
 
 
 def reference_statistics(summary: ChunkSummary, *,
@@ -106,8 +123,9 @@ def reference_statistics(summary: ChunkSummary, *,
         ``location_scale``: ``{name: [location, scale]}`` of ``resMean`` and
         ``resStd`` (mean, std), and (median, robust scale) of
         ``resCovDivergence``, ``grayRatio`` (``(a - median a) / se``),
-        ``grayInitRatio``, every component and ``combined`` (the mean of the
-        floored oriented component z-scores).
+        ``grayInitRatio``, every component and ``combined``, the location and
+        scale of the mean of the floored oriented component z-scores
+        (:func:`~xmipp_qc.core.outliers.combined_location_scale`).
     """
     reasons, median_std = set_reasons(summary)
     ok = reasons == ""
@@ -137,7 +155,8 @@ def reference_statistics(summary: ChunkSummary, *,
     for k in comps:
         if k in merged:
             loc[k] = robust_location_scale(np.asarray(merged[k], dtype=np.float64), ok)
-    loc["combined"] = robust_location_scale(_raw_combined(merged, ref), ok)
+    loc["combined"] = combined_location_scale(
+        _raw_combined(merged, ref), np.mean(list(_oriented(merged, ref).values()), axis=0), ok)
     return ref
 
 
@@ -165,12 +184,15 @@ def score_with_reference(summary: ChunkSummary,
     ok = reasons == ""
     out = _set_scores(summary, reference, ok)
     merged = {**summary.scores, **out}
-    out["outlierScore"] = _z(_raw_combined(merged, reference),
-                             reference["location_scale"]["combined"])
+    parts = _component_parts(merged, reference)
+    loc, scale = reference["location_scale"]["combined"]
+    out["outlierScore"] = _z(np.mean(list(parts.values()), axis=0), [loc, scale])
+    for k, v in parts.items():  # outlierScore = sum of the parts - loc / scale
+        out[part_name(k)] = v / (len(parts) * scale)
     for v in out.values():
         v[~ok] = np.nan
     threshold = float(reference["threshold"])
     flag = ~ok | (out["outlierScore"] > threshold)
-    reasons = np.where(ok, np.where(flag, "outlier score above threshold", ""), reasons)
+    reasons = np.where(ok, np.where(flag, OUTLIER, ""), reasons)
     return SetStatistics(scores=out, is_outlier=flag, reasons=reasons.astype(str),
                          centroid=np.asarray(reference["centroid"]), threshold=threshold)

@@ -24,12 +24,14 @@ from typing import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from xmipp_qc.core.reasons import reason
 from xmipp_qc.core.similarity import fit_gray, similarity_scores
 from xmipp_qc.core.transform import circular_mask, low_pass
 
 __all__ = [
     "ChunkSummary",
     "gray_residuals",
+    "low_band_share",
     "residual_covariances",
     "summarize_chunk",
 ]
@@ -179,12 +181,12 @@ def _invalid_reasons(x: NDArray, p: NDArray, m: NDArray) -> NDArray[np.str_]:
     reasons = np.full(len(x), "", dtype=object)
     fin_x = np.isfinite(x.sum(axis=(1, 2)))
     fin_p = np.isfinite(p.sum(axis=(1, 2)))
-    for arr, fin, why in ((p, fin_p, "constant reprojection in the mask"),
-                          (x, fin_x, "empty or constant image in the mask")):
+    for arr, fin, why in ((p, fin_p, reason("constant_reprojection")),
+                          (x, fin_x, reason("constant_image"))):
         am = arr[:, m]
         reasons[fin & (am.max(axis=1) == am.min(axis=1))] = why
-    reasons[~fin_p] = "non-finite reprojection"
-    reasons[~fin_x] = "non-finite image values"
+    reasons[~fin_p] = reason("non_finite_reprojection")
+    reasons[~fin_x] = reason("non_finite_image")
     return reasons.astype(str)
 
 
@@ -196,6 +198,48 @@ def _support_mean(res: NDArray, p: NDArray, m: NDArray) -> NDArray[np.float64]:
     sd = np.sqrt(np.maximum((pf * pf) @ w / w.sum() - mu * mu, 0.0))
     sup = (np.abs(pf - mu[:, None]) > sd[:, None]) & m.ravel()
     return (res.reshape(len(p), -1) * sup).sum(axis=1) / np.maximum(sup.sum(axis=1), 1)
+
+
+#: Highest spatial frequency, in cycles per box, of :func:`low_band_share`: the
+#: residual's structure at scales of a quarter of the box and larger.
+LOW_BAND_CYCLES = 4
+
+
+def low_band_share(residuals: ArrayLike, cycles: int = LOW_BAND_CYCLES) -> NDArray[np.float64]:
+    """Share of each residual's power at 1 to ``cycles`` cycles per box.
+
+    A particle the map explains leaves noise in its residual, whose power is
+    spread over all frequencies as the set's noise spectrum is; ice, carbon
+    edges, aggregates and neighbours leave structure larger than the particle's
+    details (blobs, gradients), which the gray fit cannot remove. The DC term
+    is excluded (the fit's offset removes it).
+
+    Parameters
+    ----------
+    residuals : array_like, shape (n, N, N)
+        Residuals ``I - (a P + b)``, zero outside the comparison mask.
+    cycles : int
+        Upper edge of the low band in cycles per box (ring radius ``k <=
+        cycles + 0.5`` Fourier px, i.e. wavelengths of ``N / cycles`` px and
+        longer).
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+        Power in ``0 < |k| <= cycles`` divided by the power at every ``|k| >
+        0`` (0 for a zero residual).
+    """
+    r = np.asarray(residuals, dtype=np.float64)
+    n_box = r.shape[-1]
+    ky = np.fft.fftfreq(n_box)[:, None] * n_box
+    kx = np.fft.rfftfreq(n_box)[None, :] * n_box
+    k = np.hypot(ky, kx)
+    weight = np.where((kx == 0) | ((n_box % 2 == 0) & (kx == n_box // 2)), 1.0, 2.0)
+    power = np.abs(np.fft.rfft2(r)) ** 2 * weight  # each half-plane term counts twice
+    total = power.sum(axis=(1, 2)) - power[:, 0, 0]
+    low = (power * ((k > 0) & (k <= cycles + 0.5))).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, low / total, 0.0)
 
 
 def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
@@ -234,7 +278,9 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
         ``resMean``, the mean residual where the reprojection has
         signal (``|P - mean_m P| > std_m P`` in the mask; over the whole mask
         it is 0 by construction of ``b``); ``resStd``, the residual RMS (= std,
-        ddof 0) in the mask; and the ``extra`` scores.
+        ddof 0) in the mask; ``resLowPower``, the share of the residual's
+        power at scales of a quarter of the box and larger
+        (:func:`low_band_share`); and the ``extra`` scores.
     """
     x = np.asarray(images, dtype=np.float64)
     p = np.asarray(projections, dtype=np.float64)
@@ -256,7 +302,8 @@ def summarize_chunk(images: ArrayLike, projections: ArrayLike, *,
     scores.update(grayA=a, grayB=b, grayASE=se, imageStd=x[:, m].std(axis=1),
                   resMean=_support_mean(res, p, m),
                   resStd=np.sqrt(np.maximum((res * res).reshape(len(x), -1) @ m.ravel(), 0)
-                                 / m.sum()))
+                                 / m.sum()),
+                  resLowPower=low_band_share(res))
     for k, v in (extra or {}).items():
         v = np.asarray(v, dtype=np.float64)
         if v.shape != (len(x),):

@@ -31,7 +31,7 @@ from typing import Mapping, Optional, Sequence
 from xmipp_qc.formats.star import StarBlock, select_rows, write_star
 
 __all__ = ["MicrographRow", "Optics", "micrograph_blocks", "micrograph_table",
-           "select_micrographs", "write_micrographs"]
+           "select_micrographs", "write_micrographs", "write_qc_micrographs"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +143,29 @@ def select_micrographs(blocks: Mapping[str, StarBlock], table: str, rows: Sequen
     for label, values in columns.items():
         out[table].set_column(label, [_text(v) for v in values])
     return out
+
+
+def write_qc_micrographs(path: str, table: Mapping[str, Sequence], names: Sequence[str]) -> None:
+    """Write the per-micrograph table of compare reprojections as a RELION micrograph STAR.
+
+    ``table`` is :func:`xmipp_qc.core.micrograph_table.micrograph_table`'s
+    output (one entry per micrograph), ``names`` the ``rlnMicrographName`` of
+    each row; the columns are ``STAR_LABELS`` of that module that the table has.
+    """
+    from xmipp_qc.core.micrograph_table import STAR_LABELS
+
+    rows = []
+    for r, name in enumerate(names):
+        extra = {label: _scalar(table[key][r]) for key, label in STAR_LABELS.items()
+                 if key in table}
+        rows.append(MicrographRow(str(name), None, extra=extra))
+    write_micrographs(path, rows)
+
+
+def _scalar(v):
+    """Return a numpy value as the int, float or text that :func:`_text` writes."""
+    if hasattr(v, "dtype") and v.dtype.kind in "iub":
+        return int(v)
+    if hasattr(v, "dtype") and v.dtype.kind == "f" or isinstance(v, float):
+        return float(v)
+    return v if isinstance(v, (int, str)) else str(v)

@@ -27,6 +27,13 @@ and in streaming runs (:mod:`.compare_reprojections_streaming`):
 ``session_vol<vid>.json``  outlier rates per micrograph and per window
                            (``session_vol<vid>.png``, :mod:`xmipp_qc.plots.session`);
 
+and, when the particles have micrographs (:mod:`.compare_reprojections_ctf`):
+
+``micrographs_vol<vid>.json`` the per-micrograph table (counts, median cost, CTF
+                           check with each alternative's mean correlation),
+                           also as ``micrographs_vol<vid>.star``;
+``ctf_verdicts_vol<vid>.json`` the frozen CTF verdict of each decided micrograph;
+
 and how one image's saved scores become the attributes of its output item.
 """
 
@@ -51,7 +58,11 @@ QC_SCORES = {"outlierScore": "outlierScore", "zResMean": "zResMean", "zResStd": 
              "zScoreGray": "zScoreGray", "resCovDivergence": "resCovDivergence",
              "matchCorr": "match_corr", "matchMargin": "match_margin",
              "angleChange": "angleChange", "shiftChange": "shiftChange",
-             "angleSE": "angleSE", "anglePinned": "anglePinned", "moveKept": "moveKept"}
+             "angleSE": "angleSE", "anglePinned": "anglePinned", "moveKept": "moveKept",
+             "resLowPower": "resLowPower", "offCentre": "offCentre"}
+#: Prefix of the scores holding each component's part of the outlier score
+#: (:func:`xmipp_qc.core.reference_statistics.part_name`), stored as ``_qc_`` + key.
+PART_PREFIX = "outlierPart"
 
 
 def outputName(volId):
@@ -103,10 +114,13 @@ def decorateItem(item, row, withResiduals=False):
     for attr, key in QC_SCORES.items():
         if key in row:
             setattr(item, f"_qc_{attr}", emobj.Float(_float(row[key])))
+    for key in row:
+        if key.startswith(PART_PREFIX):
+            setattr(item, f"_qc_{key}", emobj.Float(_float(row[key])))
     item._qc_isOutlier = emobj.Boolean(bool(row["isOutlier"]))
     item._qc_matched = emobj.Boolean(bool(row["matched"]))
-    failed = not np.isfinite(row["outlierScore"])  # could not be scored: reason says why
-    item._qc_failureReason = emobj.String(str(row["reason"]) if failed else "")
+    item._qc_reason = emobj.String(str(row["reason"]))  # category of core.reasons.REASONS
+    item._qc_reasonValue = emobj.Float(_float(row.get("reasonValue", np.nan)))
     _setImagePointers(item, row, withResiduals)
     if np.all(np.isfinite(row["angles"])) and np.all(np.isfinite(row["shifts"])):
         item.setTransform(xmippToTransform(row["angles"], row["shifts"]))

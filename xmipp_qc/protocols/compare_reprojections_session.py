@@ -134,6 +134,7 @@ class CompareReprojectionsSession:
             self._saveSession(vid, ids, flags, rates)
             if pos == 0 and self.inputMicrographs.get() is not None:
                 self._emitBadMicrographs(book, rates, mics, prefix, final)
+        self._ctfMonitor.streamUpdate(book, volIds, final)
         if self.doRanking and len(volIds) > 1 and not final:
             self._runningRanking(book, volIds)
         book.lastSession, book.sessionCost = time.time(), time.time() - now
@@ -202,7 +203,10 @@ class CompareReprojectionsSession:
         return self._getPath("micrographs_bad.sqlite")
 
     def _openBadMics(self):
-        fn = self._badMicFile()
+        return self._openMicSet(self._badMicFile())
+
+    def _openMicSet(self, fn):
+        """An output set of input micrographs at ``fn``, opened for appending."""
         usable = usableSqlite(fn)
         out = emobj.SetOfMicrographs(filename=fn)
         if usable:
@@ -214,9 +218,13 @@ class CompareReprojectionsSession:
         return out
 
     def _badMicIds(self):
-        if not usableSqlite(self._badMicFile()):
+        return self._micSetIds(self._badMicFile())
+
+    def _micSetIds(self, fn):
+        """Ids of the micrographs in the output set at ``fn`` (empty if none yet)."""
+        if not usableSqlite(fn):
             return set()
-        out = emobj.SetOfMicrographs(filename=self._badMicFile())
+        out = emobj.SetOfMicrographs(filename=fn)
         ids = {int(i) for i in out.getUniqueValues("id")}
         out.close()
         return ids

@@ -164,10 +164,12 @@ class CompareReprojectionsStreaming:
         if not os.path.exists(self._getExtraPath("input.npz")):
             inSet = self._waitFirstImages()  # the form's copy may predate the first one
             box, pixel = int(inSet.getDimensions()[0]), float(inSet.getSamplingRate())
+            hasCtf = inSet.hasCTF()
             inSet.close()
             workBox, workPixel = compare_policy.working_grid(
                 [(box, pixel)], [v.getSamplingRate() for _, v in self._iterCandidates()],
                 downsample=self.doDownSample.get())
+            self._runNotes.decide(hasCtf, workPixel)  # before the run.json that uses it
             self._downSampleVolumes(workBox, workPixel)
             self._writeRunJson(workPixel)
             self._writeJson("locations.json", {"locations": [], "acquisition":

@@ -14,8 +14,12 @@ until the last one; ``extra/arrivals.txt`` lists the time of each batch and its
 last id). Particles can be grouped by micrograph
 (``particlesPerMicrograph``: consecutive ids share a micrograph, whose id is
 their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
-them), and a stretch of bad micrographs (``badMicrographs``, e.g. ``5-8``) can
-be made junk-rich (``badJunkFraction`` of their particles are junk).
+them; a static run outputs them all at once), and a stretch of bad micrographs
+(``badMicrographs``, e.g. ``5-8``) can be made junk-rich (``badJunkFraction``
+of their particles are junk). With a CTF, the micrographs of
+``wrongCtfMicrographs`` (e.g. ``3-4``) report a defocus ``wrongCtfScale`` times
+the one their images were made with (a failed CTF estimation). With
+micrographs, a static run outputs ``outputMicrographs`` too.
 """
 
 import json
@@ -25,7 +29,7 @@ import numpy as np
 import pwem.objects as emobj
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
-from pyworkflow.object import Pointer
+from pyworkflow.object import Pointer, Set
 
 from xmipp_qc.convert import xmippToTransform
 from xmipp_qc.core.simulate_blobs import Blobs, blobs_volume, phantom_blobs
@@ -105,6 +109,12 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                                                     "whose particles are junk-rich.")
         form.addParam("badJunkFraction", params.FloatParam, default=0.8,
                       label="Junk fraction in bad micrographs")
+        form.addParam("wrongCtfMicrographs", params.StringParam, default="",
+                      label="Wrong-CTF micrographs",
+                      help="Range of micrograph numbers, e.g. 3-4, whose particles report "
+                           "a defocus 'wrongCtfScale' times the true one (needs the CTF).")
+        form.addParam("wrongCtfScale", params.FloatParam, default=2.0,
+                      label="Wrong-CTF defocus factor")
         form.addParam("interval", params.FloatParam, default=0.0, label="Interval (s)",
                       help="Seconds between batches of particles; 0 = static.")
         form.addParam("particlesPerBatch", params.IntParam, default=100,
@@ -128,6 +138,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                   else self._makeAverages(stack, len(sim.kinds)))
         self._defineOutputs(**{"outputParticles" if kind == KIND_PARTICLES
                                else "outputAverages": images})
+        if kind == KIND_PARTICLES and self.particlesPerMicrograph.get() > 0:
+            self._appendMicrographs(range(len(sim.kinds)), Set.STREAM_CLOSED)
         if kind == KIND_CLASSES2D:
             self._defineOutputs(outputClasses2D=self._makeClasses2D(stack, images))
         volumes = self._writeVolumes(blobs)
@@ -136,6 +148,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
             self._defineOutputs(outputVolumes=self._makeVolumes(volumes))
             if kind == KIND_PARTICLES:
                 self._defineOutputs(outputClasses3D=self._makeClasses3D(volumes))
+        if kind == KIND_PARTICLES and self.particlesPerMicrograph.get() > 0:
+            self._appendMicrographs(range(len(sim.kinds)), Set.STREAM_CLOSED)
         self._writeTruth(sim, len(volumes))
 
     # --------------------------- UTILS functions -----------------------------
@@ -160,6 +174,8 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
                 parts.append(replace(sim, images=None))
             join = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
                     ("angles", "shifts", "true_angles", "true_shifts", "kinds")}
+            # room for "junk" of the bad stretch (a set without outliers has dtype <U1)
+            join["kinds"] = join["kinds"].astype(f"<U{max(map(len, OUTLIER_KINDS))}")
             self._plantBadStretch(blobs, out, join["kinds"], skip=blank)
         for k in ("defocus_u", "defocus_v", "defocus_angle"):
             join[k] = None if parts[0].defocus_u is None else np.concatenate(
@@ -195,11 +211,13 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
         p.setObjId(i + 1)
         if self.withAlignment:
             p.setTransform(xmippToTransform(sim.angles[i], sim.shifts[i]))
-        if sim.defocus_u is not None:
-            p.setCTF(emobj.CTFModel(defocusU=float(sim.defocus_u[i]),
-                                    defocusV=float(sim.defocus_v[i]),
-                                    defocusAngle=float(sim.defocus_angle[i])))
         micId = self._micId(i)
+        if sim.defocus_u is not None:
+            wrong = parseRange(self.wrongCtfMicrographs.get())
+            f = self.wrongCtfScale.get() if wrong and wrong[0] <= (micId or 0) <= wrong[1] else 1
+            p.setCTF(emobj.CTFModel(defocusU=f * float(sim.defocus_u[i]),
+                                    defocusV=f * float(sim.defocus_v[i]),
+                                    defocusAngle=float(sim.defocus_angle[i])))
         if micId is not None:
             coord = emobj.Coordinate(x=0, y=0)
             coord.setMicId(micId)
@@ -307,6 +325,7 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
             "micIds": [self._micId(i) for i in range(len(sim.kinds))]
             if self.particlesPerMicrograph.get() > 0 else [],
             "badMicrographs": list(parseRange(self.badMicrographs.get()) or []),
+            "wrongCtfMicrographs": list(parseRange(self.wrongCtfMicrographs.get()) or []),
         }
         with open(self._getExtraPath("truth.json"), "w") as fh:
             json.dump(truth, fh, indent=1)

@@ -1,4 +1,4 @@
-"""The real-particle panel: compare reprojections on real β-gal particles, scored by RELION's labels.
+"""The real-particle panel: compare reprojections on real β-gal particles against RELION's labels.
 
 Used by the panel tests (``xmipp_qc/tests/test_real_particles.py``) and by
 ``benchmarks/real_particles.py`` (the table), so that both measure the same
@@ -47,6 +47,7 @@ SCORE_SIGNS: dict[str, int] = {
     "imedValue": +1, "resStd": +1,
     "zScoreGray": -1, "zScoreGrayInit": -1,
     "zScoreResCov": +1, "zScoreResVar": +1, "zScoreResMean": +1,
+    "resLowPower": +1, "offCentre": +1,
 }
 
 
@@ -185,7 +186,8 @@ def score_aucs(run: PanelRun) -> dict[str, dict[str, float]]:
     dict of column -> {"agreed", "refined", "good2d"}
         ``agreed``: junk vs good on the agreed subset; ``refined``: not in
         RELION's refined set vs in it; ``good2d``: not in a good 2D class vs in
-        one. Images the run could not score (NaN) rank as best.
+        one. Images the run could not score (NaN; they are flagged) rank as
+        worst.
     """
     lab = run.labels
     out = {}
@@ -193,7 +195,7 @@ def score_aucs(run: PanelRun) -> dict[str, dict[str, float]]:
         if name not in run.columns:
             continue
         v = sign * run.columns[name]
-        v = np.where(np.isfinite(v), v, -np.inf)
+        v = np.where(np.isfinite(v), v, np.inf)
         out[name] = {"agreed": roc_auc(v[lab.agreed], lab.junk[lab.agreed]),
                      "refined": roc_auc(v, ~lab.refined),
                      "good2d": roc_auc(v, ~lab.good2d)}

@@ -157,15 +157,18 @@ def test_ctf_path_and_matching_options(tmp_path):
     write_volume(str(tmp_path / "map.mrc"), sim.blobs_volume(blobs, 32), PX)
     _write_star(tmp_path / "p.star", ps, ctf=True, origins_angst=False, box=32)
     costs = {}
-    for extra in ([], ["--use-ctf"]):
-        out = tmp_path / ("ctf" if extra else "plain")
+    for name, extra in (("plain", ["--no-ctf"]), ("default", []), ("ctf", ["--use-ctf"])):
+        out = tmp_path / name
         assert main(["compare-reprojections", "--images", str(tmp_path / "p.star"), "--volume",
                      str(tmp_path / "map.mrc"), "--out", str(out), "--no-refine"] + extra) == 0
         q = read_particles(str(out / "vol1_particles.star"))
         np.testing.assert_allclose(q.shifts, ps.shifts, atol=2e-6)  # px origins kept in px
         assert not q.block.has("rlnOriginXAngst")
-        costs[bool(extra)] = np.median(q.block.numbers("xmippQcCost"))
-    assert costs[True] > costs[False] + 0.15
+        costs[name] = np.median(q.block.numbers("xmippQcCost"))
+        assert json.loads((out / "ranking.json").read_text())["options"]["use_ctf"] == (
+            name != "plain")
+    assert costs["default"] > costs["plain"] + 0.15  # the CTF is applied by default
+    assert costs["ctf"] == costs["default"]  # --use-ctf: now the default, still accepted
 
 
 def test_bad_input_is_reported(tmp_path, dataset, capsys):

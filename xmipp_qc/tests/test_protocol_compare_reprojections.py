@@ -7,6 +7,7 @@ test_protocol_compare_reprojections_sets.py.
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ Config.setDomain("pwem")
 from pwem.constants import ALIGN_PROJ  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
+from xmipp_qc import compare_run  # noqa: E402
 from xmipp_qc.convert import imagesToArrays  # noqa: E402
 from xmipp_qc.core.geometry import euler_to_matrix  # noqa: E402
 from xmipp_qc.protocols import (  # noqa: E402
@@ -133,11 +135,16 @@ class TestCompareReprojectionsParticles(CompareBase):
         for i in (3, 5):
             item = out[i]
             self.assertTrue(item._qc_isOutlier.get())
-            self.assertIn("constant image", item._qc_failureReason.get())
+            self.assertEqual(item._qc_reason.get(), "constant_image")
+            self.assertIsNone(item._qc_reasonValue.get())
             self.assertIsNone(item._qc_outlierScore.get())
             given = syn.outputParticles[i].getTransform().getMatrix()
             np.testing.assert_allclose(item.getTransform().getMatrix(), given, atol=1e-6)
-        self.assertEqual(out[1]._qc_failureReason.get(), "")
+        reasons = {item.getObjId(): item._qc_reason.get() for item in out}
+        flagged = {item.getObjId() for item in out if item._qc_isOutlier.get()}
+        self.assertEqual({i for i, r in reasons.items() if r}, flagged)  # every flag says why
+        self.assertEqual({i for i, r in reasons.items()
+                          if r == "outlier_score_above_threshold"}, flagged - {3, 5})
         self.assertOutliersOnTop(out, syn.truth)
         self.assertAlignmentNearTruth(out, syn.truth)
         residual = out[1]._xmipp_imageResidual.get()
@@ -152,15 +159,26 @@ class TestCompareReprojectionsParticles(CompareBase):
             with mrcfile.open(fn) as mrc:
                 self.assertEqual((mrc.is_image_stack(), mrc.is_volume()), (stack, not stack), fn)
 
-    def test_ctf_is_used_when_not_ignored(self):
+    def test_ctf_is_used_by_default_and_said_first(self):
         syn = self.synthetic(nImages=60, boxSize=32, snr=2.0, withCtf=True, seed=4)
-        costs = {}
-        for ignore in (True, False):
-            prot = self.compare(syn.outputParticles, syn.outputVolume, ignoreCTF=ignore,
-                                chunkSize=60)
+        costs, notes = {}, {
+            "default": "CTF applied to every reprojection: the images carry one (CTF model "
+                       "on the images); Ignore CTF = Yes to ignore it.",
+            True: "CTF not applied (Ignore CTF = Yes) although the images carry one (CTF "
+                  "model on the images): scores are lower than with it."}
+        for ignore in ("default", True):
+            kw = {} if ignore == "default" else {"ignoreCTF": ignore}
+            prot = self.compare(syn.outputParticles, syn.outputVolume, chunkSize=60, **kw)
             (_, out), = self.outputs(prot).items()
             costs[ignore] = np.median(self.scores(out, "_xmipp_cost")[1])
-        self.assertGreater(costs[False], costs[True] + 0.1, costs)
+            self.assertEqual(prot.summary()[0], notes[ignore])
+            with open(prot.getStdoutLog()) as fh:
+                log = fh.read()
+            self.assertIn(notes[ignore], log)
+            self.assertLess(log.index(notes[ignore]), log.index("downSampleStep"))
+            self.assertEqual(compare_run.read_run(prot._getExtraPath())["options"].use_ctf,
+                             ignore == "default")
+        self.assertGreater(costs["default"], costs[True] + 0.1, costs)
 
     def test_mismatched_sampling_volume_finer_than_images(self):
         # map at 1.5 A/px box 64, images at 3 A/px box 32: the map is Fourier cropped
@@ -171,6 +189,15 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertSetSize(out, 60)
         self.assertOutliersOnTop(out, syn.truth)
         self.assertAlignmentNearTruth(out, syn.truth)
+        vid = syn.outputVolume.getObjId()
+        name = os.path.basename(syn.outputVolume.getFileName())
+        self.assertEqual(prot.summary()[:2], [
+            "CTF not applied: the images carry none (no CTF model on the images); scores "
+            "compare them with CTF-free reprojections.",
+            f"Pixel sizes differ: map {vid} ({name}) 1.5 Å/px (its sampling rate in Scipion), "
+            "images 3 Å/px (sampling rate of the images); the map is resampled to 3 Å/px. If "
+            "the map's value is wrong, every score is: check the map's sampling rate where it "
+            "was imported (Import volumes: Sampling rate)."])
 
     def test_mismatched_sampling_images_finer_than_volume(self):
         # images at 1.5 A/px box 64, map at 3 A/px box 32: images cropped to 3 A/px,
@@ -191,7 +218,9 @@ class TestCompareReprojectionsParticles(CompareBase):
                              outlierFraction=0.05, outlierKinds="junk", seed=7)
         prot = self.compare(syn.outputParticles, syn.outputVolume, useAssignment=True)
         self.assertEqual(len(prot._warnings()), 1)
-        self.assertIn("projection matching", prot._summary()[0])
+        first = prot._summary()
+        self.assertTrue(first[0].startswith("CTF not applied: the images carry none"), first)
+        self.assertIn("projection matching", first[1])
         (_, out), = self.outputs(prot).items()
         self.assertSetSize(out, 60)
         ids, matched = self.scores(out, "_qc_matched")

@@ -112,7 +112,7 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertBadStretchFound(prot, {i: f for i, f in final.items() if i not in (3, 150)})
         for item in out.iterItems(where="id IN (3, 150)"):  # one in the burn-in, one after
             self.assertTrue(item._qc_isOutlier.get())
-            self.assertIn("constant", item._qc_failureReason.get())
+            self.assertEqual(item._qc_reason.get(), "constant_image")
         self.assertEqual(sorted(prot.badMicrographs.getIdSet()), list(range(BAD[0], BAD[1] + 1)))
         self.assertTrue(prot.badMicrographs.isStreamClosed())
         with open(prot._getExtraPath(f"session_vol{vid}.json")) as fh:

@@ -67,3 +67,22 @@ class TestSyntheticParticles(BaseTest):
         self.assertEqual(sizes, {k: 3 for k in range(1, 7)})
         self.assertTrue(prot.outputClasses2D.hasRepresentatives())
         self.assertSetSize(prot.outputParticles, 18)
+
+    def test_static_micrographs_with_a_bad_stretch(self):
+        """As the demo: 10 particles per micrograph, micrographs 3-4 mostly junk."""
+        prot = self.newProtocol(XmippQcProtSyntheticParticles, nImages=60, boxSize=24,
+                                particlesPerMicrograph=10, badMicrographs="3-4", seed=5)
+        self.launchProtocol(prot)
+        mics = prot.outputMicrographs
+        self.assertSetSize(mics, 6)
+        self.assertTrue(mics.isStreamClosed())
+        self.assertEqual(sorted(m.getMicName() for m in mics),
+                         [f"mic_{i:05d}.mrc" for i in range(1, 7)])
+        micOf = {p.getObjId(): p.getMicId() for p in prot.outputParticles}
+        self.assertEqual(micOf, {i: (i - 1) // 10 + 1 for i in range(1, 61)})
+        kinds = {int(k): v for k, v in json.load(open(prot._getExtraPath("truth.json")))[
+            "kinds"].items()}
+        junk = [sum(kinds.get(i) == "junk" for i in range(10 * m + 1, 10 * m + 11))
+                for m in range(6)]
+        self.assertEqual(junk[0:2] + junk[4:], [0, 0, 0, 0])
+        self.assertGreaterEqual(min(junk[2:4]), 5, junk)  # badJunkFraction 0.8 of 10

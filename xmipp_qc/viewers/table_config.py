@@ -13,7 +13,7 @@ from pwem.viewers.viewers_data import RegistryViewerConfig
 
 #: Compare reprojections: image names ("<index>@<stack>") and the main scores.
 PARTICLE_COLUMNS = ("_xmipp_image _xmipp_imageRef _xmipp_imageResidual _qc_outlierScore "
-                    "_qc_isOutlier _qc_failureReason _xmipp_cost _qc_zScoreGray "
+                    "_qc_isOutlier _qc_reason _qc_reasonValue _xmipp_cost _qc_zScoreGray "
                     "_xmipp_zScoreResCov _qc_zResMean _qc_zResStd _qc_angleChange "
                     "_qc_shiftChange _qc_angleSE _qc_anglePinned _qc_moveKept")
 PARTICLE_IMAGES = "_xmipp_image _xmipp_imageRef _xmipp_imageResidual"

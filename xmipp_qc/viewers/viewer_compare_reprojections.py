@@ -7,21 +7,26 @@ sorted worst first, rows selectable for a subset) and the figures of
 :mod:`xmipp_qc.plots.reprojections` drawn from the saved ``extra/`` files
 (:class:`~xmipp_qc.viewers.figure_window.FigureView`). Subsets go through pwem's
 :class:`~pwem.protocols.ProtUserSubSet` with a selection file of item ids.
+The CTF check per micrograph (a micrograph table and the correlation against
+defocus scale) is in :mod:`xmipp_qc.viewers.ctf_check_view`.
 To add a plot: one form parameter and one entry of ``_getVisualizeDict``
 returning ``self._figure(fig, title)``.
 """
 
 import os
 
+import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtUserSubSet
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from xmipp_qc.convert import readImages
 from xmipp_qc.core.outliers import OUTLIER_THRESHOLD
+from xmipp_qc.core.reasons import reason_lines
 from xmipp_qc.core.residuals import gray_residuals
 from xmipp_qc.plots import reprojections as plots
 from xmipp_qc.protocols.compare_reprojections_results import (
+    PART_PREFIX,
     imageLocation,
     readOutputsJson,
     readRanking,
@@ -40,6 +45,9 @@ SORTS = (("outlier score", "outlierScore", True), ("cost", "cost", False),
 #: Table columns: (row key, item attribute, heading, format).
 COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("isOutlier", "_qc_isOutlier", "flagged", "{}"),
+           ("reason", "_qc_reason", "reason", "{}"),
+           ("reasonValue", "_qc_reasonValue", "reason value", "{:.4g}"),
+           ("outlierWhy", None, "largest parts of the outlier score", "{}"),
            ("cost", "_xmipp_cost", "cost", "{:.3f}"),
            ("zScoreGray", "_qc_zScoreGray", "gray z", "{:.2f}"),
            ("zScoreResCov", "_xmipp_zScoreResCov", "cov. z", "{:.2f}"),
@@ -47,13 +55,14 @@ COLUMNS = (("outlierScore", "_qc_outlierScore", "outlier score", "{:.2f}"),
            ("zResStd", "_qc_zResStd", "res. std z", "{:.2f}"),
            ("imedValue", "_xmipp_imedValue", "IMED", "{:.3g}"),
            ("corrIdx", "_xmipp_corrIdx", "corr.", "{:.3f}"),
+           ("resLowPower", "_qc_resLowPower", "res. large-scale share", "{:.3f}"),
+           ("offCentre", "_qc_offCentre", "off-centre (px)", "{:.1f}"),
            ("matchCorr", "_qc_matchCorr", "match corr.", "{:.3f}"),
            ("angleChange", "_qc_angleChange", "best-fit angle move (°)", "{:.2f}"),
            ("shiftChange", "_qc_shiftChange", "shift move (px)", "{:.2f}"),
            ("angleSE", "_qc_angleSE", "angle s.e. (°)", "{:.2f}"),
            ("anglePinned", "_qc_anglePinned", "angles pinned (1 = yes)", "{:.0f}"),
-           ("moveKept", "_qc_moveKept", "angles moved (1 = yes)", "{:.0f}"),
-           ("failureReason", "_qc_failureReason", "failure", "{}"))
+           ("moveKept", "_qc_moveKept", "angles moved (1 = yes)", "{:.0f}"))
 #: Image pointers of an output item: (row key, item attribute).
 IMAGES = (("image", "_xmipp_image"), ("reprojection", "_xmipp_imageRef"),
           ("residual", "_xmipp_imageResidual"))
@@ -62,6 +71,15 @@ HISTOGRAM_SCORES = ("outlierScore", "zScoreGray", "zScoreResCov", "zResMean", "z
                     "cost")
 KEEP_INLIERS, KEEP_OUTLIERS = 0, 1
 TITLE = "Compare reprojections"
+
+
+def outlierWhy(item, top=2):
+    """The largest parts of an item's outlier score: ``"cost 2.1, offCentre 1.4"``."""
+    prefix = "_qc_" + PART_PREFIX
+    parts = [(attr[len(prefix):], obj.get()) for attr, obj in vars(item).items()
+             if attr.startswith(prefix) and obj.get() is not None]
+    parts = sorted((p for p in parts if np.isfinite(p[1])), key=lambda p: -p[1])[:top]
+    return ", ".join(f"{name[0].lower() + name[1:]} {value:.1f}" for name, value in parts)
 
 
 class XmippQcCompareReprojectionsViewer(ProtocolViewer):
@@ -73,9 +91,10 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
 
     def _defineParams(self, form):
         form.addSection(label="Visualization")
-        form.addParam("volumeIndex", params.EnumParam, default=0, choices=self._outputNames()
-                      or ["(none yet)"], label="Map",
-                      help="The candidate map whose images, scores and residuals are shown.")
+        form.addParam("volumeIndex", params.EnumParam, default=self.bestIndex(),
+                      choices=self._outputNames() or ["(none yet)"], label="Map",
+                      help="The candidate map whose images, scores and residuals are shown "
+                           "(at first the best-ranked one).")
         form.addParam("sortBy", params.EnumParam, default=0, choices=[s[0] for s in SORTS],
                       label="Sort by (worst first)",
                       help="Initial order of the table; click a column heading to re-sort.")
@@ -97,6 +116,15 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                            "order) and per window of particles in order of arrival, with the "
                            "bad-micrograph threshold. Needs particles that carry their "
                            "micrograph (streaming or closed input).")
+        form.addParam("displayCtfCheck", params.LabelParam,
+                      label="CTF check per micrograph",
+                      help="One row per micrograph: whether its CTF is suspect (the CTF as "
+                           "given explains its particles clearly worse than a scaled "
+                           "defocus, the astigmatism turned by 90°, the phase flipped or no "
+                           "CTF), the best defocus scale and the correlation gain; and the "
+                           "mean correlation against the defocus scale, one line per "
+                           "micrograph. Needs the CTF (Ignore CTF = No) and particles that "
+                           "carry their micrograph.")
         form.addParam("keep", params.EnumParam, default=KEEP_INLIERS,
                       choices=["images not flagged", "flagged images"], label="Subset keeps")
         form.addParam("createSubset", params.LabelParam, label="Create the subset",
@@ -105,11 +133,22 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
     def _getVisualizeDict(self):
         return {"displayTable": self._showTable, "displayHistograms": self._showHistograms,
                 "displayRanking": self._showRanking, "displaySession": self._showSession,
-                "createSubset": self._createSubset}
+                "displayCtfCheck": self._showCtfCheck, "createSubset": self._createSubset}
 
     # --------------------------- selection in the form -----------------------
     def _outputNames(self):
-        return list(readOutputsJson(self.protocol._getExtraPath()).values())
+        """Output names in id order, the best-ranked map marked ``(best)``."""
+        names = list(readOutputsJson(self.protocol._getExtraPath()).values())
+        best = self.bestIndex()
+        return [f"{n} (best)" if i == best and len(names) > 1 else n
+                for i, n in enumerate(names)]
+
+    def bestIndex(self):
+        """Position of the best-ranked map among the outputs (0 without a ranking)."""
+        table = readRanking(self.protocol._getExtraPath())
+        vids = list(readOutputsJson(self.protocol._getExtraPath()))
+        best = None if not table else int(str(table["best"]).removeprefix("vol"))
+        return vids.index(best) if best in vids else 0
 
     def _selected(self):
         """``(volumeId, outputName)`` chosen in the form, or None."""
@@ -127,8 +166,9 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
         for item in outSet.iterItems():
             row = {"id": item.getObjId()}
             for key, attr, _, _ in COLUMNS:
-                obj = getattr(item, attr, None)
+                obj = getattr(item, attr, None) if attr else None
                 row[key] = None if obj is None else obj.get()
+            row["outlierWhy"] = outlierWhy(item)
             for key, attr in IMAGES:
                 row[key] = imageLocation(getattr(item, attr, None))
             rows.append(row)
@@ -146,6 +186,11 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                   f"score > {OUTLIER_THRESHOLD:g}); sorted by {label}, worst first.\n"
                   "Pictures: aligned image | reprojection | residual (red: image above "
                   "the reprojection, blue: below). Select rows to make a subset of them.")
+        why = reason_lines([r["reason"] or "" for r in rows],
+                           [np.nan if r["reasonValue"] is None else r["reasonValue"]
+                            for r in rows])
+        if why:
+            header += "\nWhy flagged (column 'reason'):\n  " + "\n  ".join(why)
         return [TableView(self, sel, rows, key, descending, header)]
 
     def subsetFromRows(self, rows, label=None):
@@ -186,6 +231,18 @@ class XmippQcCompareReprojectionsViewer(ProtocolViewer):
                             self.protocol.badMicMinParticles.get(),
                             self.mapNames().get(sel[0], sel[1]))
         return [self._figure(fig, "outlier rate over the session")]
+
+    def _showCtfCheck(self, _=None):
+        from xmipp_qc.viewers.ctf_check_view import ctfCheckViews
+
+        sel = self._selected()
+        views = ctfCheckViews(self.protocol, sel[0], self.mapNames().get(sel[0], sel[1]),
+                              TITLE, masterWindow=self.getWindow()) if sel else None
+        if views is None:
+            return [self.infoMessage("No CTF check: the CTF was ignored, the particles "
+                                     "carry no micrograph, or none has been scored yet.",
+                                     title=TITLE)]
+        return views
 
     def mapNames(self):
         """``{volumeId: "map <id>: <file name>"}`` of the candidate maps."""
@@ -264,7 +321,8 @@ class TableView:
 
     def show(self):
         viewer = self.viewer
-        columns = [Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
+        columns = [Column(key, label, fmt, width=240, anchor="w") if key == "reason"
+                   else Column(key, label, fmt) for key, _, label, fmt in COLUMNS]
         self.window = TableWindow(
             f"{TITLE}: images of map {self.selected[0]}", self.rows, columns,
             picture=rowPicture, pictureLabel="image | reproj. | residual",

@@ -94,7 +94,7 @@ def test_set_statistics_flags_outliers_and_ignores_invalid():
                                    summarize_chunk(img2[100:], proj2[100:])])
     st2 = set_statistics(s2)
     assert st2.is_outlier[-3:].all() and np.isnan(st2.scores["outlierScore"][-3:]).all()
-    assert st2.reasons[-3] == "non-finite image values"
+    assert list(st2.reasons[-3:]) == ["non_finite_image", "constant_image", "constant_image"]
     for k, v in st.scores.items():
         np.testing.assert_allclose(st2.scores[k][:-3], v, rtol=1e-5, atol=1e-8, err_msg=k)
 
@@ -198,3 +198,112 @@ def test_outlier_auc_particle_snr(snr_005):
     good = kinds == ""
     assert st.is_outlier[good].mean() <= 0.02
     assert st.is_outlier[~good].mean() >= 0.3
+
+
+# --- location and scale of a score with a second population --------------------------
+
+def test_half_sample_mode_known_answers():
+    from xmipp_qc.core.outliers import half_sample_mode
+
+    assert half_sample_mode([1.0, 2.0, 3.0]) == pytest.approx(2.0)
+    assert half_sample_mode([0.0, 1.0, 2.0, 4.0, 50.0, 90.0, np.nan]) == pytest.approx(1.0)
+    assert np.isnan(half_sample_mode([np.nan]))
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, 6000), rng.normal(4, 1.5, 4000)])
+    assert half_sample_mode(x) == pytest.approx(0.0, abs=0.25)
+
+
+def test_mode_location_scale_follows_the_low_population():
+    from xmipp_qc.core.outliers import mode_location_scale, robust_location_scale
+
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        one = rng.normal(2.0, 0.5, 5000).astype(dtype)
+        loc, scale = mode_location_scale(one)
+        assert loc == pytest.approx(2.0, abs=0.1) and scale == pytest.approx(0.5, rel=0.1)
+        # 40% of a second, worse population: median and MAD move, mode and left sigma do not
+        mixed = np.concatenate([one, rng.normal(4.0, 0.8, 3300).astype(dtype)])
+        loc2, scale2 = mode_location_scale(mixed)
+        med, mad = robust_location_scale(mixed)
+        assert loc2 == pytest.approx(2.0, abs=0.15) and scale2 == pytest.approx(0.5, rel=0.15)
+        assert med > 2.4 and mad > 0.9
+    # few values or no spread: the robust estimate
+    assert mode_location_scale([1.0, 2.0, 3.0]) == robust_location_scale([1.0, 2.0, 3.0])
+    assert mode_location_scale(np.ones(20)) == robust_location_scale(np.ones(20))
+    valid = np.arange(30) < 20
+    assert mode_location_scale(np.r_[np.zeros(20), np.full(10, 9.0)], valid)[0] == 0.0
+
+
+# --- matched images: the components of MATCHED_OUTLIER_COMPONENTS on synthetic particles --
+
+#: The matched-mode components before issue 19 (real β-gal junk: AUC 0.788).
+_EARLIER_MATCHED = {"zScoreGrayInit": -1, "zScoreGray": -1, "corrGain": +1,
+                    "angleChange": +1, "zScoreResCov": +1}
+_MATCHED_KINDS = ("wrong_conformation", "junk", "missing_domain", "mirrored_hand")
+
+
+def matched_synthetic_set():
+    """Simulated particles with planted kinds, matched and scored chunk by chunk."""
+    from xmipp_qc.core.compare_results import finalize
+    from xmipp_qc.core.pipeline import CompareOptions, MapModel, process_chunk
+    from xmipp_qc.core.simulate import blobs_volume, phantom_blobs, simulate_particles
+
+    box = 48
+    blobs = phantom_blobs(box, seed=2)
+    ps = simulate_particles(blobs, 240, box=box, snr=0.3, max_shift_px=3.0,
+                            outlier_fraction=0.05, outlier_kinds=_MATCHED_KINDS, seed=7)
+    model = MapModel(blobs_volume(blobs, box), CompareOptions(pixel_size_a=3.0))
+    results = [process_chunk(model, ps.images[s:s + 120], ids=np.arange(s, s + 120),
+                             keep_images=False) for s in (0, 120)]
+    return ps.kinds, results, finalize
+
+
+@pytest.fixture(scope="module")
+def matched_set():
+    return matched_synthetic_set()
+
+
+def test_matched_outlier_score_on_synthetic_particles(matched_set):
+    from xmipp_qc.core.outliers import MATCHED_OUTLIER_COMPONENTS
+
+    kinds, results, finalize = matched_set
+    bad = kinds != ""
+    new = finalize(results, components=MATCHED_OUTLIER_COMPONENTS)
+    old = finalize(results, components=_EARLIER_MATCHED)
+    auc_new = roc_auc(new["outlierScore"], bad)
+    auc_old = roc_auc(old["outlierScore"], bad)
+
+    def per_kind(out):
+        return {k: roc_auc(out["outlierScore"][(kinds == "") | (kinds == k)],
+                           kinds[(kinds == "") | (kinds == k)] == k) for k in _MATCHED_KINDS}
+
+    kind_new, kind_old = per_kind(new), per_kind(old)
+    print(f"\nmatched synthetic particles: AUC {auc_old:.3f} (earlier components) -> "
+          f"{auc_new:.3f}; per kind {kind_old} -> {kind_new}")
+    assert auc_new >= auc_old - 0.01  # no loss on synthetic outliers
+    for k in _MATCHED_KINDS:  # nor on any kind (a mirrored hand hides from matching in both)
+        assert kind_new[k] >= kind_old[k] - 0.03, k
+    assert kind_new["junk"] >= 0.95 and kind_new["missing_domain"] >= 0.95
+    assert new["isOutlier"][~bad].mean() <= 0.03  # few false flags at the default threshold
+
+
+def test_combined_location_scale_mode_only_on_large_sets():
+    from xmipp_qc.core.outliers import (
+        MODE_MIN_IMAGES,
+        combined_location_scale,
+        mode_location_scale,
+        robust_location_scale,
+    )
+
+    rng = np.random.default_rng(3)
+    good = rng.normal(0.0, 1.0, 600)
+    unfloored = np.concatenate([good, rng.normal(3.0, 1.0, 400)])  # 40% junk
+    floored = np.maximum(unfloored, -0.5)  # a floor piles good images onto -0.5
+    loc, scale = combined_location_scale(floored, unfloored)
+    assert [loc, scale] == mode_location_scale(unfloored)
+    assert loc == pytest.approx(0.0, abs=0.2) and scale == pytest.approx(1.0, rel=0.15)
+    # the floored values' own mode and spread would not describe the good images
+    assert abs(mode_location_scale(floored)[1] - 1.0) > 0.3
+    n = MODE_MIN_IMAGES - 1
+    assert combined_location_scale(floored[:n], unfloored[:n]) == \
+        robust_location_scale(floored[:n])

@@ -83,9 +83,8 @@ def test_summary_flags_bad_images_without_poisoning_others():
     img[3] = 5.0
     p[4] = 1.0
     s = summarize_chunk(img, p)
-    assert list(s.reasons) == ["", "non-finite image values", "empty or constant image in the mask",
-                               "empty or constant image in the mask",
-                               "constant reprojection in the mask", ""]
+    assert list(s.reasons) == ["", "non_finite_image", "constant_image", "constant_image",
+                               "constant_reprojection", ""]
     np.testing.assert_array_equal(s.valid, [True, False, False, False, False, True])
     for v in s.scores.values():
         assert np.isnan(v[1:5]).all() and np.isfinite(v[[0, 5]]).all()
@@ -118,3 +117,39 @@ def test_summary_concatenate_extra_and_resolution():
         summarize_chunk(img, p, extra={"bad": np.zeros(3)})
     with pytest.raises(ValueError, match="different score names"):
         ChunkSummary.concatenate([whole, summarize_chunk(img, p)])
+
+
+@pytest.mark.parametrize("box", [32, 33])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_low_band_share_known_answers(box, dtype):
+    from xmipp_qc.core.residuals import LOW_BAND_CYCLES, low_band_share
+
+    y, x = np.mgrid[:box, :box]
+    low = np.cos(2 * np.pi * 3 * x / box) + np.sin(2 * np.pi * 2 * y / box)  # 3 and 2 cycles
+    high = np.cos(2 * np.pi * 9 * x / box)  # 9 cycles per box
+    stack = np.stack([low, high, 2.0 * low + 0.0 * high, np.zeros((box, box)),
+                      low + high]).astype(dtype)
+    share = low_band_share(stack)
+    assert share.dtype == np.float64 and share.shape == (5,)
+    np.testing.assert_allclose(share[:4], [1.0, 0.0, 1.0, 0.0], atol=1e-9)
+    # equal power at 3 and 2 cycles (low) and 9 cycles (high): two thirds low
+    np.testing.assert_allclose(share[4], 2 / 3, atol=1e-9)
+    # white noise: the share of the Fourier samples in the band
+    rng = np.random.default_rng(box)
+    noise = rng.standard_normal((400, box, box)).astype(dtype)
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(box) * box, np.fft.fftfreq(box) * box))
+    expected = ((k > 0) & (k <= LOW_BAND_CYCLES + 0.5)).sum() / (k > 0).sum()
+    assert low_band_share(noise).mean() == pytest.approx(expected, rel=0.05)
+
+
+def test_summary_has_the_low_band_share():
+    from xmipp_qc.core.residuals import summarize_chunk
+
+    rng = np.random.default_rng(5)
+    box = 32
+    y, x = np.mgrid[:box, :box] - box // 2
+    proj = np.exp(-(x**2 + y**2) / 30.0)[None].repeat(4, axis=0)
+    images = 3.0 * proj + 0.3 * rng.standard_normal(proj.shape)
+    images[1] += 2.0 * np.cos(2 * np.pi * x / box)  # a large-scale gradient the map lacks
+    s = summarize_chunk(images, proj).scores["resLowPower"]
+    assert s[1] > 0.8 and s[[0, 2, 3]].max() < 0.2
