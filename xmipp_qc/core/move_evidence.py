@@ -13,10 +13,10 @@ number of full-plane Fourier samples in the band, DC excluded) by
 **Noise weighting.** The noise power ``sigma^2(k)`` of each ring (rings merged
 to at least 32 samples, :func:`shell_groups`) is the mean power of the
 residuals of ``M0`` and ``M1`` there (both, so that neither hypothesis sets
-the weights in its own favour): real noise is not white, and the model errors that
-the map cannot explain (another projector, another map, the CTF's errors)
-count as noise where they are (mostly the highest rings), not at the band's
-average. Each ring is weighted by ``1 / sigma^2(k)`` and ``c0``, ``c1`` are
+the weights in its own favour): real noise is not white, and the model
+errors that the map cannot explain (another projector, another map, the
+CTF's errors) count as noise where they are (mostly the highest rings), not
+at the band's average. Each ring is weighted by ``1 / sigma^2(k)`` and ``c0``, ``c1`` are
 the weighted correlations of image and reprojection under ``M0`` and ``M1``
 (``RSS = |I|^2 (1 - c^2)`` with ``a`` fitted).
 
@@ -30,7 +30,7 @@ and the move is kept only when ``F`` exceeds the ``1 - alpha`` quantile of
 ``F(3, D - 6)`` (:func:`move_threshold`): where the input orientation is
 right, a share ``alpha`` of the images still moves (a false move); a move of
 ``d`` standard errors is kept with a probability that grows with ``d`` (the
-noncentrality is ``d^2``: about 0.5 at ``d = 3``, 0.95 at ``d = 4.5`` for
+noncentrality is ``d^2``: about 0.7 at ``d = 3``, 0.98 at ``d = 4.5`` for
 ``alpha = 0.05``). The test is scale-free: noiseless images made by another
 projector have a tiny residual but also a tiny gain.
 
