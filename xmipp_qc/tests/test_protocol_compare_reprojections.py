@@ -110,6 +110,8 @@ class TestCompareReprojectionsParticles(CompareBase):
         self.assertGreaterEqual(len(flaggedIds & planted), 6, (flaggedIds, planted))
         self.assertLessEqual(len(flaggedIds - planted), 2, (flaggedIds, planted))
         self.assertAlignmentNearTruth(out, syn.truth)
+        _, kept = self.scores(out, "_qc_moveKept")  # refinement's evidence test (issue 19)
+        self.assertTrue(set(np.unique(kept)) <= {0.0, 1.0}, np.unique(kept))
         _, cost = self.scores(out, "_xmipp_cost")
         good = np.array([i not in syn.truth["outlierIds"] for i in ids])
         self.assertGreater(np.median(cost[good]), np.median(cost[~good]) + 0.1)
