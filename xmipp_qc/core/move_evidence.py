@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy.special import fdtri  # F quantile (scipy.stats is slow to import)
 
 __all__ = ["MOVE_PARAMETERS", "NULL_PARAMETERS", "N_PARTS", "PART_LOSS_LIMIT", "band_parts",
            "move_statistic", "move_threshold", "shell_groups", "whitened_gains"]
@@ -124,7 +124,7 @@ def move_threshold(alpha: float, dof: float) -> float:
         return np.inf
     if alpha == 1.0:
         return 0.0
-    return float(stats.f.isf(alpha, MOVE_PARAMETERS, _residual_dof(dof)))
+    return float(fdtri(MOVE_PARAMETERS, _residual_dof(dof), 1.0 - alpha))
 
 
 def _residual_dof(dof: float) -> float:
