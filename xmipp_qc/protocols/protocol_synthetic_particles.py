@@ -148,8 +148,6 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
             self._defineOutputs(outputVolumes=self._makeVolumes(volumes))
             if kind == KIND_PARTICLES:
                 self._defineOutputs(outputClasses3D=self._makeClasses3D(volumes))
-        if kind == KIND_PARTICLES and self.particlesPerMicrograph.get() > 0:
-            self._appendMicrographs(range(len(sim.kinds)), Set.STREAM_CLOSED)
         self._writeTruth(sim, len(volumes))
 
     # --------------------------- UTILS functions -----------------------------
