@@ -101,6 +101,8 @@ class TestDemoGui(BaseTest):
         flagged = sum(r["reason"] == OUTLIER for r in table.rows)
         self.assertGreater(flagged, 0)
         self.assertIn(f"{flagged} x {OUTLIER}", table.headerLabel.cget("text"))
+        flaggedIds = [r["id"] for r in table.rows if r["isOutlier"]]  # what is flagged is planted
+        self.assertGreaterEqual(np.isin(flaggedIds, self.truth["outlierIds"]).mean(), 0.9)
 
     def _checkSession(self, top, best, shot):
         perMic, perWindow = top.qcWindow.figure.get_axes()
@@ -112,10 +114,16 @@ class TestDemoGui(BaseTest):
         lo, hi = (int(x) for x in demo.BAD_MICROGRAPHS.split("-"))
         stretch = np.arange(lo - 1, hi)
         self.assertGreaterEqual(rates[stretch].min(), 50.0, rates)  # the bad stretch
-        self.assertLess(np.median(np.delete(rates, stretch)), 20.0, rates)
+        # elsewhere ~18% of the particles are planted outliers (3% of each of 6 kinds)
+        self.assertLess(np.median(np.delete(rates, stretch)), 30.0, rates)
         self.assertGreater(len(perWindow.get_lines()[0].get_xdata()), 0)
         session = readSession(self.compare._getExtraPath(), best)
-        self.assertEqual(session["bad_mics"], list(range(lo, hi + 1)))
+        bad = set(session["bad_mics"])
+        self.assertLessEqual(set(range(lo, hi + 1)), bad)
+        mics = np.array(self.truth["micIds"])
+        planted = np.isin(np.arange(1, len(mics) + 1), self.truth["outlierIds"])
+        for m in bad - set(range(lo, hi + 1)):  # by chance rich in planted outliers
+            self.assertGreaterEqual(planted[mics == m].sum(), 4, m)
         notes = os.environ.get("XMIPP_QC_NOTES")
         if notes:
             shutil.copy(shot, os.path.join(notes, "issue-23-demo-session.png"))
