@@ -15,7 +15,10 @@ last id). Particles can be grouped by micrograph
 (``particlesPerMicrograph``: consecutive ids share a micrograph, whose id is
 their ``_micId`` and coordinate micId, and ``outputMicrographs`` grows with
 them), and a stretch of bad micrographs (``badMicrographs``, e.g. ``5-8``) can
-be made junk-rich (``badJunkFraction`` of their particles are junk).
+be made junk-rich (``badJunkFraction`` of their particles are junk). The
+micrographs can follow their particles some batches later, the particle set can
+close empty, and the run can fail after some batches and be continued
+(:mod:`.synthetic_schedule`).
 """
 
 import json
@@ -31,6 +34,7 @@ from xmipp_qc.convert import xmippToTransform
 from xmipp_qc.core.simulate_blobs import Blobs, blobs_volume, phantom_blobs
 from xmipp_qc.core.simulate_particles import OUTLIER_KINDS, simulate_particles
 from xmipp_qc.formats.mrc import StackWriter, write_volume
+from xmipp_qc.protocols.synthetic_schedule import defineScheduleParams
 from xmipp_qc.protocols.synthetic_session import SyntheticSessionMixin, parseRange
 
 KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
@@ -110,6 +114,11 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
         form.addParam("particlesPerBatch", params.IntParam, default=100,
                       label="Particles per batch",
                       help="Rounded up to whole micrographs.")
+        form.addParam("closeEmpty", params.BooleanParam, default=False,
+                      label="Close without particles",
+                      help="Streaming: output the maps, then close the particles (and "
+                           "micrographs) without any item.")
+        defineScheduleParams(form)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
