@@ -79,6 +79,7 @@ from xmipp_qc.protocols.compare_reprojections_session import (
     tapMicIds,
 )
 from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojectionsStreaming
+from xmipp_qc.protocols.streaming_inputs import readInputNotes
 
 __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
            "XmippQcProtCompareReprojections"]
@@ -339,9 +340,14 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
             self._defineSourceRelation(self.inputSet2D, output)
             self._defineSourceRelation(self.inputSet3D, output)
         self._closedSession([vid for vid, _ in self._iterCandidates()])
+        self._streamingInputs().writeNotes({"images": self._input2DSize()})
 
-    def computeRankingVolumes(self):
+    def computeRankingVolumes(self, stamp=None):
         extra = self._getExtraPath()
+        if not all(os.path.exists(self._volPath(vid, "scores.npz"))
+                   for vid, _ in self._iterCandidates()):  # a stream closed without images
+            self.info("No scores to rank the maps on.")
+            return
         table = pipeline.rank({vid: readScores(extra, vid) for vid, _ in self._iterCandidates()})
         self._writeJson("ranking.json", table)
         self._saveRankingPlot(table)
@@ -423,6 +429,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
             lines += (["Running ranking, on the first "
                        f"{table['n_output']} images output (streaming):"]
                       if table.get("running") else []) + rankingLines(table)
+        lines += readInputNotes(self._getExtraPath())
         return lines or ["Not finished yet."]
 
     def _methods(self):

@@ -31,7 +31,7 @@ from pyworkflow.protocol import Protocol
 
 from xmipp_qc.formats.json_files import read_json, write_json
 
-STATUS_SECONDS = 5.0  # longest wait between two reads of an open input's producer
+STATUS_SECONDS = 15.0  # longest wait between two reads of an open input's producer (0.1-0.2 s)
 GRACE_SECONDS = 10.0  # a producer that closed an input may take this long to store its end
 _ENDED = (pwcts.STATUS_FINISHED, pwcts.STATUS_FAILED, pwcts.STATUS_ABORTED)
 _NOTES_FILE = "streaming_inputs.json"
@@ -105,16 +105,19 @@ class WatchedInput:
         """Whether the set will never appear: the producer ended without it."""
         return self.fileName is None and (self.ended or not self.expected)
 
-    def refresh(self, period=STATUS_SECONDS):
+    def refresh(self, period=None):
         """Look for the set if not found yet and read the producer's state.
 
-        The producer is read at most every ``period`` seconds once the set is
-        known. Returns whether the set was found by this call.
+        The producer is read at most every ``period`` seconds (default: 1 s
+        while the set is not found, ``STATUS_SECONDS`` after). Returns whether
+        the set was found by this call.
         """
         if self.producerId is None or (self.ended and self.fileName is not None):
             return False
         now = time.time()
-        if self.fileName is not None and now - self._lastRead < period:
+        if period is None:
+            period = STATUS_SECONDS if self.fileName is not None else 1.0
+        if now - self._lastRead < period:
             return False
         self._lastRead = now
         producer = self._readProducer()
@@ -152,11 +155,11 @@ class WatchedInput:
         closed and its producer's state says why (ended, or still running
         ``GRACE_SECONDS`` after the input closed: a producer that closes an output
         because it fails stores its failure just after)."""
+        self.refresh(period=1.0)
         if self.never or self.producerId is None:
             return True
         if self._closedAt is None:
             return False
-        self.refresh(period=1.0)
         return self.ended or time.time() - self._closedAt > GRACE_SECONDS
 
     def note(self, nItems):
