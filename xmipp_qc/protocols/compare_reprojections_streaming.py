@@ -226,7 +226,7 @@ class CompareReprojectionsStreaming:
         watch = self._streamingInputs().watches.get("micrographs")
         if watch is None:
             return None
-        watch.refresh()
+        self._streamingInputs().refresh("micrographs")
         if watch.fileName is None:
             return None
         mics = emobj.SetOfMicrographs(filename=watch.fileName)

@@ -385,7 +385,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         errors = []
-        inp3D = self.inputSet3D.get()
+        inp2D, inp3D = self.inputSet2D.get(), self.inputSet3D.get()
+        if inp2D is not None and inp2D.isStreamClosed() and not inp2D.getSize():
+            errors.append(f"The images ({inp2D.getFileName()}) are an empty, closed set: "
+                          "nothing to compare.")
         single = isinstance(inp3D, emobj.Volume) or (inp3D is not None and inp3D.getSize() < 2)
         if self.doRanking and single:
             errors.append("Ranking and extraction need several maps (a set of volumes or "

@@ -296,10 +296,7 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         return items, closed
 
     def _readNewInputs(self, book):
-        for watch in self._inputs.watches.values():
-            if watch.refresh():
-                self.info(f"Input found: the {watch.label} ({watch.outputName} of run "
-                          f"'{watch.producerName}').")
+        self._inputs.refresh()
         refItems, book.closed["ref"] = self._fetchNew(book, "ref", emobj.SetOfMovies)
         for movie in refItems:
             book.addReference(movie)

@@ -105,11 +105,13 @@ class XmippQcProtSyntheticMovies(EMProtocol):
         dropped = set(_parseList(self.dropMovies.get(), int))
         ids = [i for i in range(1, self.nMovies.get() + 1) if i not in dropped]
         per = max(1, self.moviesPerInterval.get()) if self.interval.get() > 0 else len(ids)
-        batches = [ids[start:start + per] for start in range(0, len(ids), per)] or [[]]
+        batches = [ids[start:start + per] for start in range(0, len(ids), per)]
+        if not batches:  # open and empty for one interval (if streaming), then closed
+            batches = [[], []] if self.interval.get() > 0 else [[]]
         delay = self.micDelay.get() if self.withMicrographs else 0
         added = 0
         for step, (b, m) in enumerate(batchPlan(len(batches), delay)):
-            if step and added:
+            if step and (added or not ids):
                 time.sleep(self.interval.get())
             added = 0
             if b is not None:

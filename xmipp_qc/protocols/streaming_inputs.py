@@ -238,6 +238,7 @@ class StreamingInputs:
         self._path = getattr(project, "path", None) or os.getcwd()
         self._mapper = protocol.getMapper()
         self.watches = {}
+        self._log = protocol.info
         self.notes = InputNotes(protocol._getExtraPath(), protocol.info)
 
     def watchPointer(self, key, label, pointer):
@@ -250,6 +251,13 @@ class StreamingInputs:
         self.watches[key] = WatchedInput(label, self._path, producerOf(source, self._mapper),
                                          outputNames)
         return self.watches[key]
+
+    def refresh(self, key=None):
+        """Refresh the watch ``key`` (default: all); log each input found late."""
+        for watch in [self.watches[key]] if key else list(self.watches.values()):
+            if watch.refresh():
+                self._log(f"Input found: the {watch.label} ({watch.outputName} of run "
+                          f"'{watch.producerName}').")
 
     def __getitem__(self, key):
         return self.watches[key]

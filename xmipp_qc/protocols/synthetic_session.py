@@ -69,11 +69,12 @@ class SyntheticSessionMixin:
         n, perMic = 0 if self.closeEmpty else len(sim.kinds), self.particlesPerMicrograph.get()
         per = self.particlesPerBatch.get()
         per = math.ceil(per / perMic) * perMic if perMic > 0 else per
-        batches = [range(start, min(n, start + per)) for start in range(0, n, per)] or [[]]
+        batches = [range(start, min(n, start + per)) for start in range(0, n, per)]
+        batches = batches or [[], []]  # open and empty for one interval, then closed
         delay = self.micDelay.get() if perMic > 0 else 0
         added = 0
         for step, (b, m) in enumerate(batchPlan(len(batches), delay)):
-            if step and added:
+            if step and (added or not n):
                 time.sleep(self.interval.get())
             added = 0
             if b is not None:
