@@ -26,6 +26,7 @@ import time
 
 import psutil  # pyworkflow's own dependency
 import pyworkflow.protocol.constants as pwcts
+import pyworkflow.utils as pwutils
 from pyworkflow.object import Set
 from pyworkflow.protocol import Protocol
 
@@ -216,7 +217,8 @@ class WatchedInput:
     def _alive(producer):
         """False only when the producer's process is known to be gone from this host."""
         pid = producer.getPid()
-        if not pid or producer.getStatus() != pwcts.STATUS_RUNNING or producer.useQueue():
+        if (not pid or producer.getStatus() != pwcts.STATUS_RUNNING or producer.useQueue()
+                or producer.getHostFullName() != pwutils.getHostFullName()):
             return True
         try:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

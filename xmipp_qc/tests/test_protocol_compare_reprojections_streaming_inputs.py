@@ -11,6 +11,7 @@ files).
 
 import glob
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from pyworkflow import Config
 
 Config.setDomain("pwem")
 
+from pwem.objects import SetOfParticles  # noqa: E402
 from pyworkflow.protocol.constants import MODE_RESUME  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
@@ -27,7 +29,7 @@ from xmipp_qc.protocols import (  # noqa: E402
 )
 from xmipp_qc.protocols.compare_reprojections_results import readOutputsJson  # noqa: E402
 from xmipp_qc.protocols.compare_reprojections_session import readSession  # noqa: E402
-from xmipp_qc.tests.run_polling import run_log, wait_until_ended  # noqa: E402
+from xmipp_qc.tests.run_polling import run_log, run_pid, wait_until_ended  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 
@@ -165,6 +167,26 @@ class TestCompareReprojectionsStreamingInputs(BaseTest):
         self.assertNotIn("stopped early", "\n".join(prot.summary()))
         with np.load(prot._getExtraPath(f"vol{vid}", "scores.npz")) as z:
             self.assertEqual(sorted(z["ids"].tolist()), list(range(1, N + 1)))
+
+    def test_source_killed_mid_stream(self):
+        """The source's process is killed (SIGKILL) after its first batch: its output
+        stays open and its run.db says running, yet compare finishes with the
+        particles that arrived and says the source's process is gone."""
+        src = self.source(seed=49, interval=3.0)
+        prot = self.compare(src)
+        os.kill(run_pid(src), signal.SIGKILL)
+        parts = SetOfParticles(filename=src._getPath("particles.sqlite"))
+        arrived = sorted(parts.getIdSet())
+        parts.close()
+        self.assertLess(len(arrived), N, "too late to kill")
+        prot = self.ended(prot)
+        self.assertTrue(prot.isFinished(), prot.getErrorMessage())
+        _, out = self.output(prot)
+        self.assertEqual(sorted(out.getIdSet()), arrived)
+        self.assertTrue(out.isStreamClosed())
+        self.assertIn(f"The images stopped early: run '{src.getRunName()}' stopped (its "
+                      f"process is gone); finished with the {len(arrived)} items that "
+                      "arrived.", prot.summary())
 
     def test_source_closes_without_particles(self):
         """The particle set opens, stays empty, closes: compare finishes with an empty,

@@ -10,12 +10,17 @@ decision is checked against compare_trajectories on the same simulated pair.
 
 import glob
 import os
+import signal
+import sqlite3
+import time
+from contextlib import closing
 
 import pytest
 from pyworkflow import Config
 
 Config.setDomain("pwem")
 
+from pwem.objects import SetOfMovies  # noqa: E402
 from pyworkflow.protocol import MODE_RESUME  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
@@ -31,7 +36,7 @@ from xmipp_qc.protocols.protocol_synthetic_movies import (  # noqa: E402
     RUN_REFERENCE,
     RUN_SECONDARY,
 )
-from xmipp_qc.tests.run_polling import run_log, wait_until_ended  # noqa: E402
+from xmipp_qc.tests.run_polling import run_log, run_pid, wait_until_ended  # noqa: E402
 from xmipp_qc.tests.test_protocol_movie_consensus import N_FRAMES, expectedDecision  # noqa: E402
 
 pytestmark = pytest.mark.scipion
@@ -155,6 +160,40 @@ class TestMovieConsensusStreamingInputs(BaseTest):
         self.assertEqual([r["id"] for r in readDecisionRecords(prot._getExtraPath())],
                          [1, 2, 3, 4, 5])
         self.assertNotIn("stopped early", "\n".join(prot.summary()))
+
+    def test_reference_killed_mid_stream(self):
+        """The reference's process is killed (SIGKILL) after 2 movies: its output stays
+        open and its run.db says running, yet the consensus finishes with the movies
+        that arrived and says the reference's process is gone."""
+        sec = self.producer(RUN_SECONDARY, 6, seed=39, launch=False)
+        self.launchProtocol(sec)
+        ref = self.producer(RUN_REFERENCE, 6, seed=39, interval=3.0, moviesPerInterval=1)
+        prot = self.consensus(ref, sec)
+        movies = ref._getPath("movies.sqlite")
+        deadline = time.time() + 60
+        while time.time() < deadline and self.sqliteCount(movies) < 2:
+            time.sleep(0.3)
+        os.kill(run_pid(ref), signal.SIGKILL)
+        arrived = sorted(SetOfMovies(filename=movies).getIdSet())
+        self.assertLess(len(arrived), 6, "too late to kill")
+        prot = self.ended(prot)
+        self.assertTrue(prot.isFinished(), prot.getErrorMessage())
+        self.assertDecided(self.decisions(prot), arrived, seed=39)
+        self.assertClosed(prot, OUTPUTS[:2])
+        self.assertIn(f"The reference movies stopped early: run '{ref.getRunName()}' stopped "
+                      f"(its process is gone); finished with the {len(arrived)} items that "
+                      "arrived.", prot.summary())
+
+    @staticmethod
+    def sqliteCount(fn):
+        """Items in a set's sqlite file (0 while it has no table)."""
+        if not os.path.exists(fn):
+            return 0
+        with closing(sqlite3.connect(fn)) as db:
+            try:
+                return db.execute("SELECT count(*) FROM Objects").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
 
     def test_producers_that_close_without_movies(self):
         """A secondary run that closes without a movie: every reference movie is
