@@ -33,6 +33,7 @@ from pyworkflow.protocol import Protocol
 from xmipp_qc.formats.json_files import read_json, write_json
 
 STATUS_SECONDS = 15.0  # longest wait between two reads of an open input's producer (0.1-0.2 s)
+MISSING_SECONDS = 3.0  # longest wait between two looks for an input not made yet
 GRACE_SECONDS = 10.0  # a producer that closed an input may take this long to store its end
 _ENDED = (pwcts.STATUS_FINISHED, pwcts.STATUS_FAILED, pwcts.STATUS_ABORTED)
 _NOTES_FILE = "streaming_inputs.json"
@@ -109,15 +110,15 @@ class WatchedInput:
     def refresh(self, period=None):
         """Look for the set if not found yet and read the producer's state.
 
-        The producer is read at most every ``period`` seconds (default: 1 s
-        while the set is not found, ``STATUS_SECONDS`` after). Returns whether
-        the set was found by this call.
+        The producer is read at most every ``period`` seconds (default:
+        ``MISSING_SECONDS`` while the set is not found, ``STATUS_SECONDS``
+        after). Returns whether the set was found by this call.
         """
         if self.producerId is None or (self.ended and self.fileName is not None):
             return False
         now = time.time()
         if period is None:
-            period = STATUS_SECONDS if self.fileName is not None else 1.0
+            period = STATUS_SECONDS if self.fileName is not None else MISSING_SECONDS
         if now - self._lastRead < period:
             return False
         self._lastRead = now
@@ -138,7 +139,7 @@ class WatchedInput:
     def unreadableIsEmpty(self):
         """Whether a set file without tables (pyworkflow writes none for a set closed
         without items) is this input closed empty, as its producer's record says."""
-        self.refresh(period=1.0)
+        self.refresh(period=MISSING_SECONDS)
         if self.declaredEmpty and self._closedAt is None:
             self._closedAt = time.time()
         return self.declaredEmpty
@@ -156,12 +157,15 @@ class WatchedInput:
         closed and its producer's state says why (ended, or still running
         ``GRACE_SECONDS`` after the input closed: a producer that closes an output
         because it fails stores its failure just after)."""
-        self.refresh(period=1.0)
-        if self.never or self.producerId is None:
+        if self.producerId is None:
+            return True
+        grace = self._closedAt is not None and time.time() - self._closedAt <= GRACE_SECONDS
+        self.refresh(period=1.0 if grace else None)
+        if self.never:
             return True
         if self._closedAt is None:
             return False
-        return self.ended or time.time() - self._closedAt > GRACE_SECONDS
+        return self.ended or not grace
 
     def note(self, nItems):
         """A line for the log and summary when the input did not end normally, else None."""
