@@ -16,7 +16,8 @@ micrograph is complete when a particle of a later micrograph has been output
 whose particles carry micrographs gets the same files, and the output once, at
 the end. With several maps, the running ranking (with its interval) is saved in ``ranking.json``
 (``running``: true, until the ranking step replaces it) and, kept after the end, in
-``ranking_running.json``. The micrographs input may appear after the run started
+``ranking_running.json``; the first one as soon as particles are output for every
+map (later ones with the session update). The micrographs input may appear after the run started
 (it is looked for again at each update) and must close before the outputs do.
 """
 
@@ -127,6 +128,8 @@ class CompareReprojectionsSession:
     def _sessionUpdate(self, book, volIds, final=False):
         """Rates, PNG, bad micrographs and running ranking, at most every SESSION_SECONDS."""
         now = time.time()
+        if self.doRanking and len(volIds) > 1 and not final and not getattr(book, "ranked", 0):
+            book.ranked = self._runningRanking(book, volIds)  # the first one, at once
         wait = min(SESSION_SECONDS, max(2.0, _SESSION_OVERHEAD * getattr(book, "sessionCost", 0)))
         if not final and (now - getattr(book, "lastSession", 0.0) < wait
                           or not any(book.flags[v] for v in volIds)):
@@ -230,10 +233,11 @@ class CompareReprojectionsSession:
         return ids
 
     def _runningRanking(self, book, volIds):
-        """Ranking of the maps on the particles output for all of them so far."""
+        """Ranking of the maps on the particles output for all of them so far; whether
+        one was saved."""
         common = set.intersection(*(set(book.flags[v]) for v in volIds))
         if not common:
-            return
+            return False
         per = {v: {"ids": np.concatenate([book.flags[v][k][0] for k in sorted(common)]),
                    "cost": np.concatenate([book.flags[v][k][2] for k in sorted(common)])}
                for v in volIds}
@@ -241,7 +245,8 @@ class CompareReprojectionsSession:
             table = pipeline.rank(per)
         except ValueError as exc:  # too few shared valid images yet
             self.info(f"Running ranking not available yet: {exc}")
-            return
+            return False
         table.update(running=True, n_output=int(len(per[volIds[0]]["ids"])))
         self._writeJson("ranking.json", table)
         self._writeJson(RUNNING_RANKING, table)  # kept after the final ranking
+        return True
