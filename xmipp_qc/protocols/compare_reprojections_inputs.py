@@ -96,7 +96,8 @@ class CompareReprojectionsInputs:
 
     def _validateShapes(self):
         errors = []
-        dims = self._imageSet().getDimensions() if self._imageSet() is not None else None
+        imgSet = self._imageSet()  # a streaming input may have no image yet
+        dims = imgSet.getDimensions() if imgSet is not None and imgSet.getSize() else None
         if dims and dims[0] != dims[1]:
             errors.append(f"The images must be square, got {dims[0]} x {dims[1]} px.")
         for vid, vol in self._iterCandidates():

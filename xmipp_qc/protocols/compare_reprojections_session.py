@@ -15,7 +15,10 @@ micrograph is complete when a particle of a later micrograph has been output
 (particles arrive grouped by micrograph) or the input is closed. A closed run
 whose particles carry micrographs gets the same files, and the output once, at
 the end. With several maps, the running ranking (with its interval) is saved in ``ranking.json``
-(``running``: true, until the ranking step replaces it).
+(``running``: true, until the ranking step replaces it) and, kept after the end, in
+``ranking_running.json``; the first one as soon as particles are output for every
+map (later ones with the session update). The micrographs input may appear after the run started
+(it is looked for again at each update) and must close before the outputs do.
 """
 
 import os
@@ -38,6 +41,7 @@ from xmipp_qc.protocols.compare_reprojections_results import (
 SESSION_SECONDS = 20.0  # longest wait between two session updates
 _SESSION_OVERHEAD = 10  # wait at least this many times the last update's duration
 BAD_MICS = "badMicrographs"
+RUNNING_RANKING = "ranking_running.json"  # the last running ranking of a streaming run
 
 
 def readSession(extraPath, volId):
@@ -113,7 +117,7 @@ class CompareReprojectionsSession:
             mics = np.array([micOf.get(int(i), -1) for i in s["ids"]], np.int64)
             rates = micrograph_rates(mics, s["isOutlier"])
             self._saveSession(vid, s["ids"], s["isOutlier"], rates)
-            if pos == 0 and self.inputMicrographs.get() is not None:
+            if pos == 0 and self._sessionMicrographs() is not None:
                 bad = bad_micrographs(rates, max_rate=self.badMicRate.get(),
                                       min_particles=self.badMicMinParticles.get())
                 out = self._openBadMics()
@@ -124,6 +128,8 @@ class CompareReprojectionsSession:
     def _sessionUpdate(self, book, volIds, final=False):
         """Rates, PNG, bad micrographs and running ranking, at most every SESSION_SECONDS."""
         now = time.time()
+        if self.doRanking and len(volIds) > 1 and not final and not getattr(book, "ranked", 0):
+            book.ranked = self._runningRanking(book, volIds)  # the first one, at once
         wait = min(SESSION_SECONDS, max(2.0, _SESSION_OVERHEAD * getattr(book, "sessionCost", 0)))
         if not final and (now - getattr(book, "lastSession", 0.0) < wait
                           or not any(book.flags[v] for v in volIds)):
@@ -132,7 +138,7 @@ class CompareReprojectionsSession:
             ids, flags, mics, prefix = self._sessionArrays(book, vid)
             rates = micrograph_rates(mics, flags)
             self._saveSession(vid, ids, flags, rates)
-            if pos == 0 and self.inputMicrographs.get() is not None:
+            if pos == 0 and self._sessionMicrographs() is not None:
                 self._emitBadMicrographs(book, rates, mics, prefix, final)
         self._ctfMonitor.streamUpdate(book, volIds, final)
         if self.doRanking and len(volIds) > 1 and not final:
@@ -188,11 +194,16 @@ class CompareReprojectionsSession:
             self._updateOutputSet(BAD_MICS, out, Set.STREAM_CLOSED if final
                                   else Set.STREAM_OPEN)
             book.badOut.update(m.getObjId() for m in mics)
+        if final:  # bad, but not in the micrographs input when it closed
+            lost = sorted(set(new) - book.badOut)
+            self._streamingInputs().notes.add(BAD_MICS, f"{len(lost)} bad micrographs are "
+                                              f"not in the micrographs input: {lost}."
+                                              if lost else None)
 
     def _micItems(self, ids):
         if not ids:
             return []
-        inSet = self.inputMicrographs.get()
+        inSet = self._sessionMicrographs()
         fresh = type(inSet)(filename=inSet.getFileName())
         where = f"id IN ({','.join(map(str, ids))})"
         items = [m.clone() for m in fresh.iterItems(where=where)]
@@ -213,7 +224,7 @@ class CompareReprojectionsSession:
             out.loadAllProperties()
             out.enableAppend()
         else:
-            out.copyInfo(self.inputMicrographs.get())
+            out.copyInfo(self._sessionMicrographs())
             out.setStreamState(Set.STREAM_OPEN)
         return out
 
@@ -230,10 +241,11 @@ class CompareReprojectionsSession:
         return ids
 
     def _runningRanking(self, book, volIds):
-        """Ranking of the maps on the particles output for all of them so far."""
+        """Ranking of the maps on the particles output for all of them so far; whether
+        one was saved."""
         common = set.intersection(*(set(book.flags[v]) for v in volIds))
         if not common:
-            return
+            return False
         per = {v: {"ids": np.concatenate([book.flags[v][k][0] for k in sorted(common)]),
                    "cost": np.concatenate([book.flags[v][k][2] for k in sorted(common)])}
                for v in volIds}
@@ -241,6 +253,8 @@ class CompareReprojectionsSession:
             table = pipeline.rank(per)
         except ValueError as exc:  # too few shared valid images yet
             self.info(f"Running ranking not available yet: {exc}")
-            return
+            return False
         table.update(running=True, n_output=int(len(per[volIds[0]]["ids"])))
         self._writeJson("ranking.json", table)
+        self._writeJson(RUNNING_RANKING, table)  # kept after the final ranking
+        return True

@@ -48,6 +48,7 @@ from xmipp_qc.core import compare_policy
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.formats.mrc import write_stack
 from xmipp_qc.protocols.compare_reprojections_results import outputName
+from xmipp_qc.protocols.streaming_inputs import StreamingInputs
 
 POLL_SECONDS = 1.0  # wait between input checks when there is nothing to do
 _ID_CHUNK = 500  # ids per SQL "IN" query
@@ -112,19 +113,24 @@ class CompareReprojectionsStreaming:
         return []
 
     def _insertStreamingSteps(self, volIds):
-        """Stream, close, rank: the stream step has a time stamp so that it always runs."""
-        stream = self._insertFunctionStep(self.streamStep, volIds, str(datetime.now()),
-                                          needsGPU=False)
-        close = self._insertFunctionStep(self.closeStreamStep, volIds,
+        """Stream, close, rank: the steps have a time stamp so that they always run (a
+        continued run looks at its inputs again: a continued producer adds to them)."""
+        stamp = str(datetime.now())
+        stream = self._insertFunctionStep(self.streamStep, volIds, stamp, needsGPU=False)
+        close = self._insertFunctionStep(self.closeStreamStep, volIds, stamp,
                                          prerequisites=[stream], needsGPU=False)
         if self.doRanking and len(volIds) > 1:
-            self._insertFunctionStep(self.computeRankingVolumes, prerequisites=[close],
+            self._insertFunctionStep(self.computeRankingVolumes, stamp, prerequisites=[close],
                                      needsGPU=False)
 
     # --------------------------- STEPS functions -----------------------------
     def streamStep(self, volIds, stamp=None):
         """Read, score and emit until the input is closed and every particle is out."""
         book = self._prepareStream(volIds)
+        if book is None:
+            self._streamingInputs().notes.add("empty", "The images closed without any item: "
+                                              "nothing was compared; the outputs are empty.")
+            return
         workers = max(1, self.numberOfThreads.get() - 1)
         with ThreadPoolExecutor(workers, thread_name_prefix="stream") as pool:
             while True:
@@ -137,7 +143,7 @@ class CompareReprojectionsStreaming:
                 progressed |= self._emitReady(book, volIds)
                 self._sessionUpdate(book, volIds)
                 if book.closed and not book.running and not book.todo \
-                        and self._allEmitted(book, volIds):
+                        and self._allEmitted(book, volIds) and self._inputsSettled():
                     return
                 if book.running:
                     wait(list(book.running), timeout=POLL_SECONDS,
@@ -147,22 +153,30 @@ class CompareReprojectionsStreaming:
 
     def closeStreamStep(self, volIds, stamp=None):
         """Whole-set files (input.npz, scores.npz), plots and closed outputs."""
+        if not os.path.exists(self._getExtraPath("input.npz")):  # no image ever came
+            self._finishEmission(volIds)
+            return
         book = self._restoreBook(volIds)
         book.closed = True  # the stream step ends only then
         self._emitReady(book, volIds)  # nothing new: reads the flags back
         self._sessionUpdate(book, volIds, final=True)
         self._writeStreamInput()
         self._finishEmission(volIds)
+        self._streamingInputs().writeNotes({"images": len(book.seen)})
 
     # --------------------------- stream helpers ------------------------------
     def _streamPath(self, *names):
         return self._getExtraPath("stream", *names)
 
     def _prepareStream(self, volIds):
-        """Sampling, acquisition and maps at the working grid (once); the restored book."""
+        """Sampling, acquisition and maps at the working grid (once); the restored book,
+        or None if the images closed without any."""
         os.makedirs(self._streamPath(), exist_ok=True)
         if not os.path.exists(self._getExtraPath("input.npz")):
+            self._writeJson("outputs.json", {vid: outputName(vid) for vid in volIds})
             inSet = self._waitFirstImages()  # the form's copy may predate the first one
+            if inSet is None:
+                return None
             box, pixel = int(inSet.getDimensions()[0]), float(inSet.getSamplingRate())
             hasCtf = inSet.hasCTF()
             inSet.close()
@@ -174,21 +188,65 @@ class CompareReprojectionsStreaming:
             self._writeRunJson(workPixel)
             self._writeJson("locations.json", {"locations": [], "acquisition":
                                                acquisitionToDict(self._imageSet())})
-            self._writeJson("outputs.json", {vid: outputName(vid) for vid in volIds})
             np.savez(self._getExtraPath("input.npz"), ids=np.zeros(0, np.int64),
                      sampling=np.array([box, pixel, workBox, workPixel]))
         return self._restoreBook(volIds)
 
     def _waitFirstImages(self):
-        """The input, reloaded, once it has an image."""
+        """The input, reloaded, once it has an image; None if it closed without any."""
+        watch = self._streamingInputs()["images"]
         while True:
-            inSet = self._reloadedInput()
+            watch.refresh()
+            try:
+                inSet = self._reloadedInput()
+            except sqlite3.OperationalError:  # no tables yet: empty, or being written
+                if watch.unreadableIsEmpty():
+                    return None
+                time.sleep(POLL_SECONDS)
+                continue
             if inSet.getSize() > 0:
                 return inSet
-            if inSet.isStreamClosed():
-                raise ValueError(f"The input {inSet.getFileName()} closed without images.")
+            closed = watch.isClosed(inSet)
             inSet.close()
+            if closed:
+                return None
             time.sleep(POLL_SECONDS)
+
+    def _streamingInputs(self):
+        """The images and micrographs inputs, followed until they close (made once)."""
+        inputs = getattr(self, "_watchedInputs", None)
+        if inputs is None:
+            inputs = self._watchedInputs = StreamingInputs(self)
+            inputs.watchPointer("images", "images", self.inputSet2D)
+            if self.inputMicrographs.hasValue():  # maybe an output not made yet
+                inputs.watchPointer("micrographs", "micrographs", self.inputMicrographs)
+        return inputs
+
+    def _sessionMicrographs(self):
+        """The micrographs input with its properties (items not read), or None while it
+        does not exist or is empty; looked for again at each call until it appears."""
+        watch = self._streamingInputs().watches.get("micrographs")
+        if watch is None:
+            return None
+        self._streamingInputs().refresh("micrographs")
+        if watch.fileName is None:
+            return None
+        mics = emobj.SetOfMicrographs(filename=watch.fileName)
+        try:
+            mics.loadAllProperties()
+            watch.isClosed(mics)
+        except sqlite3.OperationalError:  # no tables: closed empty, or being written
+            watch.unreadableIsEmpty()
+            return None
+        finally:
+            mics.close()
+        return mics
+
+    def _inputsSettled(self):
+        """Whether the micrographs (if any) closed too and every input's end is known."""
+        if "micrographs" in self._streamingInputs().watches:
+            self._sessionMicrographs()  # reads its stream state
+        return self._streamingInputs().settled()
 
     def _restoreBook(self, volIds):
         book = StreamBook()
@@ -215,9 +273,11 @@ class CompareReprojectionsStreaming:
 
     def _readNewParticles(self, book, volIds):
         """Convert the particles that arrived since the last read into new chunks."""
+        watch = self._streamingInputs()["images"]
+        watch.refresh()
         try:
             inSet = self._reloadedInput()
-            closed = inSet.isStreamClosed()  # before the ids: a closed set has them all
+            closed = watch.isClosed(inSet)  # before the ids: a closed set has them all
             newIds = sorted(set(inSet.getUniqueValues("id")) - book.seen)
             items = []
             for i in range(0, len(newIds), _ID_CHUNK):

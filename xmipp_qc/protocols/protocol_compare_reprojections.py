@@ -86,6 +86,7 @@ from xmipp_qc.protocols.compare_reprojections_session import (
     tapMicIds,
 )
 from xmipp_qc.protocols.compare_reprojections_streaming import CompareReprojectionsStreaming
+from xmipp_qc.protocols.streaming_inputs import readInputNotes
 
 __all__ = ["EXTRACT_BOTH", "EXTRACT_PARTICLES", "EXTRACT_VOLUME", "NEW_SAMPLING_RATE",
            "XmippQcProtCompareReprojections"]
@@ -380,9 +381,14 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
             self._defineSourceRelation(self.inputSet3D, output)
         self._closedSession([vid for vid, _ in self._iterCandidates()])
         self._ctfMonitor.closedRun([vid for vid, _ in self._iterCandidates()])
+        self._streamingInputs().writeNotes({"images": self._input2DSize()})
 
-    def computeRankingVolumes(self):
+    def computeRankingVolumes(self, stamp=None):
         extra = self._getExtraPath()
+        if not all(os.path.exists(self._volPath(vid, "scores.npz"))
+                   for vid, _ in self._iterCandidates()):  # a stream closed without images
+            self.info("No scores to rank the maps on.")
+            return
         table = pipeline.rank({vid: readScores(extra, vid) for vid, _ in self._iterCandidates()})
         self._writeJson("ranking.json", table)
         self._saveRankingPlot(table)
@@ -420,7 +426,10 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         errors = []
-        inp3D = self.inputSet3D.get()
+        inp2D, inp3D = self.inputSet2D.get(), self.inputSet3D.get()
+        if inp2D is not None and inp2D.isStreamClosed() and not inp2D.getSize():
+            errors.append(f"The images ({inp2D.getFileName()}) are an empty, closed set: "
+                          "nothing to compare.")
         single = isinstance(inp3D, emobj.Volume) or (inp3D is not None and inp3D.getSize() < 2)
         if self.doRanking and single:
             errors.append("Ranking and extraction need several maps (a set of volumes or "
@@ -465,6 +474,7 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
             lines += (["Running ranking, on the first "
                        f"{table['n_output']} images output (streaming):"]
                       if table.get("running") else []) + rankingLines(table)
+        lines += readInputNotes(self._getExtraPath())
         return lines or ["Not finished yet."]
 
     def _methods(self):

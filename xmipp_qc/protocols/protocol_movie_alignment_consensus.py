@@ -36,6 +36,15 @@ Matching
     ``outputMicrographs`` (``outputMicrographsDoseWeighted``), matched to movies by
     micName (ProtAlignMovies copies it), or by id when names are absent; they
     keep their own pixel size (binned micrographs stay binned).
+Inputs that appear late or end badly
+    Every input is followed until it closes by
+    :class:`~xmipp_qc.protocols.streaming_inputs.StreamingInputs`: the
+    micrographs (of the form or of the reference run) are looked for again at
+    every check until they appear, so micrographs written after their movies
+    still reach the outputs; the micrograph outputs close only when the
+    micrographs have closed too. An input whose producer failed or was stopped
+    counts as closed (the consensus finishes with what arrived); that, and
+    micrographs that never appeared, are said in the log and the summary.
 """
 
 import json
@@ -43,6 +52,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
+from datetime import datetime
 
 import pwem.objects as emobj
 import pyworkflow as pw
@@ -50,7 +60,6 @@ import pyworkflow.protocol.constants as pwcts
 import pyworkflow.protocol.params as params
 from pwem.protocols import ProtAlignMovies
 from pyworkflow.object import String
-from pyworkflow.protocol import Protocol
 
 from xmipp_qc.convert import (
     movieAlignmentToArrays,
@@ -75,12 +84,14 @@ from xmipp_qc.protocols.movie_consensus_records import (
     trajectoryFigure,
     writeDecisionBatch,
 )
+from xmipp_qc.protocols.streaming_inputs import StreamingInputs, readInputNotes
 from xmipp_qc.protocols.streaming_outputs import StreamingOutputsMixin
 
 OUT_MOVIES, OUT_MICS = "outputMovies", "outputMicrographs"
 OUT_MOVIES_DISC, OUT_MICS_DISC = "outputMoviesDiscarded", "outputMicrographsDiscarded"
 SQLITE = {OUT_MOVIES: "movies.sqlite", OUT_MICS: "micrographs.sqlite",
           OUT_MOVIES_DISC: "moviesDiscarded.sqlite", OUT_MICS_DISC: "micrographsDiscarded.sqlite"}
+MIC_OUTPUTS = (OUT_MICS, "outputMicrographsDoseWeighted")  # of the reference run
 MISSING_DISCARD, MISSING_ACCEPT = 0, 1
 _ID_CHUNK = 500
 _BATCH_MAX = 250  # movies per decision file and output update
@@ -188,8 +199,10 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
     def _insertAllSteps(self):
         limit_blas_threads()  # small products; spinning pools would steal the cores
         self.info(f"BLAS threads: {blas_threads()}")
-        self._insertFunctionStep(self.createOutputStep, prerequisites=[], wait=True,
-                                 needsGPU=False)
+        # time-stamped, so that "continue" of a finished run looks at its inputs again
+        # (a producer continued after failing adds to them)
+        self._insertFunctionStep(self.createOutputStep, str(datetime.now()), prerequisites=[],
+                                 wait=True, needsGPU=False)
 
     # --------------------------- STEPS functions -----------------------------
     def _stepsCheck(self):
@@ -211,10 +224,10 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
                           f"{time.perf_counter() - start:.3f} s ({len(book.decided)} in total)")
             if len(batch) < _BATCH_MAX:
                 break
-        if book.isComplete():
+        if book.isComplete() and self._inputs.settled():
             self._closeOutputs(book)
 
-    def createOutputStep(self):
+    def createOutputStep(self, stamp=None):
         counts = Counter(json.loads(self.decisionCounts.get() or "{}"))
         self.info(f"Decisions: {dict(counts)}")
 
@@ -225,19 +238,35 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         book.restore(readDecisionRecords(self._getExtraPath()),
                      self._outputIds(OUT_MOVIES) | self._outputIds(OUT_MOVIES_DISC),
                      self._outputIds(OUT_MICS) | self._outputIds(OUT_MICS_DISC),
-                     withMics=bool(self._inputFiles["mic"]))
+                     withMics=self._wantsMics())
         book.nBatches = len(decisionBatchFiles(self._getExtraPath()))
         return book
 
     def _makeConsensusContext(self):
-        ref, sec, mics = self.inputMovies1.get(), self.inputMovies2.get(), self._micSet()
+        ref, sec = self.inputMovies1.get(), self.inputMovies2.get()
         dose, preExposure = movieDoseInfo(ref)
         self._compareKwargs = {
             "binning": relativeBinning(ref, sec), "pixel_size_a": shiftPixelSize(ref) or None,
             "dose_per_frame": dose, "pre_exposure": preExposure,
             "early_dose": self.earlyDose.get(), "params": self._consensusParams()}
-        self._inputFiles = {"ref": ref.getFileName(), "sec": sec.getFileName(),
-                            "mic": mics.getFileName() if mics is not None else None}
+        self._inputs, self._micSource = self._watchInputs(), None
+
+    def _watchInputs(self):
+        """The inputs, looked for and followed until they close (the micrographs may
+        appear long after the movies: a motion-correction run writes them later)."""
+        inputs = StreamingInputs(self)
+        inputs.watchPointer("ref", "reference movies", self.inputMovies1)
+        inputs.watchPointer("sec", "secondary movies", self.inputMovies2)
+        if self.inputMicrographs.hasValue():  # maybe an output that is not made yet
+            inputs.watchPointer("mic", "reference micrographs", self.inputMicrographs)
+        else:
+            inputs.watchDerived("mic", "micrographs of the reference run",
+                                self.inputMovies1.getObjValue(), MIC_OUTPUTS)
+        return inputs
+
+    def _wantsMics(self):
+        """Whether micrograph outputs are made: their input exists or may still appear."""
+        return not self._inputs["mic"].never
 
     def _consensusParams(self):
         return ConsensusParams(
@@ -248,23 +277,26 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
 
     def _fetchNew(self, book, which, setClass):
         """New items of one input since the last call, and whether it is closed."""
-        items, fn = [], self._inputFiles[which]
+        items, watch = [], self._inputs[which]
         try:
-            inSet = setClass(filename=fn)
+            inSet = setClass(filename=watch.fileName)
             inSet.loadAllProperties()
-            closed = inSet.isStreamClosed()
+            closed = watch.isClosed(inSet)  # before the ids: a closed set has them all
             newIds = sorted(set(inSet.getUniqueValues("id")) - book.seen[which])
             for i in range(0, len(newIds), _ID_CHUNK):
                 where = f"id IN ({','.join(map(str, newIds[i:i + _ID_CHUNK]))})"
                 items.extend(item.clone() for item in inSet.iterItems(where=where))
             inSet.close()
         except sqlite3.OperationalError as exc:  # the producer is writing; next check
+            if watch.unreadableIsEmpty():  # no tables: the producer closed it empty
+                return [], True
             self.info(f"Input {which} busy ({exc}); will retry.")
             return [], False
         book.seen[which].update(item.getObjId() for item in items)
         return items, closed
 
     def _readNewInputs(self, book):
+        self._inputs.refresh()
         refItems, book.closed["ref"] = self._fetchNew(book, "ref", emobj.SetOfMovies)
         for movie in refItems:
             book.addReference(movie)
@@ -272,10 +304,12 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         for movie in secItems:
             if movie.getObjId() not in book.decided:
                 book.addSecondary(movie.getObjId(), movieAlignmentToArrays(movie))
-        if self._inputFiles["mic"]:
+        if self._inputs["mic"].fileName:
             mics, book.closed["mic"] = self._fetchNew(book, "mic", emobj.SetOfMicrographs)
             for mic in mics:
                 book.matchMic(micKey(mic), mic=mic)
+        elif not self._wantsMics():
+            book.closed["mic"] = True  # will never appear: said when the outputs close
         return len(refItems) + len(secItems)
 
     def _decideBatch(self, book):
@@ -334,7 +368,7 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         self._appendDecided(OUT_MOVIES, OUT_MOVIES_DISC, pairs)
         for movie, record in pairs:
             book.inMovieOutput.add(movie.getObjId())
-            if self._inputFiles["mic"]:
+            if self._wantsMics():
                 book.records[movie.getObjId()] = record
                 book.matchMic(record["micKey"], movieId=movie.getObjId())
         ready, book.micReady = book.micReady, []
@@ -352,33 +386,29 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
 
     def _outputSource(self, outName):
         isMovies = outName in (OUT_MOVIES, OUT_MOVIES_DISC)
-        return self.inputMovies1.get() if isMovies else self._micSet()
+        if isMovies:
+            return self.inputMovies1.get()
+        if self._micSource is None:  # the properties of the input, read once
+            self._micSource = emobj.SetOfMicrographs(filename=self._inputs["mic"].fileName)
+            self._micSource.loadAllProperties()
+            self._micSource.close()
+        return self._micSource
 
     def _outputParent(self):
         return self.inputMovies1
 
     def _closeOutputs(self, book):
-        if book.micWanted:
-            self.warning(f"{len(book.micWanted)} decided movies have no micrograph.")
+        self._inputs.writeNotes({key: len(ids) for key, ids in book.seen.items()})
+        mics = self._inputs["mic"]
+        self._inputs.notes.add("unmatched", f"{len(book.micWanted)} decided movies have no "
+                               f"micrograph in the {mics.label}." if book.micWanted
+                               and mics.fileName else None)
         names = [OUT_MOVIES, OUT_MOVIES_DISC]
-        names += [OUT_MICS, OUT_MICS_DISC] if self._inputFiles["mic"] else []
+        names += [OUT_MICS, OUT_MICS_DISC] if mics.fileName else []
         book.finished = True
         self._closeStreamingOutputs(names)
 
     # --------------------------- UTILS functions -----------------------------
-    def _micSet(self):
-        if self.inputMicrographs.get() is not None:
-            return self.inputMicrographs.get()
-        producer = self.inputMovies1.getObjValue()
-        if not isinstance(producer, Protocol):  # a pointer to the set itself
-            parentId = producer.getObjParentId() if producer is not None else None
-            producer = self.getMapper().selectById(parentId) if parentId else None
-        for name in (OUT_MICS, "outputMicrographsDoseWeighted"):
-            mics = getattr(producer, name, None)
-            if isinstance(mics, emobj.SetOfMicrographs):
-                return mics
-        return None
-
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         errors = []
@@ -398,7 +428,7 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
     def _summary(self):
         counts = json.loads(self.decisionCounts.get() or "{}")
         if not counts:
-            return ["No movie decided yet."]
+            return ["No movie decided yet."] + readInputNotes(self._getExtraPath())
         lines = [f"{sum(counts.values())} movies decided: " + ", ".join(
             f"{reason} {counts[reason]}" for reason in REASONS if reason in counts)]
         lines.append(f"Thresholds: correlation >= {self.minConsCorrelation.get():g}, "
@@ -406,7 +436,7 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
                      f"{self.maxRmse.get() or 'off'} px, scale tolerance "
                      f"{self.scaleTolerance.get() or 'off'}.")
         lines.append(self._inputsLine())
-        return lines
+        return lines + readInputNotes(self._getExtraPath())
 
     def _inputsLine(self):
         """Which run is the reference and which the secondary (by their run names)."""

@@ -5,8 +5,10 @@ secondary give the two motion-correction runs of the same movies, built from
 :func:`xmipp_qc.core.simulate.simulate_trajectory_pair` (movie ``i`` uses the
 random state ``(seed, i)`` and kind ``kinds[(i - 1) % len(kinds)]``). The
 movies can arrive in streaming (``interval`` > 0), movie files can be one tiny
-shared stack (benchmarks), and micrographs can be produced as well. Hidden from
-the GUI: it exists for tests, benchmarks and demos.
+shared stack (benchmarks), and micrographs can be produced as well, also some
+batches after their movies; the run can fail after some batches and be
+continued (:mod:`.synthetic_schedule`). Hidden from the GUI: it exists for
+tests, benchmarks and demos.
 """
 
 import os
@@ -21,6 +23,12 @@ from pyworkflow.object import Set
 from xmipp_qc.convert import arraysToMovieAlignment
 from xmipp_qc.core.simulate import TRAJECTORY_KINDS, simulate_trajectory_pair
 from xmipp_qc.formats.mrc import write_stack
+from xmipp_qc.protocols.synthetic_schedule import (
+    batchPlan,
+    defineScheduleParams,
+    failOnceAfter,
+    presentIds,
+)
 
 RUN_REFERENCE, RUN_SECONDARY = 0, 1
 
@@ -84,6 +92,7 @@ class XmippQcProtSyntheticMovies(EMProtocol):
                       label="Interval (s)", help="Seconds between batches; 0 = static.")
         form.addParam("moviesPerInterval", params.IntParam, default=1,
                       label="Movies per batch")
+        defineScheduleParams(form)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
@@ -91,27 +100,38 @@ class XmippQcProtSyntheticMovies(EMProtocol):
 
     # --------------------------- STEPS functions -----------------------------
     def createOutputStep(self):
+        """Batches of movies (and micrographs, ``micDelay`` batches later) every
+        ``interval`` seconds; on continue the items already output are skipped."""
         dropped = set(_parseList(self.dropMovies.get(), int))
         ids = [i for i in range(1, self.nMovies.get() + 1) if i not in dropped]
         per = max(1, self.moviesPerInterval.get()) if self.interval.get() > 0 else len(ids)
-        for start in range(0, max(len(ids), 1), per):
-            if start:
+        batches = [ids[start:start + per] for start in range(0, len(ids), per)]
+        if not batches:  # open and empty for one interval (if streaming), then closed
+            batches = [[], []] if self.interval.get() > 0 else [[]]
+        delay = self.micDelay.get() if self.withMicrographs else 0
+        added = 0
+        for step, (b, m) in enumerate(batchPlan(len(batches), delay)):
+            if step and (added or not ids):
                 time.sleep(self.interval.get())
-            batch = ids[start:start + per]
-            state = Set.STREAM_CLOSED if start + per >= len(ids) else Set.STREAM_OPEN
-            self._appendMovies(batch, state)
+            added = 0
+            if b is not None:
+                added += self._append(emobj.SetOfMovies, "outputMovies", batches[b],
+                                      b == len(batches) - 1)
+            if m is not None and self.withMicrographs:
+                added += self._append(emobj.SetOfMicrographs, "outputMicrographs",
+                                      batches[m], m == len(batches) - 1)
+            failOnceAfter(self, step)
 
-    def _appendMovies(self, ids, state):
-        movies = self._openSet(emobj.SetOfMovies, "movies.sqlite")
-        mics = (self._openSet(emobj.SetOfMicrographs, "micrographs.sqlite")
-                if self.withMicrographs else None)
-        for i in ids:
-            movies.append(self._makeMovie(i))
-            if mics is not None:
-                mics.append(self._makeMicrograph(i))
-        self._updateOutputSet("outputMovies", movies, state)
-        if mics is not None:
-            self._updateOutputSet("outputMicrographs", mics, state)
+    def _append(self, setClass, outName, ids, last):
+        """Append the items ``ids`` not output yet; returns how many were added."""
+        isMovies = setClass is emobj.SetOfMovies
+        outSet = self._openSet(setClass, "movies.sqlite" if isMovies else "micrographs.sqlite")
+        present = presentIds(outSet)
+        new = [i for i in ids if i not in present]
+        for i in new:
+            outSet.append(self._makeMovie(i) if isMovies else self._makeMicrograph(i))
+        self._updateOutputSet(outName, outSet, Set.STREAM_CLOSED if last else Set.STREAM_OPEN)
+        return len(new)
 
     # --------------------------- UTILS functions -----------------------------
     def _movieSamplingRate(self):

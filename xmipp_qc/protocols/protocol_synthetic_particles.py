@@ -19,7 +19,10 @@ them; a static run outputs them all at once), and a stretch of bad micrographs
 of their particles are junk). With a CTF, the micrographs of
 ``wrongCtfMicrographs`` (e.g. ``3-4``) report a defocus ``wrongCtfScale`` times
 the one their images were made with (a failed CTF estimation). With
-micrographs, a static run outputs ``outputMicrographs`` too.
+micrographs, a static run outputs ``outputMicrographs`` too. In streaming, the
+micrographs can follow their particles some batches later, the particle set can
+close empty, and the run can fail after some batches and be continued
+(:mod:`.synthetic_schedule`).
 """
 
 import json
@@ -35,6 +38,7 @@ from xmipp_qc.convert import xmippToTransform
 from xmipp_qc.core.simulate_blobs import Blobs, blobs_volume, phantom_blobs
 from xmipp_qc.core.simulate_particles import OUTLIER_KINDS, simulate_particles
 from xmipp_qc.formats.mrc import StackWriter, write_volume
+from xmipp_qc.protocols.synthetic_schedule import defineScheduleParams
 from xmipp_qc.protocols.synthetic_session import SyntheticSessionMixin, parseRange
 
 KIND_PARTICLES, KIND_AVERAGES, KIND_CLASSES2D = 0, 1, 2
@@ -120,6 +124,11 @@ class XmippQcProtSyntheticParticles(SyntheticSessionMixin, EMProtocol):
         form.addParam("particlesPerBatch", params.IntParam, default=100,
                       label="Particles per batch",
                       help="Rounded up to whole micrographs.")
+        form.addParam("closeEmpty", params.BooleanParam, default=False,
+                      label="Close without particles",
+                      help="Streaming: output the maps, then close the particles (and "
+                           "micrographs) without any item.")
+        defineScheduleParams(form)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):

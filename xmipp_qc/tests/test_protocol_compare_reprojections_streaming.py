@@ -22,6 +22,7 @@ from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from xmipp_qc.core import pipeline  # noqa: E402
 from xmipp_qc.core.compare_results import burn_in_reference  # noqa: E402
+from xmipp_qc.formats.json_files import read_json  # noqa: E402
 from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtCompareReprojections,
     XmippQcProtSyntheticParticles,
@@ -30,8 +31,9 @@ from xmipp_qc.protocols.compare_reprojections_results import (  # noqa: E402
     readOutputsJson,
     readRanking,
 )
+from xmipp_qc.protocols.compare_reprojections_session import RUNNING_RANKING  # noqa: E402
 from xmipp_qc.protocols.protocol_compare_reprojections import EXTRACT_VOLUME  # noqa: E402
-from xmipp_qc.tests.run_polling import refreshed  # noqa: E402
+from xmipp_qc.tests.run_polling import refreshed, wait_until_ended  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 
@@ -68,25 +70,23 @@ class TestCompareReprojectionsStreaming(BaseTest):
     def flagsOf(self, outSet):
         return {item.getObjId(): bool(item._qc_isOutlier.get()) for item in outSet}
 
-    def pollWhileSourceOpen(self, prot, src, timeout=150):
-        """Flags of the items output while the source was still streaming, the last
-        running ranking seen, final prot."""
-        early, running, deadline = {}, None, time.time() + timeout
-        while time.time() < deadline:
-            src = self.refreshed(src) if src.isActive() else src
-            prot = self.refreshed(prot)
-            names = list(readOutputsJson(prot._getExtraPath()).values())
-            out = getattr(prot, names[0], None) if names else None
-            if out is not None and src.isActive():
-                out.loadAllProperties()
-                early.update(self.flagsOf(out))
-            table = readRanking(prot._getExtraPath())
-            running = table if table and table.get("running") else running
-            if not prot.isActive():
-                break
-            time.sleep(0.5)
-        self.assertTrue(prot.isFinished(), f"compare did not finish: {prot.getErrorMessage()}")
-        return early, running, prot
+    def ended(self, prot, timeout=200):
+        """``prot`` once it has ended (a state that stays true), asserted finished."""
+        prot = wait_until_ended(self.proj, prot, timeout)
+        self.assertTrue(prot.isFinished(), f"{prot.getRunName()}: {prot.getErrorMessage()}")
+        return prot
+
+    def savedWhileOpen(self, prot, vid, src):
+        """{id: flag} of the chunks whose scores were saved (before their items were
+        output, never rewritten) before the source wrote its last batch."""
+        with open(src._getExtraPath("arrivals.txt")) as fh:
+            lastBatch = float(fh.read().split()[-2])
+        early = {}
+        for fn in glob.glob(prot._getExtraPath(f"vol{vid}", "scores_*.npz")):
+            if os.path.getmtime(fn) < lastBatch:
+                with np.load(fn) as z:
+                    early.update(zip(z["ids"].tolist(), z["isOutlier"].tolist()))
+        return early
 
     def test_streaming_final_flags_burn_in_bad_micrographs_ranking(self):
         src = self.source(seed=21, decoys="mirrored", truePosition=1, blankImages="3,150")
@@ -97,10 +97,11 @@ class TestCompareReprojectionsStreaming(BaseTest):
         prot.inputMicrographs.set(src)
         prot.inputMicrographs.setExtended("outputMicrographs")
         self.proj.launchProtocol(prot, wait=False)
-        early, running, prot = self.pollWhileSourceOpen(prot, src)
+        prot, src = self.ended(prot), self.ended(src)
         names = readOutputsJson(prot._getExtraPath())
         self.assertEqual(len(names), 2)
         vid, name = sorted(names.items())[0]  # the true map
+        early = self.savedWhileOpen(prot, vid, src)
         out = getattr(prot, name)
         self.assertTrue(out.isStreamClosed())
         ids = [item.getObjId() for item in out]
@@ -121,7 +122,9 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertEqual(session["mic_ids"], list(range(1, N // PER_MIC + 1)))
         self.assertEqual(session["bad_mics"], list(range(BAD[0], BAD[1] + 1)))
         self.assertGreater(os.path.getsize(prot._getExtraPath(f"session_vol{vid}.png")), 5000)
+        running = read_json(prot._getExtraPath(RUNNING_RANKING))  # saved, kept at the end
         self.assertIsNotNone(running, "no running ranking while streaming")
+        self.assertTrue(running["running"])
         self.assertEqual(running["best"], vid)
         self.assertLess(running["n_output"], N)
         table = readRanking(prot._getExtraPath())
@@ -202,7 +205,7 @@ class TestCompareReprojectionsStreaming(BaseTest):
         src = self.source(seed=25, interval=1.0, nImages=120, badMicrographs="")
         streamed = self.compare(src, burnIn=10000)
         self.proj.launchProtocol(streamed, wait=False)
-        _, _, streamed = self.pollWhileSourceOpen(streamed, src)
+        streamed = self.ended(streamed)
         (vid, name), = readOutputsJson(streamed._getExtraPath()).items()
         with open(streamed._getExtraPath(f"vol{vid}", "reference.json")) as fh:
             self.assertTrue(json.load(fh)["whole_set"])

@@ -29,6 +29,7 @@ from xmipp_qc.protocols import (  # noqa: E402
     XmippQcProtConsensusMovieAlignment,
     XmippQcProtSyntheticMovies,
 )
+from xmipp_qc.protocols.movie_consensus_records import decisionBatchFiles  # noqa: E402
 from xmipp_qc.protocols.protocol_movie_alignment_consensus import (  # noqa: E402
     readDecisionRecords,
 )
@@ -36,7 +37,7 @@ from xmipp_qc.protocols.protocol_synthetic_movies import (  # noqa: E402
     RUN_REFERENCE,
     RUN_SECONDARY,
 )
-from xmipp_qc.tests.run_polling import refreshed  # noqa: E402
+from xmipp_qc.tests.run_polling import refreshed, wait_until_ended  # noqa: E402
 
 pytestmark = pytest.mark.scipion
 N_FRAMES = 16
@@ -170,8 +171,14 @@ class TestMovieConsensus(BaseTest):
         prot.inputMovies2.set(sec)
         prot.inputMovies2.setExtended("outputMovies")
         self.proj.launchProtocol(prot, wait=False)
-        seenWhileOpen, prot = self._pollUntilFinished(prot, ref)
-        self.assertGreater(seenWhileOpen, 0, "no output before the input closed")
+        prot = wait_until_ended(self.proj, prot, timeout=120)
+        ref = wait_until_ended(self.proj, ref, timeout=60)
+        self.assertTrue(prot.isFinished(), prot.getErrorMessage())
+        # saved states, not a poll: the first decisions (saved before their output)
+        # were written before the reference's last write, which closed it
+        batches = decisionBatchFiles(prot._getExtraPath())
+        self.assertLess(os.path.getmtime(batches[0]), os.path.getmtime(
+            ref._getPath("movies.sqlite")), "no output before the input closed")
         got = self._decisions(prot)
         self.assertEqual(sorted(got), list(range(1, 7)))
         self.assertEqual({i for i, v in got.items() if v[0]}, {1, 3, 5})
@@ -183,22 +190,6 @@ class TestMovieConsensus(BaseTest):
 
     def _refreshed(self, prot):
         return refreshed(self.proj, prot)
-
-    def _pollUntilFinished(self, prot, source, timeout=90):
-        """Largest output size seen while ``source`` was still streaming, final ``prot``."""
-        seenWhileOpen, deadline = 0, time.time() + timeout
-        while time.time() < deadline:
-            source = source if not source.isActive() else self._refreshed(source)
-            prot = self._refreshed(prot)
-            out = getattr(prot, "outputMovies", None)
-            if out is not None and source.isActive():
-                out.loadAllProperties()
-                seenWhileOpen = max(seenWhileOpen, out.getSize())
-            if not prot.isActive():
-                break
-            time.sleep(0.5)
-        self.assertTrue(prot.isFinished(), f"consensus did not finish: {prot.getStatus()}")
-        return seenWhileOpen, prot
 
     def test_kill_and_continue_no_duplicates_no_losses(self):
         # 2 s per movie: the consensus must start and decide some movies well before

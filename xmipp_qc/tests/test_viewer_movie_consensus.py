@@ -87,7 +87,11 @@ class TestMovieConsensusViewer(BaseTest):
         self.assertIn("missing from the secondary run", viewer.trajectoryText(6))
         self.assertIsNone(viewer.trajectoryText(2))
         self.assertEqual(self.prot.outputMovies.getSize(), 3)
-        self.assertEqual(self.prot.summary()[-1],
-                         f"Reference run: {self.ref.getRunName()}; secondary run: "
-                         f"{self.sec.getRunName()}.")
+        summary = self.prot.summary()
+        self.assertEqual(summary[2], f"Reference run: {self.ref.getRunName()}; secondary "
+                                     f"run: {self.sec.getRunName()}.")
+        self.assertEqual(summary[3:], [  # the reference run makes no micrographs
+            f"The micrographs of the reference run never appeared: run "
+            f"'{self.ref.getRunName()}' finished without producing outputMicrographs or "
+            "outputMicrographsDoseWeighted."])
         self.assertEqual(self.prot.outputMoviesDiscarded.getSize(), 3)
