@@ -195,7 +195,8 @@ def score_aucs(run: PanelRun) -> dict[str, dict[str, float]]:
         if name not in run.columns:
             continue
         v = sign * run.columns[name]
-        v = np.where(np.isfinite(v), v, np.inf)
+        finite = np.isfinite(v)
+        v = np.where(finite, v, v[finite].max() + 1.0 if finite.any() else 0.0)
         out[name] = {"agreed": roc_auc(v[lab.agreed], lab.junk[lab.agreed]),
                      "refined": roc_auc(v, ~lab.refined),
                      "good2d": roc_auc(v, ~lab.good2d)}
