@@ -15,7 +15,11 @@ Writes, for map k (``volK``) in ``--out``:
   scores appended as ``xmippQc*`` columns (one STAR per map, so that each is a
   valid RELION input with that map's alignment);
 * ``volK_reprojections.mrcs``, ``volK_residuals.mrcs``, ``volK_aligned.mrcs``:
-  one slot per input row, at the working sampling, in the aligned frame;
+  at the working sampling, in the aligned frame; with ``--output-stacks all``
+  (default) one slot per input row, with ``flagged`` only the flagged rows and
+  the ``--keep-worst`` worst rows by each score the viewer sorts by
+  (:mod:`xmipp_qc.core.saved_images`; the STAR's ``xmippQcImage*`` columns say
+  which slot, ``none`` for a row without images), with ``none`` no stack;
 * ``volK_kept.star`` and ``volK_flagged.star``: the input STAR (every block,
   optics included, every value as read) with only the rows this map explains
   and only those it flags (outliers and failed images), ready for the next
@@ -52,6 +56,7 @@ from xmipp_qc.commands.compare_reprojections_outputs import (
     write_report,
     write_selection,
 )
+from xmipp_qc.core.saved_images import OUTPUT_STACKS, STACK_NAMES
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 
 log = logging.getLogger(__name__)
@@ -117,6 +122,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "RELION: --j).")
     a("--worst", type=int, default=6, metavar="N",
       help="Worst images shown in each report (default %(default)s).")
+    a("--output-stacks", choices=OUTPUT_STACKS, default="all",
+      help="Which images get their aligned, reprojection and residual images saved, "
+           "3 x 4 x B^2 bytes each at the working box B (37 KB x 3 at B = 96: 11 GB per "
+           "100,000 images): all (default; every row), flagged (the flagged rows and the "
+           "--keep-worst worst by each score, typically a few %% of 'all'), none (no "
+           "stack, nothing on disk). Memory does not depend on it.")
+    a("--keep-worst", type=int, default=50, metavar="N",
+      help="With --output-stacks flagged: also save the N worst images by each of "
+           "outlierScore, cost, zScoreResCov, zScoreGray and imedValue (default "
+           "%(default)s).")
 
 
 def _options(args, grid: Grid):
@@ -180,7 +195,8 @@ def _prepare(folder: str, particles, maps, grid: Grid, options, chunks, args) ->
     os.makedirs(folder, exist_ok=True)
     matching = particles.angles is None or args.no_assignment
     compare_run.write_run(folder, options, maps=range(1, len(maps) + 1),
-                          stacks=("reprojections", "residuals", "aligned"), matching=matching)
+                          stacks=STACK_NAMES if args.output_stacks == "all" else (),
+                          matching=matching)
     for k, (_, vol, px) in enumerate(maps, start=1):
         write_volume(compare_run.path(folder, "volume", k), grid.fit(vol, px, 3), grid.pixel_a)
     with StackWriter(compare_run.path(folder, "images"), particles.n, grid.box,
@@ -202,16 +218,79 @@ def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
     compare_run.run_local(folder, jobs, threads=args.threads, progress=progress)
 
 
-def _gather(folder: str, k: int, chunks, n: int, grid: Grid, out: str) -> None:
-    """Chunk stacks of map k -> ``volK_<stack>.mrcs``, one slot per input row."""
-    from xmipp_qc import compare_run
-    from xmipp_qc.formats.mrc import StackWriter, read_images
+class _SavedImages:
+    """The images of one map that are saved (``--output-stacks``) and the report's.
 
-    for name in ("reprojections", "residuals", "aligned"):
-        with StackWriter(os.path.join(out, f"vol{k}_{name}.mrcs"), n, grid.box,
-                         grid.pixel_a) as w:
-            for c, rows in enumerate(chunks):
-                w.write(rows, read_images(compare_run.path(folder, name, k, c)))
+    With ``all`` the chunk stacks of the run folder are gathered into
+    ``volK_<stack>.mrcs`` (one slot per row, each chunk stack deleted once
+    copied); otherwise the images of the rows to save are recomputed chunk by
+    chunk (:func:`xmipp_qc.compare_run.chunk_images`). Memory: one chunk.
+    """
+
+    def __init__(self, folder: str, k: int, chunks, n: int, mode: str):
+        self.folder, self.k, self.chunks, self.mode = folder, k, chunks, mode
+        self.slot = np.full(n, -1, dtype=np.int64)  # 0-based slot of each row, -1: none
+        self._model = None
+
+    def _recompute(self, c: int, members) -> dict:
+        from xmipp_qc import compare_run
+
+        if self._model is None:
+            self._model = compare_run.load_model(self.folder, self.k)
+        r = compare_run.chunk_images(self.folder, self.k, c, members, model=self._model)
+        return {name: getattr(r, name) for name in STACK_NAMES}
+
+    def write(self, rows: np.ndarray, grid: Grid, out: str) -> None:
+        """Write ``volK_<stack>.mrcs`` with the images of ``rows`` (ascending), in order."""
+        from xmipp_qc import compare_run
+        from xmipp_qc.formats.mrc import StackWriter, read_images
+
+        self.slot[rows] = np.arange(len(rows))
+        if not len(rows):
+            return
+        names = {name: os.path.join(out, f"vol{self.k}_{name}.mrcs") for name in STACK_NAMES}
+        writers = {name: StackWriter(p, len(rows), grid.box, grid.pixel_a)
+                   for name, p in names.items()}
+        try:
+            for c, chunk_rows in enumerate(self.chunks):
+                members = np.flatnonzero(self.slot[chunk_rows] >= 0)
+                if not len(members):
+                    continue
+                if self.mode == "all":
+                    images = {name: read_images(compare_run.path(self.folder, name, self.k, c))
+                              for name in STACK_NAMES}
+                    for name in STACK_NAMES:
+                        os.remove(compare_run.path(self.folder, name, self.k, c))
+                else:
+                    images = self._recompute(c, members)
+                for name, w in writers.items():
+                    w.write(self.slot[chunk_rows[members]], images[name])
+        except BaseException:
+            for w in writers.values():
+                w.close(keep=False)
+            raise
+        for w in writers.values():
+            w.close()
+
+    def images(self, rows, out: str) -> list[np.ndarray]:
+        """Aligned, reprojection and residual images of ``rows`` (saved or recomputed)."""
+        from xmipp_qc.formats.mrc import read_images
+
+        rows = np.asarray(rows, dtype=np.int64)
+        order = ("aligned", "reprojections", "residuals")
+        if not len(rows):
+            return [np.zeros((0, 1, 1), np.float32)] * 3
+        if (self.slot[rows] >= 0).all():
+            return [read_images(os.path.join(out, f"vol{self.k}_{name}.mrcs"), self.slot[rows])
+                    for name in order]
+        found = {}
+        for c, chunk_rows in enumerate(self.chunks):
+            members = np.flatnonzero(np.isin(chunk_rows, rows))
+            if len(members):
+                got = self._recompute(c, members)
+                for j, row in enumerate(chunk_rows[members]):
+                    found[int(row)] = [got[name][j] for name in order]
+        return [np.stack([found[int(r)][i] for r in rows]) for i in range(3)]
 
 
 def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
@@ -221,8 +300,10 @@ def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
     for k in range(1, n_maps + 1):
         os.remove(compare_run.path(folder, "volume", k))
         for c in range(n_chunks):
-            for name in ("reprojections", "residuals", "aligned"):
-                os.remove(compare_run.path(folder, name, k, c))
+            for name in STACK_NAMES:
+                p = compare_run.path(folder, name, k, c)
+                if os.path.exists(p):
+                    os.remove(p)
     os.remove(compare_run.path(folder, "images"))
 
 
@@ -268,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
     from xmipp_qc import compare_run
     from xmipp_qc.core.compare_policy import finalize_map
+    from xmipp_qc.core.saved_images import rows_to_save
+    from xmipp_qc.plots.reprojections import worst_indices
 
     options = _options(args, grid)
     chunks = _chunks(particles, args.chunk_size)
@@ -283,15 +366,21 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
         except ValueError as exc:
             raise ValueError(f"{args.images} against {path}: {exc}") from None
         np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
-        _gather(folder, k, chunks, particles.n, grid, out)
         final = in_row_order(final, particles.n)
-        star = write_particles_star(particles, final, grid, f"vol{k}", out)
+        saved = _SavedImages(folder, k, chunks, particles.n, args.output_stacks)
+        saved.write(rows_to_save(final, args.output_stacks,
+                                 n_worst=max(args.keep_worst, args.worst)), grid, out)
+        star = write_particles_star(particles, final, grid, f"vol{k}", out,
+                                    None if args.output_stacks == "none" else saved.slot)
         selection = write_selection(particles, final, f"vol{k}", out)
-        write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
-                     args.worst)
+        worst = worst_indices(final["outlierScore"], args.worst)
+        write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold, worst,
+                     saved.images(worst, out))
         finals[f"vol{k}"] = final
         summaries.append({**map_summary(k, path, final, star,
-                                        grid.exact_pixel(vol.shape[0], px)), **selection})
+                                        grid.exact_pixel(vol.shape[0], px)), **selection,
+                          "output_stacks": args.output_stacks,
+                          "n_saved_images": int((saved.slot >= 0).sum())})
     _clean(folder, len(maps), len(chunks))
     table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
     return summaries, table
