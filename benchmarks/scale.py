@@ -32,9 +32,8 @@ Usage::
     .venv/bin/python benchmarks/scale.py [--sizes 10000 40000 200000]
         [--workloads cli protocol] [--output-stacks all] [--keep]
 
-Everything is written under ``--root`` (default a new folder in /tmp... no:
-``/work/bench-scale-<pid>``, on the big disk) and deleted at the end unless
-``--keep``.
+Everything is written under ``--root`` (default ``/work/bench-scale-<pid>``,
+on the big disk) and deleted at the end unless ``--keep``.
 """
 
 import argparse
@@ -155,6 +154,8 @@ def main():
     parser.add_argument("--root", default=f"/work/bench-scale-{os.getpid()}")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    if "protocol" in args.workloads:
+        import headless_scipion  # noqa: F401  (before anything imports pyworkflow)
     os.makedirs(args.root, exist_ok=True)
     try:
         t0 = time.time()

@@ -218,81 +218,6 @@ def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
     compare_run.run_local(folder, jobs, threads=args.threads, progress=progress)
 
 
-class _SavedImages:
-    """The images of one map that are saved (``--output-stacks``) and the report's.
-
-    With ``all`` the chunk stacks of the run folder are gathered into
-    ``volK_<stack>.mrcs`` (one slot per row, each chunk stack deleted once
-    copied); otherwise the images of the rows to save are recomputed chunk by
-    chunk (:func:`xmipp_qc.compare_run.chunk_images`). Memory: one chunk.
-    """
-
-    def __init__(self, folder: str, k: int, chunks, n: int, mode: str):
-        self.folder, self.k, self.chunks, self.mode = folder, k, chunks, mode
-        self.slot = np.full(n, -1, dtype=np.int64)  # 0-based slot of each row, -1: none
-        self._model = None
-
-    def _recompute(self, c: int, members) -> dict:
-        from xmipp_qc import compare_run
-
-        if self._model is None:
-            self._model = compare_run.load_model(self.folder, self.k)
-        r = compare_run.chunk_images(self.folder, self.k, c, members, model=self._model)
-        return {name: getattr(r, name) for name in STACK_NAMES}
-
-    def write(self, rows: np.ndarray, grid: Grid, out: str) -> None:
-        """Write ``volK_<stack>.mrcs`` with the images of ``rows`` (ascending), in order."""
-        from xmipp_qc import compare_run
-        from xmipp_qc.formats.mrc import StackWriter, read_images
-
-        self.slot[rows] = np.arange(len(rows))
-        if not len(rows):
-            return
-        names = {name: os.path.join(out, f"vol{self.k}_{name}.mrcs") for name in STACK_NAMES}
-        writers = {name: StackWriter(p, len(rows), grid.box, grid.pixel_a)
-                   for name, p in names.items()}
-        try:
-            for c, chunk_rows in enumerate(self.chunks):
-                members = np.flatnonzero(self.slot[chunk_rows] >= 0)
-                if not len(members):
-                    continue
-                if self.mode == "all":
-                    images = {name: read_images(compare_run.path(self.folder, name, self.k, c))
-                              for name in STACK_NAMES}
-                    for name in STACK_NAMES:
-                        os.remove(compare_run.path(self.folder, name, self.k, c))
-                else:
-                    images = self._recompute(c, members)
-                for name, w in writers.items():
-                    w.write(self.slot[chunk_rows[members]], images[name])
-        except BaseException:
-            for w in writers.values():
-                w.close(keep=False)
-            raise
-        for w in writers.values():
-            w.close()
-
-    def images(self, rows, out: str) -> list[np.ndarray]:
-        """Aligned, reprojection and residual images of ``rows`` (saved or recomputed)."""
-        from xmipp_qc.formats.mrc import read_images
-
-        rows = np.asarray(rows, dtype=np.int64)
-        order = ("aligned", "reprojections", "residuals")
-        if not len(rows):
-            return [np.zeros((0, 1, 1), np.float32)] * 3
-        if (self.slot[rows] >= 0).all():
-            return [read_images(os.path.join(out, f"vol{self.k}_{name}.mrcs"), self.slot[rows])
-                    for name in order]
-        found = {}
-        for c, chunk_rows in enumerate(self.chunks):
-            members = np.flatnonzero(np.isin(chunk_rows, rows))
-            if len(members):
-                got = self._recompute(c, members)
-                for j, row in enumerate(chunk_rows[members]):
-                    found[int(row)] = [got[name][j] for name in order]
-        return [np.stack([found[int(r)][i] for r in rows]) for i in range(3)]
-
-
 def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
     """Remove the run folder's image files (kept: run.json, chunk inputs and results)."""
     from xmipp_qc import compare_run
@@ -351,6 +276,7 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
     from xmipp_qc.core.compare_policy import finalize_map
     from xmipp_qc.core.saved_images import rows_to_save
     from xmipp_qc.plots.reprojections import worst_indices
+    from xmipp_qc.saved_stacks import SavedImages
 
     options = _options(args, grid)
     chunks = _chunks(particles, args.chunk_size)
@@ -367,15 +293,17 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
             raise ValueError(f"{args.images} against {path}: {exc}") from None
         np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
         final = in_row_order(final, particles.n)
-        saved = _SavedImages(folder, k, chunks, particles.n, args.output_stacks)
+        saved = SavedImages(folder, k, chunks, particles.n, args.output_stacks)
         saved.write(rows_to_save(final, args.output_stacks,
-                                 n_worst=max(args.keep_worst, args.worst)), grid, out)
+                                 n_worst=max(args.keep_worst, args.worst)),
+                    {name: os.path.join(out, f"vol{k}_{name}.mrcs") for name in STACK_NAMES},
+                    grid.box, grid.pixel_a)
         star = write_particles_star(particles, final, grid, f"vol{k}", out,
                                     None if args.output_stacks == "none" else saved.slot)
         selection = write_selection(particles, final, f"vol{k}", out)
         worst = worst_indices(final["outlierScore"], args.worst)
         write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold, worst,
-                     saved.images(worst, out))
+                     saved.images(worst))
         finals[f"vol{k}"] = final
         summaries.append({**map_summary(k, path, final, star,
                                         grid.exact_pixel(vol.shape[0], px)), **selection,
