@@ -46,6 +46,11 @@ class SavedImages:
         self._model = None
         self._paths: dict = {}
 
+    def restore(self, slot: np.ndarray, paths: Mapping[str, str]) -> None:
+        """Take the slots and stack files of an earlier :meth:`write` (a later step)."""
+        self.slot = np.asarray(slot, dtype=np.int64)
+        self._paths = dict(paths)
+
     def _recompute(self, c: int, members, names) -> dict:
         if self._model is None:
             self._model = compare_run.load_model(self.folder, self.map_id)
