@@ -122,12 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "RELION: --j).")
     a("--worst", type=int, default=6, metavar="N",
       help="Worst images shown in each report (default %(default)s).")
-    a("--output-stacks", choices=OUTPUT_STACKS, default="all",
-      help="Which images get their aligned, reprojection and residual images saved, "
-           "3 x 4 x B^2 bytes each at the working box B (37 KB x 3 at B = 96: 11 GB per "
-           "100,000 images): all (default; every row), flagged (the flagged rows and the "
-           "--keep-worst worst by each score, typically a few %% of 'all'), none (no "
-           "stack, nothing on disk). Memory does not depend on it.")
+    a("--output-stacks", choices=OUTPUT_STACKS, default="all", metavar="{all,flagged,none}",
+      help="Which rows get their aligned, reprojection and residual images saved, "
+           "3 x 4 x B^2 bytes per row at the working box B (3 x 37 KB at B = 96: 11 GB per "
+           "100,000 rows): all (every row), flagged (the flagged rows and the --keep-worst "
+           "worst by each score, typically a few %% of 'all'), none (no stack, nothing on "
+           "disk; the report's worst images are recomputed). Memory does not depend on it "
+           "(default %(default)s).")
     a("--keep-worst", type=int, default=50, metavar="N",
       help="With --output-stacks flagged: also save the N worst images by each of "
            "outlierScore, cost, zScoreResCov, zScoreGray and imedValue (default "
@@ -272,43 +273,82 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str):
+    """Prepare, process, then per map the set scores and images, then the STAR files.
+
+    Memory does not grow with the particle count beyond a few per-particle
+    numbers: the STAR text table is released while the chunks run and read
+    again for the outputs, the maps are freed once in the run folder, images
+    are written and read one chunk at a time.
+    """
+
+    options = _options(args, grid)
+    chunks = _chunks(particles, args.chunk_size)
+    folder = os.path.join(out, "run")
+    _prepare(folder, particles, maps, grid, options, chunks, args)
+    maps[:] = [(path, vol.shape[0], px) for path, vol, px in maps]  # free: in the run folder
+    n, path = particles.n, particles.path
+    particles.blocks = {}  # the STAR text: read again for the outputs
+    _process(folder, len(maps), chunks, n, args)
+    slots = [_map_scores_and_images(args, folder, k, p, chunks, n, grid, out)
+             for k, (p, _, _) in enumerate(maps, start=1)]
+    particles = _read_again(args, path, n)
+    finals, summaries = {}, []
+    for k, (map_path, map_box, px) in enumerate(maps, start=1):
+        final = in_row_order(_load_scores(folder, k), n)
+        star = write_particles_star(particles, final, grid, f"vol{k}", out,
+                                    None if args.output_stacks == "none" else slots[k - 1])
+        selection = write_selection(particles, final, f"vol{k}", out)
+        finals[f"vol{k}"] = {key: final[key] for key in ("ids", args.rank_score) if key in final}
+        summaries.append({**map_summary(k, map_path, final, star,
+                                        grid.exact_pixel(map_box, px)), **selection,
+                          "output_stacks": args.output_stacks,
+                          "n_saved_images": int((slots[k - 1] >= 0).sum())})
+    _clean(folder, len(maps), len(chunks))
+    table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
+    return summaries, table
+
+
+def _map_scores_and_images(args, folder: str, k: int, path: str, chunks, n: int, grid: Grid,
+                           out: str) -> np.ndarray:
+    """Set scores of map k (``run/volK/scores.npz``), its saved stacks and report.
+
+    Returns the 0-based stack slot of each row (-1: not saved).
+    """
     from xmipp_qc import compare_run
     from xmipp_qc.core.compare_policy import finalize_map
     from xmipp_qc.core.saved_images import rows_to_save
     from xmipp_qc.plots.reprojections import worst_indices
     from xmipp_qc.saved_stacks import SavedImages
 
-    options = _options(args, grid)
-    chunks = _chunks(particles, args.chunk_size)
-    folder = os.path.join(out, "run")
-    _prepare(folder, particles, maps, grid, options, chunks, args)
-    _process(folder, len(maps), chunks, particles.n, args)
-    matching = compare_run.read_run(folder)["matching"]
-    finals, summaries = {}, []
-    for k, (path, vol, px) in enumerate(maps, start=1):
-        try:
-            final = finalize_map(compare_run.load_results(folder, k, range(len(chunks))),
-                                 matching=matching, threshold=args.threshold)
-        except ValueError as exc:
-            raise ValueError(f"{args.images} against {path}: {exc}") from None
-        np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
-        final = in_row_order(final, particles.n)
-        saved = SavedImages(folder, k, chunks, particles.n, args.output_stacks)
-        saved.write(rows_to_save(final, args.output_stacks,
-                                 n_worst=max(args.keep_worst, args.worst)),
-                    {name: os.path.join(out, f"vol{k}_{name}.mrcs") for name in STACK_NAMES},
-                    grid.box, grid.pixel_a)
-        star = write_particles_star(particles, final, grid, f"vol{k}", out,
-                                    None if args.output_stacks == "none" else saved.slot)
-        selection = write_selection(particles, final, f"vol{k}", out)
-        worst = worst_indices(final["outlierScore"], args.worst)
-        write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold, worst,
-                     saved.images(worst))
-        finals[f"vol{k}"] = final
-        summaries.append({**map_summary(k, path, final, star,
-                                        grid.exact_pixel(vol.shape[0], px)), **selection,
-                          "output_stacks": args.output_stacks,
-                          "n_saved_images": int((saved.slot >= 0).sum())})
-    _clean(folder, len(maps), len(chunks))
-    table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
-    return summaries, table
+    try:
+        final = finalize_map(compare_run.load_results(folder, k, range(len(chunks))),
+                             matching=compare_run.read_run(folder)["matching"],
+                             threshold=args.threshold)
+    except ValueError as exc:
+        raise ValueError(f"{args.images} against {path}: {exc}") from None
+    np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
+    final = in_row_order(final, n)
+    saved = SavedImages(folder, k, chunks, n, args.output_stacks)
+    saved.write(rows_to_save(final, args.output_stacks, n_worst=max(args.keep_worst, args.worst)),
+                {name: os.path.join(out, f"vol{k}_{name}.mrcs") for name in STACK_NAMES},
+                grid.box, grid.pixel_a)
+    worst = worst_indices(final["outlierScore"], args.worst)
+    write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold, worst,
+                 saved.images(worst))
+    return saved.slot
+
+
+def _load_scores(folder: str, k: int) -> dict:
+    with np.load(os.path.join(folder, f"vol{k}", "scores.npz"), allow_pickle=False) as z:
+        return {key: z[key] for key in z.files}
+
+
+def _read_again(args, path: str, n: int):
+    """The particle STAR, read again for the outputs (it must not have changed)."""
+    from xmipp_qc.formats.relion_particles import read_particles
+
+    particles = read_particles(path, pixel_size_a=args.pixel_size,
+                               relion_project=args.relion_project)
+    if particles.n != n:
+        raise ValueError(f"{path} changed during the run: {particles.n} rows, {n} before")
+    return particles
