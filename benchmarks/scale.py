@@ -15,6 +15,12 @@ Workloads (``--workloads``):
 * ``cli``: ``xmipp-qc compare-reprojections --use-ctf -j 2`` (default chunk
   size, working box 96 at 3.39 Å/px) in a child process, with
   ``--output-stacks`` (default ``all``);
+* ``final``: the command line's whole-set steps alone (set scores and flags,
+  particle STAR with every score and image column, kept/flagged STARs,
+  summary, ranking), at each size, from the chunk results of a real run on
+  2,000 of the particles tiled to that size (ids renumbered), in a child
+  process: the steps whose memory holds per-particle numbers, measured at
+  sizes the full run takes too long for on a shared machine;
 * ``protocol``: the same particles imported into a headless Scipion project
   (pwem's import from a Scipion sqlite, not timed), then
   ``XmippQcProtCompareReprojections`` with ``numberOfThreads = 3`` (2 chunk
@@ -140,6 +146,67 @@ def runCli(root, star, n, args):
     return {"wall": wall, "peak_mb": peak_mb, "disk_gb": disk / 1e9}
 
 
+_FINAL = r"""
+import glob, os, sys
+import numpy as np
+from xmipp_qc.commands.compare_reprojections import _read_again
+from xmipp_qc.commands.compare_reprojections_inputs import Grid
+from xmipp_qc.commands.compare_reprojections_outputs import (
+    in_row_order, map_summary, write_particles_star, write_ranking, write_selection)
+from xmipp_qc.core.chunk_result import ChunkResult
+from xmipp_qc.core.compare_policy import finalize_map
+from xmipp_qc.core.pipeline import CompareOptions
+from xmipp_qc.native_threads import limit_blas_threads
+limit_blas_threads()  # as the command line does
+run, star, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+base = [ChunkResult.load(f) for f in sorted(glob.glob(os.path.join(run, "vol1", "chunk_*.npz")))]
+m = sum(len(r.ids) for r in base)
+results = [ChunkResult(r.ids + t * m, r.angles, r.shifts, r.matched, r.match_corr,
+                       r.match_margin, r.summary)
+           for t in range(n // m) for r in base]
+del base
+final = finalize_map(results, matching=False)
+del results
+np.savez(os.path.join(out, "scores.npz"), **final)
+final = in_row_order(final, n)
+class A:
+    pixel_size, relion_project = None, False
+particles = _read_again(A, star, n)
+grid = Grid.of(particles, [3.3867], True)
+star_path = write_particles_star(particles, final, grid, "vol1", out, np.arange(n))
+selection = write_selection(particles, final, "vol1", out)
+summary = {**map_summary(1, star, final, star_path, grid.pixel_a), **selection}
+write_ranking(out, {"vol1": {"ids": final["ids"], "cost": final["cost"]}}, [summary],
+              particles, grid, CompareOptions(pixel_size_a=grid.pixel_a), "cost")
+"""
+
+
+def runFinal(root, stars, ps, args):
+    """The whole-set steps alone at each size, from a 2,000-particle run's chunk results."""
+    small = writeStar(root, 2000, ps)
+    run = os.path.join(root, "out_small")
+    subprocess.run([sys.executable, "-m", "xmipp_qc.cli", "compare-reprojections", "--images",
+                    small, "--volume", os.path.join(root, "map.mrc"), "--out", run,
+                    "--use-ctf", "--threads", "2", "--output-stacks", "none", "--quiet"],
+                   check=True)
+    rows = []
+    for n in stars:
+        out = os.path.join(root, f"final_{n}")
+        os.makedirs(out)
+        peak = os.path.join(root, "peak_kb.txt")
+        t0 = time.time()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", peak, sys.executable, "-c", _FINAL,
+                        os.path.join(run, "run"), stars[n], str(n), out], check=True)
+        wall = time.time() - t0
+        with open(peak) as fh:
+            rows.append((n, {"wall": wall, "peak_mb": int(fh.read().split()[-1]) / 1024.0,
+                             "disk_gb": diskBytes(out) / 1e9}))
+        shutil.rmtree(out)
+        log(f"final {n}: {rows[-1][1]}")
+    report("whole-set steps of the command line alone (tiled chunk results of 2,000 "
+           "particles)", rows)
+
+
 def report(title, rows):
     log(f"\n{title}")
     log(f"{'particles':>10}{'wall s':>9}{'particles/s':>13}{'peak MB':>9}{'x first':>9}"
@@ -177,6 +244,8 @@ def main():
                 log(f"cli {n}: {rows[-1][1]}")
             report("command line, -j 2, --use-ctf, default chunk size, output stacks "
                    f"{args.output_stacks or 'default'}", rows)
+        if "final" in args.workloads:
+            runFinal(args.root, stars, ps, args)
         if "protocol" in args.workloads:
             from scale_protocol import protocolRows
 
