@@ -191,6 +191,8 @@ def runFinal(root, stars, ps, args):
                    check=True)
     rows = []
     for n in stars:
+        if n % 2000:
+            raise ValueError(f"the final workload tiles 2,000 particles: {n} is not a multiple")
         out = os.path.join(root, f"final_{n}")
         os.makedirs(out)
         peak = os.path.join(root, "peak_kb.txt")
