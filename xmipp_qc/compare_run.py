@@ -41,7 +41,8 @@ from xmipp_qc.core.chunk_result import ChunkResult
 from xmipp_qc.core.pipeline import CompareOptions, MapModel, process_chunk
 from xmipp_qc.formats.json_files import read_json, write_json
 
-__all__ = ["STACKS", "ChunkError", "Progress", "chunk_count", "load_model", "load_results",
+__all__ = ["STACKS", "ChunkError", "Progress", "chunk_count", "chunk_images", "load_model",
+           "load_results",
            "missing_chunks", "path", "read_run", "run_chunk", "run_local", "write_chunk_input",
            "write_run"]
 
@@ -191,9 +192,11 @@ def run_chunk(folder: str, map_id: int, chunk: int, *, model: MapModel | None = 
     run = run or read_run(folder)
     model = model or load_model(folder, map_id, run)
     inp = _chunk_input(folder, chunk)
+    images = [s for s in run["stacks"] if s != "covariances"]
     result = process_chunk(model, _images(inp["stack"], inp["positions"]), ids=inp["ids"],
                            angles=inp.get("angles"), shifts=inp.get("shifts"),
-                           defocus=inp.get("defocus"), acquisition=inp.get("acquisition"))
+                           defocus=inp.get("defocus"), acquisition=inp.get("acquisition"),
+                           keep_images=bool(images))
     os.makedirs(os.path.dirname(path(folder, "result", map_id, chunk)), exist_ok=True)
     pixel = model.options.pixel_size_a
     for name in run["stacks"]:
@@ -203,6 +206,38 @@ def run_chunk(folder: str, map_id: int, chunk: int, *, model: MapModel | None = 
     result.save(target + ".part", with_images=False)
     os.replace(target + ".part", target)
     return len(inp["ids"])
+
+
+def chunk_images(folder: str, map_id: int, chunk: int, members, *,
+                 model: MapModel | None = None, run: dict | None = None) -> ChunkResult:
+    """Recompute the aligned, reprojection and residual images of some images of a chunk.
+
+    For runs that do not save every image (:mod:`xmipp_qc.core.saved_images`):
+    the images are processed again, alone, from the chunk's input, which gives
+    the images the chunk gave them (every step of
+    :func:`~xmipp_qc.core.pipeline.process_chunk` is per image).
+
+    Parameters
+    ----------
+    members : array_like of int
+        0-based positions of the images in the chunk (its input order).
+
+    Returns
+    -------
+    ChunkResult
+        Of those images, in the order of ``members``, with the images.
+    """
+    run = run or read_run(folder)
+    model = model or load_model(folder, map_id, run)
+    inp = _chunk_input(folder, chunk)
+    sel = np.asarray(members, dtype=np.int64).reshape(-1)
+    kw = {k: (inp[k][sel] if k in inp else None) for k in ("ids", "angles", "shifts",
+                                                           "defocus")}
+    acq = inp.get("acquisition")
+    if acq is not None:
+        acq = {k: (v[sel] if np.ndim(v) else v) for k, v in acq.items()}
+    return process_chunk(model, _images(inp["stack"], inp["positions"][sel]), acquisition=acq,
+                         keep_images=True, **kw)
 
 
 class _Models:

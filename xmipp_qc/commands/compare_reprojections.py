@@ -18,7 +18,11 @@ Writes, for map k (``volK``) in ``--out``:
   scores appended as ``xmippQc*`` columns (one STAR per map, so that each is a
   valid RELION input with that map's alignment);
 * ``volK_reprojections.mrcs``, ``volK_residuals.mrcs``, ``volK_aligned.mrcs``:
-  one slot per input row, at the working sampling, in the aligned frame;
+  at the working sampling, in the aligned frame; with ``--output-stacks all``
+  (default) one slot per input row, with ``flagged`` only the flagged rows and
+  the ``--keep-worst`` worst rows by each score the viewer sorts by
+  (:mod:`xmipp_qc.core.saved_images`; the STAR's ``xmippQcImage*`` columns say
+  which slot, ``none`` for a row without images), with ``none`` no stack;
 * ``volK_kept.star`` and ``volK_flagged.star``: the input STAR (every block,
   optics included, every value as read) with only the rows this map explains
   and only those it flags (outliers and failed images), ready for the next
@@ -60,6 +64,7 @@ from xmipp_qc.commands.compare_reprojections_outputs import (
     write_report,
     write_selection,
 )
+from xmipp_qc.core.saved_images import OUTPUT_STACKS, STACK_NAMES
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 
 log = logging.getLogger(__name__)
@@ -143,6 +148,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "RELION: --j).")
     a("--worst", type=int, default=6, metavar="N",
       help="Worst images shown in each report (default %(default)s).")
+    a("--output-stacks", choices=OUTPUT_STACKS, default="all", metavar="{all,flagged,none}",
+      help="Which rows get their aligned, reprojection and residual images saved, "
+           "3 x 4 x B^2 bytes per row at the working box B (3 x 37 KB at B = 96: 11 GB per "
+           "100,000 rows): all (every row), flagged (the flagged rows and the --keep-worst "
+           "worst by each score, typically a few %% of 'all'), none (no stack, nothing on "
+           "disk; the report's worst images are recomputed). Memory does not depend on it "
+           "(default %(default)s).")
+    a("--keep-worst", type=int, default=50, metavar="N",
+      help="With --output-stacks flagged: also save the N worst images by each of "
+           "outlierScore, cost, zScoreResCov, zScoreGray and imedValue (default "
+           "%(default)s).")
 
 
 def _options(args, grid: Grid, use_ctf: bool):
@@ -205,7 +221,8 @@ def _prepare(folder: str, particles, maps, grid: Grid, options, chunks, args) ->
     os.makedirs(folder, exist_ok=True)
     matching = particles.angles is None or args.no_assignment
     compare_run.write_run(folder, options, maps=range(1, len(maps) + 1),
-                          stacks=("reprojections", "residuals", "aligned"), matching=matching)
+                          stacks=STACK_NAMES if args.output_stacks == "all" else (),
+                          matching=matching)
     for k, (_, vol, px) in enumerate(maps, start=1):
         write_volume(compare_run.path(folder, "volume", k), grid.fit(vol, px, 3), grid.pixel_a)
     with StackWriter(compare_run.path(folder, "images"), particles.n, grid.box,
@@ -228,18 +245,6 @@ def _process(folder: str, n_maps: int, chunks, n_images: int, args) -> None:
     compare_run.run_local(folder, jobs, threads=args.threads, progress=progress)
 
 
-def _gather(folder: str, k: int, chunks, n: int, grid: Grid, out: str) -> None:
-    """Chunk stacks of map k -> ``volK_<stack>.mrcs``, one slot per input row."""
-    from xmipp_qc import compare_run
-    from xmipp_qc.formats.mrc import StackWriter, read_images
-
-    for name in ("reprojections", "residuals", "aligned"):
-        with StackWriter(os.path.join(out, f"vol{k}_{name}.mrcs"), n, grid.box,
-                         grid.pixel_a) as w:
-            for c, rows in enumerate(chunks):
-                w.write(rows, read_images(compare_run.path(folder, name, k, c)))
-
-
 def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
     """Remove the run folder's image files (kept: run.json, chunk inputs and results)."""
     from xmipp_qc import compare_run
@@ -247,8 +252,10 @@ def _clean(folder: str, n_maps: int, n_chunks: int) -> None:
     for k in range(1, n_maps + 1):
         os.remove(compare_run.path(folder, "volume", k))
         for c in range(n_chunks):
-            for name in ("reprojections", "residuals", "aligned"):
-                os.remove(compare_run.path(folder, name, k, c))
+            for name in STACK_NAMES:
+                p = compare_run.path(folder, name, k, c)
+                if os.path.exists(p):
+                    os.remove(p)
     os.remove(compare_run.path(folder, "images"))
 
 
@@ -325,15 +332,15 @@ def _ctf_plot(table: dict, names: list, prefix: str, out: str, map_name: str) ->
     return name
 
 
-def _micrographs(particles, final: dict, results, prefix: str, out: str,
+def _micrographs(particles, final: dict, corr, prefix: str, out: str,
                  map_name: str) -> dict:
-    """Write ``prefix_micrographs.star``; its summary for the log and ranking.json."""
+    """Write ``prefix_micrographs.star``; its summary for the log and ranking.json.
+
+    ``final`` and ``corr`` (the CTF check's correlations, None without) are in
+    row order.
+    """
     from xmipp_qc.commands.compare_reprojections_micrographs import write_micrograph_table
 
-    corr = None
-    if results and all(r.ctf_corr is not None for r in results):
-        ids = np.concatenate([r.ids for r in results])
-        corr = np.concatenate([r.ctf_corr for r in results])[np.argsort(ids, kind="stable")]
     written = write_micrograph_table(particles, final, corr, prefix, out)
     if written is None:
         return {}
@@ -348,34 +355,96 @@ def _micrographs(particles, final: dict, results, prefix: str, out: str,
 
 
 def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ctf: bool):
-    from xmipp_qc import compare_run
-    from xmipp_qc.core.compare_policy import finalize_map
+    """Prepare, process, then per map the set scores and images, then the STAR files.
+
+    Memory does not grow with the particle count beyond a few per-particle
+    numbers: the STAR text table is released while the chunks run and read
+    again for the outputs, the maps are freed once in the run folder, images
+    are written and read one chunk at a time.
+    """
 
     options = _options(args, grid, use_ctf)
     chunks = _chunks(particles, args.chunk_size)
     folder = os.path.join(out, "run")
     _prepare(folder, particles, maps, grid, options, chunks, args)
-    _process(folder, len(maps), chunks, particles.n, args)
-    matching = compare_run.read_run(folder)["matching"]
+    maps[:] = [(path, vol.shape[0], px) for path, vol, px in maps]  # free: in the run folder
+    n, path = particles.n, particles.path
+    particles.blocks = {}  # the STAR text: read again for the outputs
+    _process(folder, len(maps), chunks, n, args)
+    slots = [_map_scores_and_images(args, folder, k, p, chunks, n, grid, out)
+             for k, (p, _, _) in enumerate(maps, start=1)]
+    particles = _read_again(args, path, n)
     finals, summaries = {}, []
-    for k, (path, vol, px) in enumerate(maps, start=1):
-        results = compare_run.load_results(folder, k, range(len(chunks)))
-        try:
-            final = finalize_map(results, matching=matching, threshold=args.threshold)
-        except ValueError as exc:
-            raise ValueError(f"{args.images} against {path}: {exc}") from None
-        np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
-        _gather(folder, k, chunks, particles.n, grid, out)
-        final = in_row_order(final, particles.n)
-        star = write_particles_star(particles, final, grid, f"vol{k}", out)
+    for k, (map_path, map_box, px) in enumerate(maps, start=1):
+        final = in_row_order(_load_scores(folder, k), n)
+        star = write_particles_star(particles, final, grid, f"vol{k}", out,
+                                    None if args.output_stacks == "none" else slots[k - 1])
         selection = write_selection(particles, final, f"vol{k}", out)
-        write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold,
-                     args.worst)
-        finals[f"vol{k}"] = final
-        summaries.append({**map_summary(k, path, final, star,
-                                        grid.exact_pixel(vol.shape[0], px)), **selection,
-                          **_micrographs(particles, final, results, f"vol{k}", out,
-                                         f"map vol{k}: {os.path.basename(path)}")})
+        finals[f"vol{k}"] = {key: final[key] for key in ("ids", args.rank_score) if key in final}
+        summaries.append({**map_summary(k, map_path, final, star,
+                                        grid.exact_pixel(map_box, px)), **selection,
+                          "output_stacks": args.output_stacks,
+                          "n_saved_images": int((slots[k - 1] >= 0).sum()),
+                          **_micrographs(particles, final, _load_ctf_corr(folder, k),
+                                         f"vol{k}", out,
+                                         f"map vol{k}: {os.path.basename(map_path)}")})
     _clean(folder, len(maps), len(chunks))
     table = write_ranking(out, finals, summaries, particles, grid, options, args.rank_score)
     return summaries, table
+
+
+def _map_scores_and_images(args, folder: str, k: int, path: str, chunks, n: int, grid: Grid,
+                           out: str) -> np.ndarray:
+    """Set scores of map k (``run/volK/scores.npz``), its saved stacks and report.
+
+    Returns the 0-based stack slot of each row (-1: not saved).
+    """
+    from xmipp_qc import compare_run
+    from xmipp_qc.core.compare_policy import finalize_map
+    from xmipp_qc.core.saved_images import rows_to_save
+    from xmipp_qc.plots.reprojections import worst_indices
+    from xmipp_qc.saved_stacks import SavedImages
+
+    results = compare_run.load_results(folder, k, range(len(chunks)))
+    try:
+        final = finalize_map(results, matching=compare_run.read_run(folder)["matching"],
+                             threshold=args.threshold)
+    except ValueError as exc:
+        raise ValueError(f"{args.images} against {path}: {exc}") from None
+    np.savez(os.path.join(folder, f"vol{k}", "scores.npz"), **final)
+    if results and all(r.ctf_corr is not None for r in results):  # the CTF check's, row order
+        ids = np.concatenate([r.ids for r in results])
+        np.save(os.path.join(folder, f"vol{k}", "ctf_corr.npy"),
+                np.concatenate([r.ctf_corr for r in results])[np.argsort(ids, kind="stable")])
+    del results
+    final = in_row_order(final, n)
+    saved = SavedImages(folder, k, chunks, n, args.output_stacks)
+    saved.write(rows_to_save(final, args.output_stacks, n_worst=max(args.keep_worst, args.worst)),
+                {name: os.path.join(out, f"vol{k}_{name}.mrcs") for name in STACK_NAMES},
+                grid.box, grid.pixel_a)
+    worst = worst_indices(final["outlierScore"], args.worst)
+    write_report(final, f"vol{k}", out, os.path.basename(path), args.threshold, worst,
+                 saved.images(worst))
+    return saved.slot
+
+
+def _load_ctf_corr(folder: str, k: int):
+    """The CTF check's correlations of map k in row order, or None (no CTF check)."""
+    fn = os.path.join(folder, f"vol{k}", "ctf_corr.npy")
+    return np.load(fn) if os.path.exists(fn) else None
+
+
+def _load_scores(folder: str, k: int) -> dict:
+    with np.load(os.path.join(folder, f"vol{k}", "scores.npz"), allow_pickle=False) as z:
+        return {key: z[key] for key in z.files}
+
+
+def _read_again(args, path: str, n: int):
+    """The particle STAR, read again for the outputs (it must not have changed)."""
+    from xmipp_qc.formats.relion_particles import read_particles
+
+    particles = read_particles(path, pixel_size_a=args.pixel_size,
+                               relion_project=args.relion_project)
+    if particles.n != n:
+        raise ValueError(f"{path} changed during the run: {particles.n} rows, {n} before")
+    return particles

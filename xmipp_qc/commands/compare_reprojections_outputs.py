@@ -40,8 +40,14 @@ def score_label(key: str) -> str:
     return "xmippQc" + "".join(p[:1].upper() + p[1:] for p in key.split("_"))
 
 
-def write_particles_star(particles, final: dict, grid: Grid, prefix: str, out: str) -> str:
-    """``prefix_particles.star``: the input STAR, refined alignment (input px), scores."""
+def write_particles_star(particles, final: dict, grid: Grid, prefix: str, out: str,
+                         slots: np.ndarray | None = None) -> str:
+    """``prefix_particles.star``: the input STAR, refined alignment (input px), scores.
+
+    ``slots``: 0-based slot of each row in the ``prefix_<stack>.mrcs`` stacks, -1
+    for a row whose images were not saved (written ``none``); None: no stacks,
+    no image columns.
+    """
     from xmipp_qc.core.pipeline import shifts_to_input
     from xmipp_qc.formats.relion_particles import write_particles
 
@@ -55,10 +61,11 @@ def write_particles_star(particles, final: dict, grid: Grid, prefix: str, out: s
         angles[failed] = 0.0 if particles.angles is None else particles.angles[failed]
         shifts[failed] = particles.shifts[failed]
     cols = {score_label(k): v for k, v in final.items() if k not in NOT_COLUMNS}
-    slots = np.arange(1, particles.n + 1)
-    for label, stack in (("ImageRef", "reprojections"), ("ImageResidual", "residuals"),
-                         ("ImageAligned", "aligned")):
-        cols[f"xmippQc{label}"] = np.array([f"{i:06d}@{prefix}_{stack}.mrcs" for i in slots])
+    for label, stack in (() if slots is None else
+                         (("ImageRef", "reprojections"), ("ImageResidual", "residuals"),
+                          ("ImageAligned", "aligned"))):
+        cols[f"xmippQc{label}"] = np.array([f"{i + 1:06d}@{prefix}_{stack}.mrcs" if i >= 0
+                                            else "none" for i in slots.tolist()])
     path = os.path.join(out, f"{prefix}_particles.star")
     write_particles(path, particles, cols, angles=angles, shifts=shifts)
     return path
@@ -78,14 +85,11 @@ def write_selection(particles, final: dict, prefix: str, out: str) -> dict:
 
 
 def write_report(final: dict, prefix: str, out: str, title: str, threshold: float,
-                 k: int) -> str:
-    """``prefix_report.png``: outlier-score histogram and the ``k`` worst images."""
-    from xmipp_qc.formats.mrc import read_images
-    from xmipp_qc.plots.reprojections import plot_report, worst_indices
+                 worst: np.ndarray, stacks: list) -> str:
+    """``prefix_report.png``: outlier-score histogram and the ``worst`` rows' images
+    (``stacks``: their aligned, reprojection and residual images)."""
+    from xmipp_qc.plots.reprojections import plot_report
 
-    worst = worst_indices(final["outlierScore"], k)
-    stacks = [read_images(os.path.join(out, f"{prefix}_{s}.mrcs"), worst)
-              for s in ("aligned", "reprojections", "residuals")]
     labels = [f"row {i + 1}\nscore {final['outlierScore'][i]:.1f}" for i in worst]
     fig = plot_report(final["outlierScore"], threshold, *stacks, is_outlier=final["isOutlier"],
                       labels=labels, title=title)

@@ -160,10 +160,14 @@ def write_volume(path: str, volume: np.ndarray, pixel_size_a: Optional[float] = 
 
 
 class StackWriter:
-    """Write a float32 image stack of known size slot by slot (memory mapped).
+    """Write a float32 image stack of known size slot by slot.
 
     Use as a context manager; the file appears under its name only when closed
-    without error.
+    without error. The header is written by ``mrcfile`` and the images with
+    plain positioned writes, never through a memory map: the pages of a mapped
+    stack stay in the writer's resident memory until it is closed, so a
+    mapped stack of ``n`` images would cost ``n N^2 4`` bytes of RAM; here the
+    memory is that of one ``write`` call.
 
     Parameters
     ----------
@@ -178,19 +182,40 @@ class StackWriter:
     def __init__(self, path: str, n: int, box: int, pixel_size_a: Optional[float] = None):
         if n < 1 or box < 1:
             raise ValueError(f"a stack needs n >= 1 and box >= 1, got {n}, {box}")
-        self.path, self._tmp = path, f"{path}.part"
-        self._mrc = mrcfile.new_mmap(self._tmp, shape=(n, box, box), mrc_mode=2, overwrite=True)
-        self._mrc.set_image_stack()
-        if pixel_size_a is not None:
-            self._mrc.voxel_size = float(pixel_size_a)
+        self.path, self._tmp, self._n, self._box = path, f"{path}.part", int(n), int(box)
+        with mrcfile.new(self._tmp, overwrite=True) as mrc:  # header only, no data
+            mrc.header.mode = 2
+            mrc.header.nx = mrc.header.ny = box
+            mrc.header.nz = n
+            mrc.header.mx = mrc.header.my = box
+            mrc.header.mz = 1
+            mrc.header.ispg = 0  # image stack
+            if pixel_size_a is not None:
+                mrc.voxel_size = float(pixel_size_a)
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = 0.0, -1.0, -2.0  # unknown
+            mrc.header.rms = -1.0
+            offset = int(mrc.header.nbytes + mrc.extended_header.nbytes)
+        self._offset, self._image = offset, box * box * 4
+        self._fh = open(self._tmp, "r+b")
+        self._fh.truncate(offset + self._n * self._image)  # sparse until written
 
     def write(self, indices: Sequence[int], images: np.ndarray) -> None:
         """Store ``images`` (k, N, N) at the 0-based slots ``indices``."""
-        self._mrc.data[np.asarray(indices, dtype=np.int64)] = np.asarray(images, np.float32)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        data = np.ascontiguousarray(images, dtype="<f4")
+        if data.shape != (len(idx), self._box, self._box):
+            raise ValueError(f"{self.path}: {len(idx)} slots for images of shape {data.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise ValueError(f"{self.path}: slot out of range 0..{self._n - 1}")
+        start = 0
+        for stop in [*(np.flatnonzero(np.diff(idx) != 1) + 1).tolist(), len(idx)]:
+            self._fh.seek(self._offset + int(idx[start]) * self._image)  # one run of slots
+            self._fh.write(data[start:stop].tobytes())
+            start = stop
 
     def close(self, keep: bool = True) -> None:
-        """Flush and close; rename to the final name if ``keep``, else delete."""
-        self._mrc.close()
+        """Close; rename to the final name if ``keep``, else delete."""
+        self._fh.close()
         if keep:
             os.replace(self._tmp, self.path)
         else:

@@ -301,21 +301,44 @@ def write_particles(path: str, particles: Particles, columns: Mapping[str, np.nd
         origin columns the file has (``rlnOriginX/YAngst`` for a file with
         neither, when it has optics groups, else ``rlnOriginX/Y``).
     """
-    blocks = {k: StarBlock(b.name, list(b.columns), [list(r) for r in b.rows], b.is_loop)
-              for k, b in particles.blocks.items()}
-    part = blocks[particles.table]
+    src = particles.block
+    new: dict[str, np.ndarray] = {}  # label -> values, replacing or appended in this order
     if angles is not None:
         for j, a in enumerate(("Rot", "Tilt", "Psi")):
-            part.set_column(f"rlnAngle{a}", _fmt(np.asarray(angles, dtype=float)[:, j]))
+            new[f"rlnAngle{a}"] = np.asarray(angles, dtype=float)[:, j]
     if shifts is not None:
         o = shifts_to_origins(shifts, particles.box, particles.relion_project)
-        angst = part.has("rlnOriginXAngst") or (not part.has("rlnOriginX") and "optics" in blocks)
+        angst = src.has("rlnOriginXAngst") or (not src.has("rlnOriginX")
+                                               and "optics" in particles.blocks)
         if angst:
             o = o * particles.pixel_size_a[:, None]
         for j, ax in enumerate("XY"):
-            part.set_column(f"rlnOrigin{ax}{'Angst' if angst else ''}", _fmt(o[:, j]))
-            if angst and part.has(f"rlnOrigin{ax}"):  # keep a 3.0 px column consistent
-                part.set_column(f"rlnOrigin{ax}", _fmt(o[:, j] / particles.pixel_size_a))
+            new[f"rlnOrigin{ax}{'Angst' if angst else ''}"] = o[:, j]
+            if angst and src.has(f"rlnOrigin{ax}"):  # keep a 3.0 px column consistent
+                new[f"rlnOrigin{ax}"] = o[:, j] / particles.pixel_size_a
     for label, values in columns.items():
-        part.set_column(label, _fmt(values))
+        if len(values) != particles.n:
+            raise ValueError(f"column {label} has {len(values)} values for {particles.n} rows")
+        new[label] = np.asarray(values)
+    blocks = dict(particles.blocks)
+    labels = list(src.columns) + [c for c in new if c not in src.columns]
+    blocks[particles.table] = StarBlock(src.name, labels, _rows_with(src.rows, labels, new),
+                                        src.is_loop)
     write_star(path, blocks)
+
+
+def _rows_with(rows: list, labels: list[str], new: Mapping[str, np.ndarray],
+               batch: int = 4096):
+    """Yield the rows with the ``new`` columns' values, formatted ``batch`` rows at a time.
+
+    A generator: the output table is never held whole.
+    """
+    where = [(labels.index(label), values) for label, values in new.items()]
+    width = len(labels)
+    for s in range(0, len(rows), batch):
+        texts = [(j, _fmt(values[s:s + batch])) for j, values in where]
+        for r, row in enumerate(rows[s:s + batch]):
+            out = list(row) + [""] * (width - len(row))
+            for j, t in texts:
+                out[j] = t[r]
+            yield out

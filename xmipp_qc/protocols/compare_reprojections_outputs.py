@@ -6,11 +6,16 @@ Scipion output set (the item attributes are set by
 its particles after the ranking, and saves the PNG plots in ``extra/``.
 """
 
+import os
+
+import numpy as np
 import pwem.objects as emobj
 
 from xmipp_qc.convert import readImages
 from xmipp_qc.core import pipeline
+from xmipp_qc.core.saved_images import OUTPUT_STACKS
 from xmipp_qc.protocols.compare_reprojections_results import (
+    ScoreRows,
     decorateClass,
     decorateItem,
     outputName,
@@ -61,22 +66,68 @@ class CompareReprojectionsOutputs:
         return out
 
     def _outputRows(self, volId, scores, chunk=None):
-        """Per input id: finalize values plus the image locations of the chunk stacks.
+        """Per input id: finalize values plus the locations of its saved images
+        (:class:`.ScoreRows`, rows built one at a time).
 
         ``chunk``: all rows are the images of that chunk, in order (streaming).
         """
         _, pixel, _, workPixel = self._loadInput()["sampling"]
         shifts = pipeline.shifts_to_input(scores["shifts"], workPixel, pixel)
-        size = self.chunkSize.get()
-        rows = {}
-        for i, itemId in enumerate(scores["ids"]):
+        size, mode = self.chunkSize.get(), self._outputStacks()
+        slots = (np.load(self._volPath(volId, "saved_slots.npy"))
+                 if mode == "flagged" and chunk is None else None)
+        saved = self._imageStackNames()
+
+        def location(i):
+            if mode == "none":
+                return None
+            if slots is not None:
+                return None if slots[i] < 0 else (
+                    lambda name: self._volPath(volId, f"saved_{name}.mrcs")
+                    if name in saved else None, int(slots[i]) + 1)
             c, index = divmod(i, size) if chunk is None else (chunk, i)
-            row = {k: scores[k][i] for k in scores if scores[k].ndim == 1}
-            row.update(angles=scores["angles"][i], shifts=shifts[i],
-                       stack=lambda name, c=c: self._volPath(volId, f"{name}_{c:05d}.mrcs"),
-                       index=index + 1)
-            rows[int(itemId)] = row
-        return rows
+            return lambda name: self._volPath(volId, f"{name}_{c:05d}.mrcs"), index + 1
+
+        return ScoreRows(scores, shifts, location)
+
+    # --------------------------- saved images --------------------------------
+    def _outputStacks(self):
+        """``all``, ``flagged`` or ``none`` (:mod:`xmipp_qc.core.saved_images`); a
+        streaming run saves all (its flags are final chunk by chunk)."""
+        choice = getattr(self, "outputStacks", None)
+        if choice is None or self._isStreaming():
+            return "all"
+        return OUTPUT_STACKS[choice.get()]
+
+    def _imageStackNames(self):
+        """The working-image stacks the items point to."""
+        return ["aligned", "reprojections"] + (["residuals"] if self.doEvaluateResiduals
+                                               else [])
+
+    def _savedImages(self, volId, n):
+        """:class:`xmipp_qc.saved_stacks.SavedImages` of map ``volId`` (batch chunks)."""
+        from xmipp_qc.saved_stacks import SavedImages
+
+        size = self.chunkSize.get()
+        chunkRows = [np.arange(s, min(s + size, n)) for s in range(0, n, size)]
+        saved = SavedImages(self._getExtraPath(), volId, chunkRows, n, self._outputStacks())
+        fn = self._volPath(volId, "saved_slots.npy")
+        if os.path.exists(fn):
+            saved.restore(np.load(fn), {name: self._volPath(volId, f"saved_{name}.mrcs")
+                                        for name in self._imageStackNames()})
+        return saved
+
+    def _saveSelectedImages(self, volId, scores):
+        """Output stacks ``flagged``: recompute and save the images of the flagged and
+        worst rows (``vol<id>/saved_<stack>.mrcs``, slots in ``saved_slots.npy``)."""
+        from xmipp_qc.core.saved_images import rows_to_save
+
+        _, _, workBox, workPixel = self._loadInput()["sampling"]
+        saved = self._savedImages(volId, len(scores["ids"]))
+        rows = rows_to_save(scores, "flagged", n_worst=self.keepWorst.get())
+        saved.write(rows, {name: self._volPath(volId, f"saved_{name}.mrcs")
+                           for name in self._imageStackNames()}, int(workBox), float(workPixel))
+        np.save(self._volPath(volId, "saved_slots.npy"), saved.slot)
 
     def _extractBest(self, bestId):
         option = self.extractOption.get()
@@ -114,7 +165,13 @@ class CompareReprojectionsOutputs:
             fig.savefig(self._getExtraPath(f"report_vol{volId}.png"), dpi=80)
 
     def _readSaved(self, volId, name, positions):
-        """Images of a saved chunk stack at set positions (0-based)."""
+        """Images of a saved chunk stack at set positions (0-based); recomputed when
+        the run did not save them (output stacks ``flagged`` or ``none``)."""
+        if self._outputStacks() != "all":
+            n = len(np.load(self._volPath(volId, "scores.npz"))["ids"])
+            aligned, reprojections, residuals = self._savedImages(volId, n).images(positions)
+            return {"aligned": aligned, "reprojections": reprojections,
+                    "residuals": residuals}[name]
         size = self.chunkSize.get()
         return readImages([(int(p) % size + 1, self._volPath(volId, f"{name}_{int(p) // size:05d}"
                                                                    ".mrcs")) for p in positions])

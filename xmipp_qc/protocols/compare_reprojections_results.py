@@ -100,6 +100,64 @@ def rankingLines(table):
     return lines
 
 
+class ScoreRows:
+    """The saved scores of one map as rows, ``{input id: row}``, each row built when asked.
+
+    A mapping of input id to the dict :func:`decorateItem` takes (every 1-D
+    score, ``angles``, ``shifts`` in input px, ``stack(name)`` and ``index``
+    of the image's saved images, or ``stack`` None when they were not saved).
+    Only the id index is kept, so a million images cost a few arrays, not a
+    million dicts.
+
+    Parameters
+    ----------
+    scores : dict of str to ndarray
+        :func:`readScores` of one map (or of one streaming chunk).
+    shifts : ndarray, shape (n, 2)
+        The refined shifts in px of the INPUT images.
+    location : callable
+        ``location(position) -> (stack(name) -> path, 1-based index)`` or None.
+    """
+
+    def __init__(self, scores, shifts, location):
+        self._scores = {k: v for k, v in scores.items() if v.ndim == 1}
+        self._angles, self._shifts, self._location = scores["angles"], shifts, location
+        ids = np.asarray(scores["ids"], dtype=np.int64)
+        self._order = np.argsort(ids, kind="stable")
+        self._ids = ids[self._order]
+
+    def _position(self, itemId):
+        i = int(np.searchsorted(self._ids, int(itemId)))
+        return int(self._order[i]) if i < len(self._ids) and self._ids[i] == itemId else None
+
+    def get(self, itemId, default=None):
+        """The row of input id ``itemId`` (``default`` when it has none)."""
+        i = self._position(itemId)
+        if i is None:
+            return default
+        row = {k: v[i] for k, v in self._scores.items()}
+        where = self._location(i)
+        row.update(angles=self._angles[i], shifts=self._shifts[i],
+                   stack=None if where is None else where[0],
+                   index=None if where is None else where[1])
+        return row
+
+    def __getitem__(self, itemId):
+        row = self.get(itemId)
+        if row is None:
+            raise KeyError(itemId)
+        return row
+
+    def __contains__(self, itemId):
+        return self._position(itemId) is not None
+
+    def __iter__(self):
+        return iter(self._ids[np.argsort(self._order, kind="stable")].tolist())
+
+    def __len__(self):
+        return len(self._ids)
+
+
 def decorateItem(item, row, withResiduals=False):
     """Attach the saved scores of one image to its output item (Xmipp and ``_qc_``
     attributes, image pointers into the chunk stacks, the refined alignment)."""
@@ -135,8 +193,9 @@ def _setImagePointers(item, row, withResiduals):
     names = {"_xmipp_image": "aligned", "_xmipp_imageRef": "reprojections"}
     if withResiduals:
         names.update(_xmipp_imageResidual="residuals", _xmipp_imageCovariance="covariances")
-    for attr, stack in names.items():
-        setattr(item, attr, emobj.String(f"{row['index']}@{row['stack'](stack)}"))
+    for attr, stack in names.items():  # "" where not saved (every item has the columns)
+        path = None if row["stack"] is None else row["stack"](stack)
+        setattr(item, attr, emobj.String("" if path is None else f"{row['index']}@{path}"))
 
 
 def imageLocation(value):

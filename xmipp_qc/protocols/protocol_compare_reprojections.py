@@ -45,6 +45,7 @@ from xmipp_qc.convert import (
 )
 from xmipp_qc.core import compare_policy, pipeline
 from xmipp_qc.core import option_checks as check
+from xmipp_qc.core.saved_images import OUTPUT_STACKS
 from xmipp_qc.core.symmetry import VALID_SYMMETRY_FORMS
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.formats.json_files import write_json
@@ -218,6 +219,23 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
                       expertLevel=pwcts.LEVEL_ADVANCED, label="Save residual images",
                       help="Also save residual and residual-covariance images. Residual "
                            "statistics and outlier scores are always computed.")
+        form.addParam("outputStacks", params.EnumParam, default=0,
+                      choices=list(OUTPUT_STACKS), display=params.EnumParam.DISPLAY_HLIST,
+                      label="Save images of",
+                      help="Which images keep their aligned image and reprojection (and "
+                           "residual) on disk, for the viewer's thumbnails and the table: "
+                           "all (default): 4 x B^2 bytes per image and stack at the working "
+                           "box B (37 KB at B = 96; 7.4 GB per 100,000 images for the two "
+                           "stacks, 11 GB with residuals); flagged: only the flagged images "
+                           "and the worst of each score the viewer sorts by (a few % of "
+                           "that); none: no image stack. The scores are the same. A "
+                           "streaming run saves all.")
+        form.addParam("keepWorst", params.IntParam, default=50, condition="outputStacks == 1",
+                      expertLevel=pwcts.LEVEL_ADVANCED, label="Worst images per score",
+                      validators=[params.Positive],
+                      help="With 'flagged': the images saved besides the flagged ones, for "
+                           "each of outlier score, cost, covariance z-score, gray z-score "
+                           "and IMED.")
         form.addParam("symmetryGroup", params.StringParam, default="c1",
                       label="Symmetry group",
                       help=f"Point group of the maps, Xmipp names: {VALID_SYMMETRY_FORMS}.")
@@ -321,6 +339,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         stacks = ["aligned", "reprojections"]
         if self.doEvaluateResiduals:
             stacks += ["residuals", "covariances"]
+        if self._outputStacks() != "all":  # recomputed for the few saved (outputs mixin)
+            stacks = []
         compare_run.write_run(self._getExtraPath(), options, stacks=stacks,
                               maps=[vid for vid, _ in self._iterCandidates()],
                               matching=self._needsMatching())
@@ -370,6 +390,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         scores = compare_policy.finalize_map(results,
                                              matching=compare_run.read_run(extra)["matching"])
         np.savez(self._volPath(volId, "scores.npz"), **scores)
+        if self._outputStacks() == "flagged":
+            self._saveSelectedImages(volId, scores)
         self._savePlots(volId, scores)
 
     def createOutputStep(self):
