@@ -102,8 +102,13 @@ def test_every_row_kept_and_alignment_columns_are_the_refined_ones(dataset):
     moved = np.degrees(np.arccos(np.clip(
         (np.einsum("nij,nij->n", euler_to_matrix(q.angles), euler_to_matrix(src.angles)) - 1) / 2,
         -1, 1)))
-    np.testing.assert_allclose(moved, q.block.numbers("xmippQcAngleChange"), atol=1e-3)
-    assert np.median(moved) > 0.01  # refinement did change the angles
+    # angleChange is the best fit's move; it is applied only where the gain beats the noise
+    kept = q.block.numbers("xmippQcMoveKept") == 1
+    np.testing.assert_allclose(moved[kept], q.block.numbers("xmippQcAngleChange")[kept],
+                               atol=1e-3)
+    np.testing.assert_allclose(moved[~kept], 0.0, atol=1e-3)
+    # the given angles are exact but for the misassigned outliers: few moves are kept
+    assert 0 < kept.sum() <= 0.15 * N, kept.sum()
     np.testing.assert_allclose(np.hypot(*(q.shifts - src.shifts).T),
                                q.block.numbers("xmippQcShiftChange"), atol=1e-5)
 

@@ -126,7 +126,9 @@ class TestCompareReprojectionsStreaming(BaseTest):
         self.assertIsNotNone(running, "no running ranking while streaming")
         self.assertTrue(running["running"])
         self.assertEqual(running["best"], vid)
-        self.assertLess(running["n_output"], N)
+        # written by the stream step only; its last update may already hold every particle
+        self.assertGreater(running["n_output"], 0)
+        self.assertLessEqual(running["n_output"], N)
         table = readRanking(prot._getExtraPath())
         self.assertFalse(table.get("running", False))
         self.assertEqual((table["best"], table["n_images"], table["n_excluded"]),
