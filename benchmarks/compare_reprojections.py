@@ -168,6 +168,13 @@ def runCompare(project, images, volume, workload, chunkSize=256, queue=None):
     if queue:  # [partition, {"QUEUE_FOR_JOBS": "Y", ...}]
         prot._useQueue.set(True)
         prot._queueParams.set(json.dumps(queue))
+    wall, sampler = launchSampled(project, prot, workload)
+    return {"wall": wall, "peak_mb": sampler.hwm, "steps": stepTable(prot, sampler.samples),
+            "prot": prot}
+
+
+def launchSampled(project, prot, what, poll=0.2):
+    """Launch ``prot``, sample its memory until it ends: ``(wall s, RssSampler)``."""
     sampler = RssSampler(prot)
     t0 = time.time()
     project.launchProtocol(prot, wait=False)
@@ -178,14 +185,13 @@ def runCompare(project, images, volume, workload, chunkSize=256, queue=None):
         seenActive = seenActive or prot.isActive()
         if seenActive and (prot.isFinished() or prot.isFailed()):
             break
-        time.sleep(0.2)
+        time.sleep(poll)
     wall = time.time() - t0
     sampler.done = True
     sampler.join()
     if prot.isFailed():
-        raise RuntimeError(f"{workload}: compare failed: {prot.getErrorMessage()}")
-    return {"wall": wall, "peak_mb": sampler.hwm, "steps": stepTable(prot, sampler.samples),
-            "prot": prot}
+        raise RuntimeError(f"{what}: compare failed: {prot.getErrorMessage()}")
+    return wall, sampler
 
 
 def chunkTimes(prot):

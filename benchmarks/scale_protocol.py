@@ -12,7 +12,7 @@ import os
 import time
 
 import headless_scipion  # noqa: F401  (first: a private headless Scipion)
-from compare_reprojections import RssSampler, stepTable  # noqa: E402
+from compare_reprojections import launchSampled, stepTable  # noqa: E402
 from scale import AMP, CS, PER_STACK, PIXEL, VOLTAGE, diskBytes, log  # noqa: E402
 
 STEPS = ("convertStep", "downSampleStep", "produceResiduals", "evaluateResiduals",
@@ -77,22 +77,7 @@ def runProtocol(project, images, volume, outputStacks):
     prot = project.newProtocol(XmippQcProtCompareReprojections, inputSet2D=images,
                                inputSet3D=volume, doRanking=False, numberOfThreads=3,
                                ignoreCTF=False, **kw)
-    sampler = RssSampler(prot)
-    t0 = time.time()
-    project.launchProtocol(prot, wait=False)
-    sampler.start()
-    seen = False
-    while True:
-        project._updateProtocol(prot)
-        seen = seen or prot.isActive()
-        if seen and (prot.isFinished() or prot.isFailed()):
-            break
-        time.sleep(0.5)
-    wall = time.time() - t0
-    sampler.done = True
-    sampler.join()
-    if prot.isFailed():
-        raise RuntimeError(f"compare failed: {prot.getErrorMessage()}")
+    wall, sampler = launchSampled(project, prot, "scale", poll=0.5)
     return {"wall": wall, "peak_mb": sampler.hwm, "steps": stepTable(prot, sampler.samples),
             "disk_gb": diskBytes(prot.getWorkingDir()) / 1e9, "prot": prot}
 
