@@ -91,10 +91,6 @@ def _component_parts(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> d
     return {k: np.maximum(v, _FLOOR) for k, v in _oriented(merged, ref).items()}
 
 
-def _raw_combined(merged: Mapping[str, NDArray], ref: Mapping[str, Any]) -> NDArray:
-    return np.mean(list(_component_parts(merged, ref).values()), axis=0)
-
-
 def part_name(component: str) -> str:
     """Score name of a component's share of ``outlierScore``: ``outlierPart<Component>``."""
     return "outlierPart" + component[0].upper() + component[1:]
@@ -155,8 +151,9 @@ def reference_statistics(summary: ChunkSummary, *,
     for k in comps:
         if k in merged:
             loc[k] = robust_location_scale(np.asarray(merged[k], dtype=np.float64), ok)
-    loc["combined"] = combined_location_scale(
-        _raw_combined(merged, ref), np.mean(list(_oriented(merged, ref).values()), axis=0), ok)
+    oriented = np.array(list(_oriented(merged, ref).values()))
+    loc["combined"] = combined_location_scale(np.maximum(oriented, _FLOOR).mean(axis=0),
+                                              oriented.mean(axis=0), ok)
     return ref
 
 
