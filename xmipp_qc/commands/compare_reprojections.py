@@ -56,6 +56,7 @@ from xmipp_qc.commands.compare_reprojections_inputs import (
     load_maps,
     run_notes,
 )
+from xmipp_qc.commands.compare_reprojections_micrographs import ctf_line, micrograph_summary
 from xmipp_qc.commands.compare_reprojections_outputs import (
     in_row_order,
     map_summary,
@@ -296,62 +297,12 @@ def run(args: argparse.Namespace) -> int:
                  os.path.join(args.out, m["kept_star"]), m["n_images"] - m["n_kept"],
                  os.path.join(args.out, m["flagged_star"]))
         if "ctf_suspect" in m:
-            log.info("%s CTF check: %s", m["key"], _ctf_line(m))
+            log.info("%s CTF check: %s", m["key"], ctf_line(m))
         elif args.use_ctf and "micrographs_star" not in m:
             log.info("%s CTF check: the STAR has no rlnMicrographName; no micrograph table",
                      m["key"])
     log.info("best map: %s (by %s); results in %s", table["best"], table["score"], args.out)
     return 0
-
-
-def _ctf_line(summary: dict) -> str:
-    """The summary line of the CTF check: suspect micrographs named."""
-    sus, n = summary["ctf_suspect"], summary["n_micrographs"]
-    if not sus:
-        return (f"no micrograph of {n} has a suspect CTF; micrograph table in "
-                f"{summary['micrographs_star']}")
-    return (f"suspect CTF in {len(sus)} of {n} micrographs: "
-            + ", ".join(f"{name} (best defocus x{scale:.2f}, gain {gain:+.3f})"
-                        for name, scale, gain in sus)
-            + f"; micrograph table in {summary['micrographs_star']}")
-
-
-def _ctf_plot(table: dict, names: list, prefix: str, out: str, map_name: str) -> str:
-    """``prefix_ctf_check.png``: correlation against defocus scale per micrograph."""
-    from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES
-    from xmipp_qc.plots.ctf_check import plot_ctf_check
-
-    corr = table["ctf_mean_corr"]
-    fig = plot_ctf_check(DEFOCUS_SCALES, corr[:, :len(DEFOCUS_SCALES)], names,
-                         suspect=table["ctf_suspect"].astype(bool),
-                         best_scale=table["defocus_scale"], map_name=map_name,
-                         no_ctf=corr[:, ALTERNATIVES.index("no CTF")],
-                         decided=table["ctf_decided"].astype(bool))
-    name = f"{prefix}_ctf_check.png"
-    fig.savefig(os.path.join(out, name), dpi=90)
-    return name
-
-
-def _micrographs(particles, final: dict, corr, prefix: str, out: str,
-                 map_name: str) -> dict:
-    """Write ``prefix_micrographs.star``; its summary for the log and ranking.json.
-
-    ``final`` and ``corr`` (the CTF check's correlations, None without) are in
-    row order.
-    """
-    from xmipp_qc.commands.compare_reprojections_micrographs import write_micrograph_table
-
-    written = write_micrograph_table(particles, final, corr, prefix, out)
-    if written is None:
-        return {}
-    name, table, names = written
-    summary = {"micrographs_star": name, "n_micrographs": len(names)}
-    if corr is not None:
-        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out, map_name)
-        summary["ctf_suspect"] = [(n, float(table["defocus_scale"][r]),
-                                   float(table["ctf_gain"][r]))
-                                  for r, n in enumerate(names) if table["ctf_suspect"][r]]
-    return summary
 
 
 def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ctf: bool):
@@ -385,7 +336,7 @@ def _run(args: argparse.Namespace, particles, maps, grid: Grid, out: str, use_ct
                                         grid.exact_pixel(map_box, px)), **selection,
                           "output_stacks": args.output_stacks,
                           "n_saved_images": int((slots[k - 1] >= 0).sum()),
-                          **_micrographs(particles, final, _load_ctf_corr(folder, k),
+                          **micrograph_summary(particles, final, _load_ctf_corr(folder, k),
                                          f"vol{k}", out,
                                          f"map vol{k}: {os.path.basename(map_path)}")})
     _clean(folder, len(maps), len(chunks))

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-__all__ = ["micrograph_ids", "write_micrograph_table"]
+__all__ = ["ctf_line", "micrograph_ids", "micrograph_summary", "write_micrograph_table"]
 
 
 def micrograph_ids(particles) -> tuple[np.ndarray, list[str]] | None:
@@ -50,3 +50,51 @@ def write_micrograph_table(particles, final: dict, ctf_corr, prefix: str, out: s
     name = f"{prefix}_micrographs.star"
     write_qc_micrographs(os.path.join(out, name), table, ordered)
     return name, table, ordered
+
+
+def ctf_line(summary: dict) -> str:
+    """The summary line of the CTF check: suspect micrographs named."""
+    sus, n = summary["ctf_suspect"], summary["n_micrographs"]
+    if not sus:
+        return (f"no micrograph of {n} has a suspect CTF; micrograph table in "
+                f"{summary['micrographs_star']}")
+    return (f"suspect CTF in {len(sus)} of {n} micrographs: "
+            + ", ".join(f"{name} (best defocus x{scale:.2f}, gain {gain:+.3f})"
+                        for name, scale, gain in sus)
+            + f"; micrograph table in {summary['micrographs_star']}")
+
+
+def _ctf_plot(table: dict, names: list, prefix: str, out: str, map_name: str) -> str:
+    """``prefix_ctf_check.png``: correlation against defocus scale per micrograph."""
+    from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES
+    from xmipp_qc.plots.ctf_check import plot_ctf_check
+
+    corr = table["ctf_mean_corr"]
+    fig = plot_ctf_check(DEFOCUS_SCALES, corr[:, :len(DEFOCUS_SCALES)], names,
+                         suspect=table["ctf_suspect"].astype(bool),
+                         best_scale=table["defocus_scale"], map_name=map_name,
+                         no_ctf=corr[:, ALTERNATIVES.index("no CTF")],
+                         decided=table["ctf_decided"].astype(bool))
+    name = f"{prefix}_ctf_check.png"
+    fig.savefig(os.path.join(out, name), dpi=90)
+    return name
+
+
+def micrograph_summary(particles, final: dict, corr, prefix: str, out: str,
+                 map_name: str) -> dict:
+    """Write ``prefix_micrographs.star``; its summary for the log and ranking.json.
+
+    ``final`` and ``corr`` (the CTF check's correlations, None without) are in
+    row order.
+    """
+    written = write_micrograph_table(particles, final, corr, prefix, out)
+    if written is None:
+        return {}
+    name, table, names = written
+    summary = {"micrographs_star": name, "n_micrographs": len(names)}
+    if corr is not None:
+        summary["ctf_plot"] = _ctf_plot(table, names, prefix, out, map_name)
+        summary["ctf_suspect"] = [(n, float(table["defocus_scale"][r]),
+                                   float(table["ctf_gain"][r]))
+                                  for r, n in enumerate(names) if table["ctf_suspect"][r]]
+    return summary
