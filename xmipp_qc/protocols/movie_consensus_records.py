@@ -100,6 +100,7 @@ class ConsensusBook:
         self.ready = set()  # ids in refPending whose secondary is known (or missing for good)
         self.secShifts = {}  # id -> (frames, shifts) of the secondary, not decided yet
         self.decided = set()
+        self.parked = set()  # ids in refPending left undecided: the secondary stopped early
         self.inMovieOutput = set()
         self.records = {}  # id -> record, decided and still waiting for its micrograph
         self.toOutput = []  # (movie, record) restored from disk, missing from the outputs
@@ -149,8 +150,10 @@ class ConsensusBook:
             self.ready.add(movieId)
 
     def isComplete(self):
-        """Whether both inputs are closed, every movie decided and no micrograph can come."""
-        if not (self.closed["ref"] and self.closed["sec"]) or self.refPending:
+        """Whether both inputs are closed, every movie decided (or parked until the
+        secondary run is continued) and no micrograph can come."""
+        if not (self.closed["ref"] and self.closed["sec"]) or (
+                len(self.refPending) > len(self.parked)):
             return False
         return not (self.micWanted and not self.closed["mic"])
 

@@ -313,9 +313,16 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         return len(refItems) + len(secItems)
 
     def _decideBatch(self, book):
-        """Compare every movie with both alignments; missing ones once the secondary closed."""
-        if book.closed["sec"] and len(book.ready) < len(book.refPending):
-            book.ready.update(book.refPending)  # the rest will never get a secondary
+        """Compare every movie with both alignments; "missing" ones once the secondary
+        run has ended normally. After it stopped early (failed, stopped, process
+        gone) they stay undecided, parked until that run and this one are continued."""
+        sec = self._inputs["sec"]
+        # settled: a failing run closes its outputs before it stores that it failed
+        if book.closed["sec"] and len(book.ready) < len(book.refPending) and sec.settled():
+            if sec.stoppedEarly:
+                book.parked = set(book.refPending) - book.ready
+            else:
+                book.ready.update(book.refPending)  # the rest will never get a secondary
         batch = []
         for movieId in sorted(book.ready)[:_BATCH_MAX]:
             book.ready.discard(movieId)
@@ -403,6 +410,10 @@ class XmippQcProtConsensusMovieAlignment(StreamingOutputsMixin, ProtAlignMovies)
         self._inputs.notes.add("unmatched", f"{len(book.micWanted)} decided movies have no "
                                f"micrograph in the {mics.label}." if book.micWanted
                                and mics.fileName else None)
+        self._inputs.notes.add("parked", f"{len(book.parked)} reference movies are not "
+                               "decided: the secondary run stopped early, before their "
+                               "alignment. Continue that run, then this one, to decide "
+                               "them." if book.parked else None)
         names = [OUT_MOVIES, OUT_MOVIES_DISC]
         names += [OUT_MICS, OUT_MICS_DISC] if mics.fileName else []
         book.finished = True

@@ -103,6 +103,12 @@ class WatchedInput:
         return self.status in _ENDED or self.lost
 
     @property
+    def stoppedEarly(self):
+        """Whether the producer ended abnormally (failed, stopped, or its process is gone):
+        a *Continue* of it may still add items."""
+        return self.lost or self.status in (pwcts.STATUS_FAILED, pwcts.STATUS_ABORTED)
+
+    @property
     def never(self):
         """Whether the set will never appear: the producer ended without it."""
         return self.fileName is None and (self.ended or not self.expected)

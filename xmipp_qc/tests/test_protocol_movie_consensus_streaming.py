@@ -161,6 +161,42 @@ class TestMovieConsensusStreamingInputs(BaseTest):
                          [1, 2, 3, 4, 5])
         self.assertNotIn("stopped early", "\n".join(prot.summary()))
 
+    def test_secondary_fails_mid_stream_then_continued(self):
+        """The secondary fails after 2 of 5 movies: the consensus decides those 2 and
+        leaves movies 3-5 undecided (not "missing": the failed run may still align
+        them), says so, and finishes. Continued, the secondary outputs 3-5; the
+        continued consensus decides just those, as compare_trajectories does."""
+        ref = self.producer(RUN_REFERENCE, 5, seed=41, launch=False, withMicrographs=True)
+        self.launchProtocol(ref)
+        sec = self.producer(RUN_SECONDARY, 5, seed=41, interval=2.0, moviesPerInterval=1,
+                            failAfter=2)
+        prot = self.ended(self.consensus(ref, sec))
+        sec = self.ended(sec)
+        self.assertTrue(sec.isFailed())
+        self.assertTrue(prot.isFinished(), prot.getErrorMessage())
+        self.assertDecided(self.decisions(prot), [1, 2], seed=41)
+        self.assertEqual(set(prot.outputMicrographs.getIdSet()) |
+                         set(prot.outputMicrographsDiscarded.getIdSet()), {1, 2})
+        self.assertClosed(prot)
+        notes = "\n".join(prot.summary())
+        self.assertIn(f"The secondary movies stopped early: run '{sec.getRunName()}' failed; "
+                      "finished with the 2 items that arrived.", notes)
+        self.assertIn("3 reference movies are not decided: the secondary run stopped early",
+                      notes)
+        self.assertIn("2 movies decided", notes)
+        sec = self.resumed(sec)
+        self.assertTrue(sec.isFinished(), sec.getErrorMessage())
+        prot = self.resumed(prot)
+        self.assertTrue(prot.isFinished(), prot.getErrorMessage())
+        self.assertDecided(self.decisions(prot), range(1, 6), seed=41)
+        self.assertNotIn("missing", {reason for _, reason in self.decisions(prot).values()})
+        self.assertEqual(set(prot.outputMicrographs.getIdSet()), {1, 3, 5})
+        self.assertEqual(set(prot.outputMicrographsDiscarded.getIdSet()), {2, 4})
+        self.assertClosed(prot)
+        notes = "\n".join(prot.summary())
+        self.assertNotIn("stopped early", notes)
+        self.assertNotIn("not decided", notes)
+
     def test_reference_killed_mid_stream(self):
         """The reference's process is killed (SIGKILL) after 2 movies: its output stays
         open and its run.db says running, yet the consensus finishes with the movies
