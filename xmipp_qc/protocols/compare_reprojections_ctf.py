@@ -23,6 +23,7 @@ from xmipp_qc.core.ctf_check import ALTERNATIVES, DEFOCUS_SCALES, MIN_PARTICLES
 from xmipp_qc.core.micrograph_table import micrograph_table
 from xmipp_qc.formats.json_files import read_json, write_json
 from xmipp_qc.protocols.compare_reprojections_results import readScores
+from xmipp_qc.protocols.streaming_outputs import updateOutput
 
 CTF_MICS = "ctfSuspectMicrographs"
 #: Table columns frozen with a micrograph's verdict.
@@ -58,7 +59,7 @@ class CtfCheckMonitor:
     prot : XmippQcProtCompareReprojections
         The protocol: its form (``ignoreCTF``, ``inputMicrographs``), extra
         folder, ``_loadInput``, ``_micItems``, ``_openMicSet``, ``_micSetIds``
-        and ``_updateOutputSet``.
+        and ``_updateOutputSet`` (through :func:`.streaming_outputs.updateOutput`).
     """
 
     def __init__(self, prot):
@@ -168,5 +169,5 @@ class CtfCheckMonitor:
             out = self.prot._openMicSet(fn)
             for mic in items:
                 out.append(mic)
-            self.prot._updateOutputSet(CTF_MICS, out,
-                                       Set.STREAM_CLOSED if final else Set.STREAM_OPEN)
+            updateOutput(self.prot, CTF_MICS, out,
+                         Set.STREAM_CLOSED if final else Set.STREAM_OPEN)

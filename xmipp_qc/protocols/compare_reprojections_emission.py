@@ -19,8 +19,6 @@ output exactly once and nothing is re-flagged.
 
 import glob
 import os
-import sqlite3
-from contextlib import closing
 
 import numpy as np
 import pwem.objects as emobj
@@ -37,6 +35,7 @@ from xmipp_qc.protocols.compare_reprojections_results import (
     outputName,
     readScores,
 )
+from xmipp_qc.protocols.streaming_outputs import updateOutput, usableSqlite
 
 _ID_CHUNK = 500
 
@@ -44,22 +43,6 @@ _ID_CHUNK = 500
 def readReference(volPath):
     """The saved burn-in reference of one map (dict) or None."""
     return read_json(os.path.join(volPath, "reference.json"))
-
-
-def usableSqlite(fn):
-    """Whether ``fn`` holds a non-empty set; a file a kill left empty is removed.
-
-    Opening it first rolls back a hot journal, as sqlite does on the next read.
-    """
-    if not (os.path.exists(fn) and os.path.getsize(fn) > 0):
-        return False
-    with closing(sqlite3.connect(fn)) as db:
-        ok = db.execute("SELECT count(*) FROM sqlite_master WHERE type='table' "
-                        "AND name='Objects'").fetchone()[0] > 0
-        ok = ok and db.execute("SELECT count(*) FROM Objects").fetchone()[0] > 0
-    if not ok:
-        os.remove(fn)
-    return ok
 
 
 def concatScores(parts):
@@ -212,7 +195,7 @@ class CompareReprojectionsEmission:
                 out.append(item)
             book.outIds[vid].update(missing)
             book.appended[vid].add(k)
-        self._updateOutputSet(outputName(vid), out, state)
+        updateOutput(self, outputName(vid), out, state)
         if isNew:
             self._defineSourceRelation(self.inputSet2D, out)
             self._defineSourceRelation(self.inputSet3D, out)
@@ -244,7 +227,7 @@ class CompareReprojectionsEmission:
                 np.savez(self._volPath(vid, "scores.npz"), **scores)
                 self._savePlots(vid, scores)
             out = self._openStreamOutput(vid)
-            self._updateOutputSet(outputName(vid), out, Set.STREAM_CLOSED)
+            updateOutput(self, outputName(vid), out, Set.STREAM_CLOSED)
 
     def _readSaved(self, volId, name, positions):
         """Images of saved chunk stacks at set positions (streaming: chunk/index saved)."""

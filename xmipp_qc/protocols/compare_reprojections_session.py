@@ -32,11 +32,11 @@ from pyworkflow.object import Set
 from xmipp_qc.core import pipeline
 from xmipp_qc.core.session import bad_micrographs, micrograph_rates, window_rates
 from xmipp_qc.formats.json_files import read_json
-from xmipp_qc.protocols.compare_reprojections_emission import usableSqlite
 from xmipp_qc.protocols.compare_reprojections_results import (
     outputName,
     readScores,
 )
+from xmipp_qc.protocols.streaming_outputs import updateOutput, usableSqlite
 
 SESSION_SECONDS = 20.0  # longest wait between two session updates
 _SESSION_OVERHEAD = 10  # wait at least this many times the last update's duration
@@ -123,7 +123,7 @@ class CompareReprojectionsSession:
                 out = self._openBadMics()
                 for mic in self._micItems([int(m) for m in bad]):
                     out.append(mic)
-                self._updateOutputSet(BAD_MICS, out, Set.STREAM_CLOSED)
+                updateOutput(self, BAD_MICS, out, Set.STREAM_CLOSED)
 
     def _sessionUpdate(self, book, volIds, final=False):
         """Rates, PNG, bad micrographs and running ranking, at most every SESSION_SECONDS."""
@@ -191,8 +191,8 @@ class CompareReprojectionsSession:
             out = self._openBadMics()
             for mic in mics:
                 out.append(mic)
-            self._updateOutputSet(BAD_MICS, out, Set.STREAM_CLOSED if final
-                                  else Set.STREAM_OPEN)
+            updateOutput(self, BAD_MICS, out, Set.STREAM_CLOSED if final
+                         else Set.STREAM_OPEN)
             book.badOut.update(m.getObjId() for m in mics)
         if final:  # bad, but not in the micrographs input when it closed
             lost = sorted(set(new) - book.badOut)

@@ -1,6 +1,8 @@
 """Output sets that a streaming protocol grows batch by batch and closes at the end."""
 
 import os
+import sqlite3
+from contextlib import closing
 
 import pyworkflow.protocol.constants as pwcts
 from pyworkflow.object import Set
@@ -8,6 +10,37 @@ from pyworkflow.object import Set
 
 def _hasData(fn):
     return os.path.exists(fn) and os.path.getsize(fn) > 0
+
+
+def usableSqlite(fn):
+    """Whether ``fn`` holds a non-empty set; a file without items is removed (a kill
+    left it half made, or it was closed empty): the next items make it again.
+
+    Opening it first rolls back a hot journal, as sqlite does on the next read.
+    """
+    if not _hasData(fn):
+        return False
+    with closing(sqlite3.connect(fn)) as db:
+        ok = db.execute("SELECT count(*) FROM sqlite_master WHERE type='table' "
+                        "AND name='Objects'").fetchone()[0] > 0
+        ok = ok and db.execute("SELECT count(*) FROM Objects").fetchone()[0] > 0
+    if not ok:
+        os.remove(fn)
+    return ok
+
+
+def updateOutput(protocol, outName, outSet, state):
+    """Store output ``outName`` of ``protocol`` (Scipion's ``_updateOutputSet``).
+
+    pyworkflow makes a set's tables with its first item, so a set closed
+    without items could not be read at all ("no such table"); such a set gets
+    its tables first and reads as empty and closed.
+    """
+    mapper = outSet._mapper
+    if state == Set.STREAM_CLOSED and getattr(mapper, "doCreateTables", False):
+        mapper.db.createTables(outSet.ITEM_TYPE().getObjDict(includeClass=True))
+        mapper.doCreateTables = False
+    protocol._updateOutputSet(outName, outSet, state)
 
 
 class StreamingOutputsMixin:
@@ -44,15 +77,16 @@ class StreamingOutputsMixin:
         outSet, isNew = self._openOutput(outName), not self.hasAttribute(outName)
         for item in items:
             outSet.append(item)
-        self._updateOutputSet(outName, outSet, state)
+        updateOutput(self, outName, outSet, state)
         if isNew:
             self._defineTransformRelation(self._outputParent(), outSet)
 
     def _openOutput(self, outName):
         """Output ``outName`` reopened for appending, or a new open one."""
         fn = self._getPath(self._outputFiles[outName])
+        usable = usableSqlite(fn)
         outSet = self._possibleOutputs[outName](filename=fn)
-        if _hasData(fn):
+        if usable:
             outSet.loadAllProperties()
             outSet.enableAppend()
         else:

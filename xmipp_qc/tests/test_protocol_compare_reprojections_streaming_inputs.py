@@ -198,6 +198,10 @@ class TestCompareReprojectionsStreamingInputs(BaseTest):
         _, out = self.output(prot)
         self.assertEqual(out.getSize(), 0)
         self.assertTrue(out.isStreamClosed())
+        again = type(out)(filename=out.getFileName())  # as a downstream run reads it
+        again.loadAllProperties()
+        self.assertEqual((again.getSize(), again.getIdSet(), again.isStreamClosed()),
+                         (0, set(), True))
         self.assertIn("The images closed without any item: nothing was compared; the "
                       "outputs are empty.", prot.summary())
         closed = self.newProtocol(XmippQcProtCompareReprojections, doRanking=False)

@@ -255,6 +255,10 @@ class TestMovieConsensusStreamingInputs(BaseTest):
         self.assertEqual((empty.outputMovies.getSize(), empty.outputMoviesDiscarded.getSize()),
                          (0, 0))
         self.assertClosed(empty, OUTPUTS[:2])
+        for name in OUTPUTS[:2]:  # read as a downstream run reads it
+            again = SetOfMovies(filename=getattr(empty, name).getFileName())
+            again.loadAllProperties()
+            self.assertEqual((again.getIdSet(), again.isStreamClosed()), (set(), True), name)
         self.assertFalse(empty.hasAttribute("outputMicrographs"))
         summary = "\n".join(empty.summary())
         self.assertIn("No movie decided yet.", summary)
