@@ -1,8 +1,9 @@
-"""Pass 2 of the residual analysis: set statistics, covariance divergence, outlier flags.
+"""Pass 2 of the residual analysis: set statistics, outlier flags.
 
 Works on the concatenated per-image summaries of
 :func:`xmipp_qc.core.residuals.summarize_chunk` alone, so a set of any size is
-scored without holding its images or residuals. Scores that are NaN for invalid
+scored without holding its images or residuals (the residual covariances'
+divergence is :mod:`xmipp_qc.core.spd_divergence`). Scores that are NaN for invalid
 images never enter a median, mean, standard deviation or centroid.
 """
 
@@ -24,8 +25,6 @@ __all__ = [
     "OUTLIER_COMPONENTS",
     "OUTLIER_THRESHOLD",
     "SetStatistics",
-    "jbld",
-    "jbld_centroid",
     "combined_location_scale",
     "half_sample_mode",
     "mode_location_scale",
@@ -240,62 +239,6 @@ def robust_z(values: ArrayLike, valid: ArrayLike | None = None) -> NDArray[np.fl
     x = np.asarray(values, dtype=np.float64)
     med, scale = robust_location_scale(x, valid)
     return (x - med) / scale
-
-
-def jbld(x: ArrayLike, y: ArrayLike) -> NDArray[np.float64]:
-    """Jensen-Bregman LogDet divergence of SPD matrices (Cherian et al., TPAMI 2013).
-
-    ``J(X, Y) = log det((X + Y) / 2) - (log det X + log det Y) / 2`` >= 0, zero
-    iff ``X = Y``; computed with ``slogdet`` in float64.
-
-    Parameters
-    ----------
-    x, y : array_like, shape (..., d, d)
-        Symmetric positive definite matrices (broadcast against each other).
-
-    Returns
-    -------
-    ndarray, shape (...)
-    """
-    a = np.asarray(x, dtype=np.float64)
-    b = np.asarray(y, dtype=np.float64)
-    _, ld_m = np.linalg.slogdet(0.5 * (a + b))
-    _, ld_a = np.linalg.slogdet(a)
-    _, ld_b = np.linalg.slogdet(b)
-    return ld_m - 0.5 * (ld_a + ld_b)
-
-
-def jbld_centroid(covariances: ArrayLike, n_iter: int = 100, tol: float = 1e-10) -> NDArray:
-    """JBLD centroid of SPD matrices by the fixed point of Cherian et al. (2013, eq. 25).
-
-    ``C <- [mean_k ((R_k + C) / 2)^-1]^-1``, started from the arithmetic mean
-    (Xmipp starts from the identity and stops after 10 iterations).
-
-    Parameters
-    ----------
-    covariances : array_like, shape (K, d, d)
-        SPD matrices, K >= 1.
-    n_iter : int
-        Maximum number of iterations.
-    tol : float
-        Stop when the relative Frobenius change is below ``tol``.
-
-    Returns
-    -------
-    ndarray, shape (d, d), float64
-    """
-    r = np.asarray(covariances, dtype=np.float64)
-    if r.ndim != 3 or len(r) == 0 or r.shape[1] != r.shape[2]:
-        raise ValueError(f"covariances must be a non-empty (K, d, d) stack, got {r.shape}")
-    c = r.mean(axis=0)
-    for _ in range(n_iter):
-        new = np.linalg.inv(np.linalg.inv(0.5 * (r + c)).mean(axis=0))
-        new = 0.5 * (new + new.T)
-        done = np.linalg.norm(new - c) <= tol * np.linalg.norm(c)
-        c = new
-        if done:
-            break
-    return c
 
 
 @dataclass(frozen=True)

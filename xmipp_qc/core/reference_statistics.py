@@ -29,13 +29,12 @@ from xmipp_qc.core.outliers import (
     OUTLIER_THRESHOLD,
     SetStatistics,
     combined_location_scale,
-    jbld,
-    jbld_centroid,
     robust_location_scale,
     set_reasons,
 )
 from xmipp_qc.core.reasons import OUTLIER
 from xmipp_qc.core.residuals import ChunkSummary
+from xmipp_qc.core.spd_divergence import jbld, jbld_centroid
 
 __all__ = ["part_name", "reference_statistics", "score_with_reference"]
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xmipp_qc.core.outliers import (
-    jbld,
-    jbld_centroid,
-    robust_z,
-    set_statistics,
-)
+from xmipp_qc.core import spd_divergence
+from xmipp_qc.core.outliers import robust_z, set_statistics
 from xmipp_qc.core.ranking import roc_auc
 from xmipp_qc.core.residuals import ChunkSummary, summarize_chunk
+from xmipp_qc.core.spd_divergence import jbld, jbld_centroid
 
 
 def test_jbld_known_answers():
@@ -28,6 +25,19 @@ def test_jbld_known_answers():
     b = a[::-1]
     np.testing.assert_allclose(jbld(a, b), jbld(b, a))
     assert np.all(jbld(a, b)[[0, 1, 3, 4]] > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocks_give_the_same_divergence_and_centroid(monkeypatch, dtype):
+    """A stack longer than a block (K = 10 blocks of 7 + 3) gives what one block gives."""
+    rng = np.random.default_rng(5)
+    g = rng.normal(size=(73, 9, 12))
+    covs = (g @ g.transpose(0, 2, 1) / 12 + 0.1 * np.eye(9)).astype(dtype)
+    whole_c, whole_j = jbld_centroid(covs), jbld(covs, np.eye(9))
+    monkeypatch.setattr(spd_divergence, "BLOCK", 7)
+    np.testing.assert_allclose(jbld_centroid(covs), whole_c, rtol=1e-10)
+    np.testing.assert_allclose(jbld(covs, np.eye(9)), whole_j, rtol=1e-12)
+    assert jbld(covs, whole_c).shape == (73,)
 
 
 def test_jbld_centroid_fixed_points():
