@@ -313,8 +313,10 @@ def cliMode(args):
 
 
 def stepTable(prot, samples):
-    """Per step kind: summed seconds, count, peak RSS sampled while one ran."""
-    table = defaultdict(lambda: {"seconds": 0.0, "count": 0, "peak_mb": 0.0})
+    """Per step kind: summed seconds, count, peak RSS sampled while one ran, and the RSS
+    when the first one started (what the earlier steps left)."""
+    table = defaultdict(lambda: {"seconds": 0.0, "count": 0, "peak_mb": 0.0,
+                                 "start_mb": float("nan")})
     for step in prot.loadSteps():
         name = step.funcName.get()
         if not step.initTime.hasValue() or not step.endTime.hasValue():
@@ -325,6 +327,8 @@ def stepTable(prot, samples):
         row["count"] += 1
         inside = [rss for t, rss in samples if t1 <= t <= t2]
         row["peak_mb"] = max([row["peak_mb"], *inside])
+        if row["count"] == 1 and inside:
+            row["start_mb"] = inside[0]
     return dict(table)
 
 

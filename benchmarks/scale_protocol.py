@@ -96,13 +96,14 @@ def protocolRows(root, stars, ps, args, report):
         rows.append((n, r))
         log(f"protocol {n}: wall {r['wall']:.1f} s, peak {r['peak_mb']:.0f} MB, "
             f"disk {r['disk_gb']:.2f} GB")
-        log(f"{'step':<20}{'steps':>6}{'seconds':>10}{'images/s':>10}{'peak MB':>9}")
+        log(f"{'step':<20}{'steps':>6}{'seconds':>10}{'images/s':>10}{'peak MB':>9}"
+            f"{'start MB':>10}")
         for kind in STEPS:
             c = r["steps"].get(kind)
             if c:
                 rate = n / c["seconds"] if c["seconds"] > 0 else float("nan")
                 log(f"{kind:<20}{c['count']:>6}{c['seconds']:>10.1f}{rate:>10.1f}"
-                    f"{c['peak_mb']:>9.0f}")
+                    f"{c['peak_mb']:>9.0f}{c['start_mb']:>10.0f}")
         project.deleteProtocol(r.pop("prot"))  # its extra/ folder: disk for the next size
     report("protocol, numberOfThreads 3 (2 chunk threads), CTF, default chunk size, "
            f"output stacks {args.output_stacks or 'default'}", rows)

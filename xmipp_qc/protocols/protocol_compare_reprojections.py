@@ -46,6 +46,7 @@ from xmipp_qc.core import option_checks as check
 from xmipp_qc.core.working_grid import to_working_grid
 from xmipp_qc.formats.json_files import write_json
 from xmipp_qc.formats.mrc import StackWriter, write_volume
+from xmipp_qc.native_memory import release_memory
 from xmipp_qc.native_threads import blas_threads, limit_blas_threads
 from xmipp_qc.protocols.compare_reprojections_ctf import (
     CTF_MICS,
@@ -242,6 +243,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         self._writeJson("outputs.json", {vid: outputName(vid)
                                          for vid, _ in self._iterCandidates()})
         self._writeRunFolder(meta, pixel, workPixel, acquisition)
+        del meta
+        release_memory()  # the chunk threads start from what the whole-set steps leave
 
     def _writeRunFolder(self, meta, pixel, workPixel, acquisition):
         """run.json and one input file per chunk for the chunk worker (compare_run)."""
@@ -292,6 +295,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
                 out.write(np.arange(start, start + len(block)), to_working_grid(
                     block, pixel, int(workBox), workPixel, ndim=2)[0])
         self._downSampleVolumes(workBox, workPixel)
+        del locations
+        release_memory()
 
     def _downSampleVolumes(self, workBox, workPixel):
         for vid, vol in self._iterCandidates():
@@ -317,6 +322,8 @@ class XmippQcProtCompareReprojections(CompareReprojectionsQueue, CompareReprojec
         if self._outputStacks() == "flagged":
             self._saveSelectedImages(volId, scores)
         self._savePlots(volId, scores)
+        del results, scores
+        release_memory()
 
     def createOutputStep(self):
         for vid, _ in self._iterCandidates():
