@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 
 __all__ = ["release_memory"]
 
-_LIBC = None
 
-
+@functools.cache
 def _libc():
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _LIBC = ctypes.CDLL(name) if name else False
-        except OSError:
-            _LIBC = False
-    return _LIBC
+    """Load the C library once; None when it cannot be loaded."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
 
 
 def release_memory() -> None:
